@@ -1,0 +1,7 @@
+"""Ledger HTTP API: assets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+controllers: list[Any] = []

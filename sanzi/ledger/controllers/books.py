@@ -1,0 +1,7 @@
+"""Ledger HTTP API: books."""
+
+from __future__ import annotations
+
+from typing import Any
+
+controllers: list[Any] = []

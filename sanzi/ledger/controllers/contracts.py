@@ -1,0 +1,7 @@
+"""Ledger HTTP API: contracts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+controllers: list[Any] = []

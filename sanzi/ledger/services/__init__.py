@@ -1,0 +1,1 @@
+"""Ledger services: every write of the books, the asset registry and contracts happens here."""

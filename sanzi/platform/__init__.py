@@ -1,0 +1,1 @@
+"""Platform: app factory, settings, database, auth and roles, geography, CLI."""

@@ -1,0 +1,234 @@
+"""Authentication and access: argon2 passwords, bearer tokens for /api, cookie sessions for pages,
+a fail-closed guard that reads every route's declared access, and login throttling."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from sanzi.platform.models import ApiToken, Role, User
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+API_PREFIX = "/api"
+SESSION_USER_KEY = "uid"
+
+# ---- who may call a route -------------------------------------------------------------------------------
+#
+# Every route handler states its access in ``opt["access"]``: "public", "authenticated", or a tuple of roles.
+# ``access_guard`` is installed on the whole app and refuses any handler that does not say (fail closed).
+
+PUBLIC = {"access": "public"}
+AUTHENTICATED = {"access": "authenticated"}
+
+
+def roles(*allowed: Role) -> dict[str, Any]:
+    """``opt`` for a route callable only by these roles."""
+    return {"access": tuple(role.value for role in allowed)}
+
+
+def declared_access(handler: BaseRouteHandler) -> str | tuple[str, ...] | None:
+    return handler.opt.get("access")
+
+
+def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    access = declared_access(handler)
+    if access is None:
+        if handler.opt.get("litestar_openapi") or connection.scope["path"].startswith("/schema"):
+            return
+        raise PermissionDeniedException("route declares no access")
+    if access == "public":
+        return
+    user: User | None = connection.scope.get("user")
+    if user is None:
+        raise NotAuthorizedException("authentication required")
+    if access == "authenticated":
+        return
+    if user.role not in access:
+        raise PermissionDeniedException(f"role {user.role} may not call this route")
+
+
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+    return connection.scope.get("user")
+
+
+# ---- passwords and tokens -------------------------------------------------------------------------------
+
+
+class Passwords:
+    """argon2id hashing; cheaper parameters only in the test environment."""
+
+    def __init__(self, cheap: bool = False) -> None:
+        self._hasher = (
+            PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1) if cheap else PasswordHasher()
+        )
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "sz_" + secrets.token_urlsafe(32)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def issue_token(session: Any, user: User, days: int) -> str:
+    token = new_token()
+    now = utcnow()
+    session.add(
+        ApiToken(user_id=user.id, token_hash=hash_token(token), created_at=now, expires_at=now + timedelta(days=days))
+    )
+    await session.flush()
+    return token
+
+
+# ---- middleware -----------------------------------------------------------------------------------------
+
+
+class AuthenticationMiddleware(ASGIMiddleware):
+    """Puts the caller (or None) in ``scope["user"]``: a bearer token on /api, the session cookie elsewhere."""
+
+    scopes = ("http", "websocket")  # type: ignore[assignment]
+
+    def __init__(self, session_maker: async_sessionmaker[Any]) -> None:
+        self.session_maker = session_maker
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        scope["user"] = None  # type: ignore[typeddict-unknown-key]
+        path: str = scope["path"]
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            header = _header(scope, b"authorization")
+            if header:
+                scheme, _, token = header.partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    raise NotAuthorizedException("expected 'Authorization: Bearer <token>'")
+                user = await self._user_for_token(token.strip())
+                if user is None:
+                    raise NotAuthorizedException("invalid or expired token")
+                scope["user"] = user  # type: ignore[typeddict-unknown-key]
+                scope["auth"] = hash_token(token.strip())  # type: ignore[typeddict-unknown-key]
+        else:
+            session = scope.get("session") or {}
+            user_id = session.get(SESSION_USER_KEY) if isinstance(session, dict) else None
+            if user_id is not None:
+                scope["user"] = await self._user_by_id(int(user_id))  # type: ignore[typeddict-unknown-key]
+        await next_app(scope, receive, send)
+
+    async def _user_for_token(self, token: str) -> User | None:
+        async with self.session_maker() as session:
+            row = await session.scalar(
+                select(ApiToken).where(
+                    ApiToken.token_hash == hash_token(token),
+                    ApiToken.revoked_at.is_(None),
+                    ApiToken.expires_at > utcnow(),
+                )
+            )
+            if row is None or not row.user.is_active:
+                return None
+            session.expunge(row.user)
+            return row.user
+
+    async def _user_by_id(self, user_id: int) -> User | None:
+        async with self.session_maker() as session:
+            user = await session.get(User, user_id)
+            if user is None or not user.is_active:
+                return None
+            session.expunge(user)
+            return user
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+# ---- login throttling -----------------------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """Counts failed logins per account and per client address in a fixed window.
+
+    With Redis the counters are shared by every worker (INCR + EXPIRE in one transaction); without it they
+    live in this process, which is right for the single-process laptop set-up.
+    """
+
+    def __init__(self, per_account: int, per_address: int, window_seconds: int, redis: Redis | None = None):
+        self.limits = {"account": per_account, "address": per_address}
+        self.window = window_seconds
+        self.redis = redis
+        self._local: dict[str, tuple[int, float]] = {}
+        self._lock = asyncio.Lock()
+
+    def _keys(self, username: str, address: str) -> Iterable[tuple[str, str]]:
+        return (("account", f"sanzi:login:acct:{username.lower()}"), ("address", f"sanzi:login:addr:{address}"))
+
+    async def retry_after(self, username: str, address: str) -> int | None:
+        """Seconds to wait if either counter is over its limit, else None."""
+        for kind, key in self._keys(username, address):
+            count, ttl = await self._get(key)
+            if count >= self.limits[kind]:
+                return max(ttl, 1)
+        return None
+
+    async def failed(self, username: str, address: str) -> None:
+        for _, key in self._keys(username, address):
+            await self._incr(key)
+
+    async def succeeded(self, username: str) -> None:
+        key = f"sanzi:login:acct:{username.lower()}"
+        if self.redis is not None:
+            await self.redis.delete(key)
+        else:
+            self._local.pop(key, None)
+
+    async def _get(self, key: str) -> tuple[int, int]:
+        if self.redis is not None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                value, ttl = await pipe.get(key).ttl(key).execute()
+            return int(value or 0), int(ttl if ttl and ttl > 0 else self.window)
+        count, expires = self._local.get(key, (0, 0.0))
+        now = time.monotonic()
+        return (0, self.window) if expires <= now else (count, int(expires - now))
+
+    async def _incr(self, key: str) -> None:
+        if self.redis is not None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.incr(key).expire(key, self.window, nx=True).execute()
+            return
+        async with self._lock:
+            now = time.monotonic()
+            count, expires = self._local.get(key, (0, 0.0))
+            if expires <= now:
+                count, expires = 0, now + self.window
+            self._local[key] = (count + 1, expires)

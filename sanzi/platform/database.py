@@ -1,0 +1,124 @@
+"""Database engine, sessions and schema migrations (Alembic is the only way the schema is made)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from advanced_alchemy.base import orm_registry
+from advanced_alchemy.extensions.litestar import (
+    AlembicAsyncConfig,
+    AsyncSessionConfig,
+    EngineConfig,
+    SQLAlchemyAsyncConfig,
+)
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from sanzi.platform.settings import PROJECT_ROOT, Settings, get_settings
+
+metadata = orm_registry.metadata
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+def import_all_models() -> None:
+    """Import every domain's models so the metadata is complete (for Alembic and mappers)."""
+    import sanzi.ledger.models  # noqa: F401
+    import sanzi.platform.models  # noqa: F401
+
+
+def _prepare_sqlite(engine: AsyncEngine) -> None:
+    """Make SQLite behave: foreign keys on, WAL, a busy timeout, and real (savepoint-capable) transactions.
+
+    pysqlite/aiosqlite issue BEGIN lazily and break SAVEPOINT; the SQLAlchemy-documented recipe is to turn
+    the driver's own transaction handling off and emit BEGIN ourselves.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def create_engine(settings: Settings | None = None, **kwargs: Any) -> AsyncEngine:
+    settings = settings or get_settings()
+    url = settings.database_url
+    if settings.is_sqlite:
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=settings.echo_sql, **kwargs)
+        _prepare_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, echo=settings.echo_sql, **kwargs)
+
+
+def sqlalchemy_config(
+    settings: Settings, engine: AsyncEngine | None = None, session_maker: Any | None = None
+) -> SQLAlchemyAsyncConfig:
+    """The advanced-alchemy plugin config: one session per request, committed when the response is 2xx/3xx."""
+    return SQLAlchemyAsyncConfig(
+        engine_instance=engine or create_engine(settings),
+        session_maker=session_maker,
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        engine_config=EngineConfig(),
+        before_send_handler="autocommit",
+        session_dependency_key="db_session",
+        create_all=False,
+        alembic_config=AlembicAsyncConfig(
+            script_config=str(ALEMBIC_INI),
+            script_location=str(MIGRATIONS_DIR),
+            version_table_name="alembic_version",
+            render_as_batch=True,
+        ),
+    )
+
+
+@asynccontextmanager
+async def session_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session for commands: committed on success, rolled back on error."""
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def alembic_config(database_url: str | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if database_url:
+        config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str | None = None, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str | None = None, revision: str = "base") -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(database_url), revision)

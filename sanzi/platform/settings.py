@@ -1,0 +1,75 @@
+"""Settings read from environment variables (pydantic-settings), with development defaults under var/."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+VAR_DIR = PROJECT_ROOT / "var"
+
+
+def _default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{VAR_DIR / 'sanzi.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; names are the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = Field(default="development", alias="SANZI_ENV")
+    database_url: str = Field(default_factory=_default_database_url, alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    secret_key: str | None = Field(default=None, alias="SECRET_KEY")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    time_zone: str = Field(default="Asia/Shanghai", alias="TIME_ZONE")
+    host: str = Field(default="127.0.0.1", alias="HOST")
+    port: int = Field(default=8000, alias="PORT")
+    var_dir: Path = Field(default=VAR_DIR, alias="SANZI_VAR_DIR")
+    echo_sql: bool = Field(default=False, alias="SANZI_ECHO_SQL")
+    #: login throttling: failures allowed per window, per account and per client address
+    login_failures_per_account: int = Field(default=5, alias="SANZI_LOGIN_FAILURES_PER_ACCOUNT")
+    login_failures_per_address: int = Field(default=20, alias="SANZI_LOGIN_FAILURES_PER_ADDRESS")
+    login_window_seconds: int = Field(default=900, alias="SANZI_LOGIN_WINDOW_SECONDS")
+    api_token_days: int = Field(default=30, alias="SANZI_API_TOKEN_DAYS")
+
+    @model_validator(mode="after")
+    def _require_secret_in_production(self) -> "Settings":
+        if self.environment == "production" and not self.secret_key:
+            raise ValueError("SECRET_KEY must be set when SANZI_ENV=production")
+        if self.database_url.startswith("postgresql://"):
+            self.database_url = "postgresql+asyncpg://" + self.database_url.removeprefix("postgresql://")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or in development one generated once and kept in var/secret_key."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.var_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
