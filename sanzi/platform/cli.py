@@ -78,8 +78,46 @@ def geography_import(file: Path | None) -> None:
     )
 
 
+@click.group(name="demo", help="演示数据 / demo data for a laptop")
+def demo_group() -> None:
+    pass
+
+
+@demo_group.command("load", help="Load the small demo data set (idempotent) and print one login per role.")
+def demo_load() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sanzi.platform.auth import Passwords
+    from sanzi.platform.database import create_engine, session_scope
+    from sanzi.platform.demo import DEMO_LOGINS, DEMO_PASSWORD, load_demo_users
+    from sanzi.platform.settings import get_settings
+
+    settings = get_settings()
+    if settings.environment == "production":
+        fail("demo data is refused in production (SANZI_ENV=production)")
+
+    async def load() -> int:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(engine) as session:
+                return await load_demo_users(session, Passwords(cheap=settings.environment == "test"))
+        finally:
+            await engine.dispose()
+
+    created = run_async(load)
+    table = Table(title=f"演示账号 / demo logins (password: {DEMO_PASSWORD})")
+    for column in ("username", "role", "name", "scope"):
+        table.add_column(column)
+    for login in DEMO_LOGINS:
+        table.add_row(login.username, login.role.value, login.display_name, login.scope)
+    console = Console()
+    console.print(table)
+    console.print(f"{created} demo users created ({len(DEMO_LOGINS) - created} already present)")
+
+
 def _platform_groups() -> list[click.Group]:
-    return [geography_group]
+    return [geography_group, demo_group]
 
 
 def _ledger_groups() -> list[click.Group]:
