@@ -17,11 +17,13 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Empty, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sanzi.platform.models import ApiToken, Role, User
+from sanzi.platform.problems import DomainError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -71,6 +73,24 @@ def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
 # ---- passwords and tokens -------------------------------------------------------------------------------
 
 
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 128
+
+
+def check_password_policy(password: str, username: str | None = None, field: str = "password") -> None:
+    """The minimum policy: at least 8 characters, not all digits, not the username (a 422 naming the field)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise DomainError(
+            f"密码至少需要 {MIN_PASSWORD_LENGTH} 个字符",
+            f"a password needs at least {MIN_PASSWORD_LENGTH} characters",
+            field=field,
+        )
+    if password.isdigit():
+        raise DomainError("密码不能全部是数字", "a password must not consist of digits only", field=field)
+    if username and password.lower() == username.lower():
+        raise DomainError("密码不能与用户名相同", "a password must differ from the username", field=field)
+
+
 class Passwords:
     """argon2id hashing; cheaper parameters only in the test environment."""
 
@@ -78,6 +98,7 @@ class Passwords:
         self._hasher = (
             PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1) if cheap else PasswordHasher()
         )
+        self._dummy_hash: str | None = None
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -87,6 +108,19 @@ class Passwords:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
+
+    def verify_nobody(self, password: str) -> bool:
+        """Spend the time of a real verification for an unknown username, so timing does not tell it apart."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hash(secrets.token_urlsafe(16))
+        self.verify(self._dummy_hash, password)
+        return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True
 
 
 def hash_token(token: str) -> str:
@@ -102,6 +136,7 @@ def utcnow() -> datetime:
 
 
 async def issue_token(session: Any, user: User, days: int) -> str:
+    """A new bearer token for the user, valid for ``days``; only its SHA-256 is stored."""
     token = new_token()
     now = utcnow()
     session.add(
@@ -109,6 +144,94 @@ async def issue_token(session: Any, user: User, days: int) -> str:
     )
     await session.flush()
     return token
+
+
+async def revoke_tokens(
+    session: Any, user_id: int, token_hash: str | None = None, keep: str | None = None
+) -> int:
+    """Revoke one token of the user (by its hash) or all of them but ``keep``; returns how many."""
+    query = select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    if token_hash is not None:
+        query = query.where(ApiToken.token_hash == token_hash)
+    if keep is not None:
+        query = query.where(ApiToken.token_hash != keep)
+    rows = list(await session.scalars(query))
+    now = utcnow()
+    for row in rows:
+        row.revoked_at = now
+    await session.flush()
+    return len(rows)
+
+
+def current_token_hash(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The SHA-256 of the bearer token the current /api request was authenticated with."""
+    return connection.scope.get("auth")  # type: ignore[return-value]
+
+
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The peer address as the ASGI server reports it (a proxy must be configured to pass the real one)."""
+    client = connection.client
+    return client.host if client and client.host else "unknown"
+
+
+def start_session(connection: ASGIConnection[Any, Any, Any, Any], user: User, cookie_key: str = "session") -> None:
+    """Log the user in on a fresh session id, so an id planted before login never carries the login."""
+    # the session middleware reads the id from the parsed cookies (one dict shared through the scope state) and
+    # from the state's session_id; without both, it generates a new id when it stores the session
+    connection.cookies.pop(cookie_key, None)
+    ScopeState.from_scope(connection.scope).session_id = Empty
+    connection.set_session({SESSION_USER_KEY: user.id})
+
+
+# ---- login ----------------------------------------------------------------------------------------------
+
+
+class LoginThrottled(DomainError):
+    """Too many failed logins for this account or from this address; carries the seconds to wait."""
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = max(1, -(-retry_after // 60))
+        super().__init__(
+            f"登录失败次数过多，请 {minutes} 分钟后再试",
+            f"too many failed logins; try again in {retry_after} seconds",
+            status_code=429,
+            code="login_throttled",
+            extra={"retry_after": retry_after},
+        )
+        self.retry_after = retry_after
+
+
+class BadCredentials(DomainError):
+    """The same refusal whether or not the username exists."""
+
+    def __init__(self) -> None:
+        super().__init__("用户名或密码错误", "wrong username or password", status_code=401, code="bad_credentials")
+
+
+async def authenticate(
+    session: Any, passwords: Passwords, throttle: LoginThrottle, username: str, password: str, address: str
+) -> User:
+    """The active user with this username and password, counting failures per account and per address.
+
+    Refuses with :class:`LoginThrottled` before checking anything once either counter is over its limit,
+    and with :class:`BadCredentials` for an unknown user, a wrong password or a deactivated account.
+    """
+    username = username.strip().lower()
+    wait = await throttle.retry_after(username, address)
+    if wait is not None:
+        raise LoginThrottled(wait)
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        passwords.verify_nobody(password)
+    if user is None or not passwords.verify(user.password_hash, password) or not user.is_active:
+        await throttle.failed(username, address)
+        raise BadCredentials()
+    await throttle.succeeded(username)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(password)
+    user.last_login_at = utcnow()
+    await session.flush()
+    return user
 
 
 # ---- middleware -----------------------------------------------------------------------------------------
