@@ -1,0 +1,696 @@
+"""The books: posting chained journal entries, reversals, reports, chain verification and published roots.
+
+Every posting of a collective is serialised by the database itself: its first statement is
+``UPDATE collective SET chain_length = chain_length + 1 ... RETURNING chain_length, chain_head``, which takes the
+collective's row lock on PostgreSQL and the write lock on SQLite until the transaction ends. Each posting runs
+inside a savepoint, so a refused posting leaves nothing behind even when the caller goes on to commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, and_, case, cast, exists, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
+
+from sanzi.ledger import chain
+from sanzi.ledger.models import Account, JournalEntry, JournalLine, LedgerRoot, LedgerRootLeaf
+from sanzi.ledger.schemas import books as schemas
+from sanzi.platform.models import Collective, User
+from sanzi.platform.problems import Conflict, DomainError, NotFound
+from sanzi.platform.settings import get_settings
+
+
+def request_hash(data: schemas.EntryCreate) -> str:
+    """SHA-256 of the validated request body (amounts in fen, keys sorted, the client key left out)."""
+    body = data.model_dump(mode="json", exclude={"client_key"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _total(expression: Any) -> Any:
+    """SUM as an integer on every backend (PostgreSQL's SUM(bigint) is numeric)."""
+    return cast(func.coalesce(func.sum(expression), 0), BigInteger)
+
+
+@dataclass(frozen=True)
+class _PostingLine:
+    account_id: int
+    account_code: str
+    debit_fen: int
+    credit_fen: int
+    memo: str | None
+
+
+class _AlreadyPosted(Exception):
+    """Raised inside the posting savepoint when a concurrent request with the same client key got there first."""
+
+    def __init__(self, entry_id: int) -> None:
+        self.entry_id = entry_id
+
+
+class BooksService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # ---- chart of accounts -------------------------------------------------------------------------------
+
+    async def accounts(self, collective: Collective) -> list[Account]:
+        return list(
+            await self.session.scalars(
+                select(Account).where(Account.collective_id == collective.id).order_by(Account.code)
+            )
+        )
+
+    async def account(self, collective: Collective, code: str) -> Account:
+        account = await self.session.scalar(
+            select(Account).where(Account.collective_id == collective.id, Account.code == code)
+        )
+        if account is None:
+            raise NotFound("科目", "account")
+        return account
+
+    # ---- posting -----------------------------------------------------------------------------------------
+
+    async def post_entry(
+        self, collective: Collective, data: schemas.EntryCreate, actor: User | None, *, source: str = "manual"
+    ) -> tuple[JournalEntry, bool]:
+        """Post a balanced entry to the collective's chain; (entry, created). A known client key with the same
+        body answers the first entry (created False); with another body it is a conflict."""
+        body_hash = request_hash(data)
+        try:
+            async with self.session.begin_nested():
+                seq, prev_hash = await self._lock_chain(collective)
+                if data.client_key is not None:
+                    existing = await self.session.scalar(
+                        select(JournalEntry.id).where(
+                            JournalEntry.collective_id == collective.id, JournalEntry.client_key == data.client_key
+                        )
+                    )
+                    if existing is not None:
+                        raise _AlreadyPosted(existing)  # rolls the savepoint (and the chain_length bump) back
+                lines = await self._resolve_lines(collective, data.lines)
+                entry = await self._append(
+                    collective,
+                    seq,
+                    prev_hash,
+                    entry_date=data.entry_date,
+                    memo=data.memo,
+                    counterparty=data.counterparty,
+                    source=source,
+                    client_key=data.client_key,
+                    request_hash=body_hash,
+                    reverses=None,
+                    lines=lines,
+                    actor=actor,
+                )
+        except _AlreadyPosted as already:
+            first = await self.get_entry(already.entry_id)
+            if first.request_hash != body_hash:
+                raise Conflict(
+                    "该幂等键已用于另一张内容不同的凭证",
+                    "this client key was already used for an entry with a different body",
+                    field="client_key",
+                ) from None
+            return first, False
+        return entry, True
+
+    async def reverse_entry(
+        self, collective: Collective, entry: JournalEntry, actor: User | None, data: schemas.ReversalCreate
+    ) -> JournalEntry:
+        """Post the mirror of an entry (debits and credits swapped); an entry can be reversed only once."""
+        if entry.collective_id != collective.id:
+            raise NotFound("凭证", "entry")
+        async with self.session.begin_nested():
+            seq, prev_hash = await self._lock_chain(collective)
+            already = await self.session.scalar(
+                select(JournalEntry.seq).where(JournalEntry.reverses_entry_id == entry.id)
+            )
+            if already is not None:
+                raise Conflict(
+                    f"该凭证已由第 {already} 号凭证冲销", f"this entry was already reversed by entry seq {already}"
+                )
+            lines = [
+                _PostingLine(line.account_id, line.account.code, line.credit_fen, line.debit_fen, line.memo)
+                for line in entry.lines
+            ]
+            memo = data.memo or f"冲销第 {entry.seq} 号凭证：{entry.memo}"[:500]
+            return await self._append(
+                collective,
+                seq,
+                prev_hash,
+                entry_date=data.entry_date or datetime.now(get_settings().zone).date(),
+                memo=memo,
+                counterparty=entry.counterparty,
+                source="reversal",
+                client_key=None,
+                request_hash=None,
+                reverses=entry,
+                lines=lines,
+                actor=actor,
+            )
+
+    async def _lock_chain(self, collective: Collective) -> tuple[int, str]:
+        """Claim the next seq of the collective's chain: the row (PostgreSQL) or write (SQLite) lock is held
+        until the transaction ends, so postings to one collective queue here. Returns (seq, previous head)."""
+        table = Collective.__table__
+        row = (
+            await self.session.execute(
+                update(table)
+                .where(table.c.id == collective.id)
+                .values(chain_length=table.c.chain_length + 1)
+                .returning(table.c.chain_length, table.c.chain_head)
+            )
+        ).one()
+        return row.chain_length, row.chain_head
+
+    async def _resolve_lines(self, collective: Collective, lines: Sequence[schemas.LineIn]) -> list[_PostingLine]:
+        codes = {line.account_code for line in lines}
+        found = {
+            code: (account_id, active)
+            for code, account_id, active in await self.session.execute(
+                select(Account.code, Account.id, Account.is_active).where(
+                    Account.collective_id == collective.id, Account.code.in_(codes)
+                )
+            )
+        }
+        resolved = []
+        for index, line in enumerate(lines):
+            field = f"lines[{index}].account_code"
+            if line.account_code not in found:
+                raise DomainError(
+                    f"科目 {line.account_code} 不在本集体经济组织的账套中",
+                    f"account {line.account_code} is not in this collective's chart of accounts",
+                    field=field,
+                )
+            account_id, active = found[line.account_code]
+            if not active:
+                raise DomainError(
+                    f"科目 {line.account_code} 已停用", f"account {line.account_code} is inactive", field=field
+                )
+            resolved.append(_PostingLine(account_id, line.account_code, line.debit, line.credit, line.memo))
+        return resolved
+
+    async def _append(
+        self,
+        collective: Collective,
+        seq: int,
+        prev_hash: str,
+        *,
+        entry_date: date,
+        memo: str,
+        counterparty: str | None,
+        source: str,
+        client_key: str | None,
+        request_hash: str | None,
+        reverses: JournalEntry | None,
+        lines: list[_PostingLine],
+        actor: User | None,
+    ) -> JournalEntry:
+        """Hash the entry onto the chain, insert it and its lines, move the collective's head."""
+        posted_at = datetime.now(UTC)
+        total_fen = sum(line.debit_fen for line in lines)
+        canonical = chain.CanonicalEntry(
+            village_code=collective.village_code,
+            seq=seq,
+            entry_date=entry_date,
+            memo=memo,
+            counterparty=counterparty,
+            source=source,
+            reverses_seq=reverses.seq if reverses else None,
+            posted_at=posted_at,
+            total_fen=total_fen,
+            lines=tuple(
+                chain.CanonicalLine(no, line.account_code, line.debit_fen, line.credit_fen, line.memo)
+                for no, line in enumerate(lines, start=1)
+            ),
+        )
+        entry_hash = chain.entry_hash(prev_hash, chain.canonical_bytes(canonical))
+        entry_id = await self.session.scalar(
+            insert(JournalEntry.__table__)
+            .values(
+                collective_id=collective.id,
+                seq=seq,
+                entry_date=entry_date,
+                memo=memo,
+                counterparty=counterparty,
+                source=source,
+                client_key=client_key,
+                request_hash=request_hash,
+                reverses_entry_id=reverses.id if reverses else None,
+                total_fen=total_fen,
+                posted_by_id=actor.id if actor else None,
+                posted_at=posted_at,
+                prev_hash=prev_hash,
+                hash=entry_hash,
+            )
+            .returning(JournalEntry.__table__.c.id)
+        )
+        await self.session.execute(
+            insert(JournalLine.__table__),
+            [
+                {
+                    "entry_id": entry_id,
+                    "line_no": no,
+                    "account_id": line.account_id,
+                    "debit_fen": line.debit_fen,
+                    "credit_fen": line.credit_fen,
+                    "memo": line.memo,
+                }
+                for no, line in enumerate(lines, start=1)
+            ],
+        )
+        table = Collective.__table__
+        await self.session.execute(update(table).where(table.c.id == collective.id).values(chain_head=entry_hash))
+        set_committed_value(collective, "chain_length", seq)
+        set_committed_value(collective, "chain_head", entry_hash)
+        return await self.get_entry(entry_id)
+
+    # ---- reading entries ---------------------------------------------------------------------------------
+
+    async def get_entry(self, entry_id: int) -> JournalEntry:
+        entry = await self.session.scalar(
+            select(JournalEntry).where(JournalEntry.id == entry_id).execution_options(populate_existing=True)
+        )
+        if entry is None:
+            raise NotFound("凭证", "entry")
+        return entry
+
+    async def village_code_of(self, entry: JournalEntry) -> str:
+        return (await self.session.scalar(select(Collective.village_code).where(Collective.id == entry.collective_id)))  # type: ignore[return-value]
+
+    async def collective_of(self, entry: JournalEntry) -> Collective:
+        return (await self.session.scalar(select(Collective).where(Collective.id == entry.collective_id)))  # type: ignore[return-value]
+
+    async def entries(
+        self,
+        collective: Collective,
+        *,
+        date_from: date | None,
+        date_to: date | None,
+        account_code: str | None,
+        page: int,
+        page_size: int,
+    ) -> tuple[list[JournalEntry], int]:
+        """A page of the collective's entries, newest first, optionally within dates and touching one account."""
+        conditions: list[Any] = [JournalEntry.collective_id == collective.id]
+        if date_from:
+            conditions.append(JournalEntry.entry_date >= date_from)
+        if date_to:
+            conditions.append(JournalEntry.entry_date <= date_to)
+        if account_code:
+            conditions.append(
+                exists()
+                .where(JournalLine.entry_id == JournalEntry.id, Account.id == JournalLine.account_id)
+                .where(Account.code == account_code)
+            )
+        total = await self.session.scalar(select(func.count()).select_from(JournalEntry).where(*conditions)) or 0
+        rows = await self.session.scalars(
+            select(JournalEntry)
+            .where(*conditions)
+            .order_by(JournalEntry.seq.desc())
+            .offset((page - 1) * page_size)
+            .limit(page_size)
+        )
+        return list(rows), total
+
+    async def entries_out(self, entries: Sequence[JournalEntry], village_code: str) -> list[schemas.Entry]:
+        ids = [entry.id for entry in entries]
+        reversed_by: dict[int, int] = {}
+        if ids:
+            result = await self.session.execute(
+                select(JournalEntry.reverses_entry_id, JournalEntry.id).where(JournalEntry.reverses_entry_id.in_(ids))
+            )
+            reversed_by = {reversed_id: reversal_id for reversed_id, reversal_id in result}
+        return [
+            schemas.Entry(
+                id=entry.id,
+                village_code=village_code,
+                seq=entry.seq,
+                entry_date=entry.entry_date,
+                memo=entry.memo,
+                counterparty=entry.counterparty,
+                source=entry.source,
+                client_key=entry.client_key,
+                reverses_entry_id=entry.reverses_entry_id,
+                reversed_by_entry_id=reversed_by.get(entry.id),
+                total=entry.total_fen,
+                posted_by_id=entry.posted_by_id,
+                posted_at=entry.posted_at,
+                prev_hash=entry.prev_hash,
+                hash=entry.hash,
+                lines=[
+                    schemas.Line(
+                        line_no=line.line_no,
+                        account_code=line.account.code,
+                        account_name=line.account.name,
+                        debit=line.debit_fen,
+                        credit=line.credit_fen,
+                        memo=line.memo,
+                    )
+                    for line in entry.lines
+                ],
+            )
+            for entry in entries
+        ]
+
+    # ---- reports (SQL aggregates) ------------------------------------------------------------------------
+
+    def _line_totals(self, collective: Collective, *conditions: Any) -> Any:
+        """Debit and credit totals per account of the collective's lines whose entries meet the conditions."""
+        return (
+            select(
+                JournalLine.account_id,
+                _total(JournalLine.debit_fen).label("debit"),
+                _total(JournalLine.credit_fen).label("credit"),
+            )
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalEntry.collective_id == collective.id, *conditions)
+            .group_by(JournalLine.account_id)
+            .subquery()
+        )
+
+    async def trial_balance(self, collective: Collective, as_of: date | None) -> schemas.TrialBalance:
+        totals = self._line_totals(collective, *([JournalEntry.entry_date <= as_of] if as_of else []))
+        debit, credit = func.coalesce(totals.c.debit, 0), func.coalesce(totals.c.credit, 0)
+        balance = case((Account.normal_side == "debit", debit - credit), else_=credit - debit)
+        rows = (
+            await self.session.execute(
+                select(
+                    Account.code,
+                    Account.name,
+                    Account.type,
+                    Account.normal_side,
+                    cast(debit, BigInteger).label("debit"),
+                    cast(credit, BigInteger).label("credit"),
+                    cast(balance, BigInteger).label("balance"),
+                    cast(debit - credit, BigInteger).label("net_debit"),
+                )
+                .outerjoin(totals, totals.c.account_id == Account.id)
+                .where(Account.collective_id == collective.id)
+                .order_by(Account.code)
+            )
+        ).all()
+        total_debit = sum(row.debit for row in rows)
+        total_credit = sum(row.credit for row in rows)
+        debit_balances = sum(row.net_debit for row in rows if row.net_debit > 0)
+        credit_balances = -sum(row.net_debit for row in rows if row.net_debit < 0)
+        return schemas.TrialBalance(
+            village_code=collective.village_code,
+            as_of=as_of,
+            accounts=[schemas.TrialBalanceRow.model_validate(row, from_attributes=True) for row in rows],
+            total_debit=total_debit,
+            total_credit=total_credit,
+            total_debit_balance=debit_balances,
+            total_credit_balance=credit_balances,
+            balanced=total_debit == total_credit and debit_balances == credit_balances,
+        )
+
+    async def statement(
+        self, collective: Collective, account_code: str, date_from: date | None, date_to: date | None
+    ) -> schemas.AccountStatement:
+        account = await self.account(collective, account_code)
+        sign = 1 if account.normal_side == "debit" else -1
+        signed = (JournalLine.debit_fen - JournalLine.credit_fen) * literal(sign)
+        base = (
+            select()
+            .select_from(JournalLine)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalLine.account_id == account.id)
+        )
+        opening = 0
+        if date_from:
+            opening = await self.session.scalar(
+                base.add_columns(_total(signed)).where(JournalEntry.entry_date < date_from)
+            ) or 0
+        period: list[Any] = []
+        if date_from:
+            period.append(JournalEntry.entry_date >= date_from)
+        if date_to:
+            period.append(JournalEntry.entry_date <= date_to)
+        order = (JournalEntry.entry_date, JournalEntry.seq, JournalLine.line_no)
+        running = cast(func.sum(signed).over(order_by=order, rows=(None, 0)), BigInteger)
+        rows = (
+            await self.session.execute(
+                base.add_columns(
+                    JournalEntry.id.label("entry_id"),
+                    JournalEntry.seq,
+                    JournalEntry.entry_date,
+                    JournalEntry.memo,
+                    JournalLine.memo.label("line_memo"),
+                    JournalLine.debit_fen.label("debit"),
+                    JournalLine.credit_fen.label("credit"),
+                    running.label("running"),
+                )
+                .where(*period)
+                .order_by(*order)
+            )
+        ).all()
+        lines = [
+            schemas.StatementLine(
+                entry_id=row.entry_id,
+                seq=row.seq,
+                entry_date=row.entry_date,
+                memo=row.memo,
+                line_memo=row.line_memo,
+                debit=row.debit,
+                credit=row.credit,
+                balance=opening + row.running,
+            )
+            for row in rows
+        ]
+        total_debit, total_credit = (
+            await self.session.execute(
+                base.add_columns(_total(JournalLine.debit_fen), _total(JournalLine.credit_fen)).where(*period)
+            )
+        ).one()
+        return schemas.AccountStatement(
+            village_code=collective.village_code,
+            account=schemas.Account.model_validate(account),
+            date_from=date_from,
+            date_to=date_to,
+            opening_balance=opening,
+            lines=lines,
+            total_debit=total_debit,
+            total_credit=total_credit,
+            closing_balance=opening + (total_debit - total_credit) * sign,
+        )
+
+    async def income_expenditure(
+        self, collective: Collective, date_from: date | None, date_to: date | None
+    ) -> schemas.IncomeExpenditure:
+        """Income and expense totals of the period grouped by top-level account (sub-accounts roll up)."""
+        period: list[Any] = []
+        if date_from:
+            period.append(JournalEntry.entry_date >= date_from)
+        if date_to:
+            period.append(JournalEntry.entry_date <= date_to)
+        totals = self._line_totals(collective, *period)
+        top = aliased(Account)
+        debit, credit = func.coalesce(totals.c.debit, 0), func.coalesce(totals.c.credit, 0)
+        amount = _total(case((top.type == "income", credit - debit), else_=debit - credit))
+        rows = (
+            await self.session.execute(
+                select(top.code, top.name, top.type, amount.label("amount"))
+                .select_from(Account)
+                .join(
+                    top,
+                    and_(
+                        top.collective_id == Account.collective_id,
+                        top.code == func.coalesce(Account.parent_code, Account.code),
+                    ),
+                )
+                .outerjoin(totals, totals.c.account_id == Account.id)
+                .where(Account.collective_id == collective.id, top.type.in_(("income", "expense")))
+                .group_by(top.code, top.name, top.type)
+                .order_by(top.code)
+            )
+        ).all()
+        income = [schemas.IncomeExpenditureRow(code=r.code, name=r.name, amount=r.amount) for r in rows if r.type == "income"]
+        spent = [schemas.IncomeExpenditureRow(code=r.code, name=r.name, amount=r.amount) for r in rows if r.type == "expense"]
+        total_income, total_spent = sum(r.amount for r in income), sum(r.amount for r in spent)
+        return schemas.IncomeExpenditure(
+            village_code=collective.village_code,
+            date_from=date_from,
+            date_to=date_to,
+            income=income,
+            expenditure=spent,
+            total_income=total_income,
+            total_expenditure=total_spent,
+            net=total_income - total_spent,
+        )
+
+    # ---- verifying chains --------------------------------------------------------------------------------
+
+    async def chain_links(self, collective_id: int, village_code: str) -> list[chain.ChainLink]:
+        """The stored chain of a collective, read back in seq order with everything its hashes cover."""
+        reversed_entry = aliased(JournalEntry)
+        entries = (
+            await self.session.execute(
+                select(
+                    JournalEntry.id,
+                    JournalEntry.seq,
+                    JournalEntry.entry_date,
+                    JournalEntry.memo,
+                    JournalEntry.counterparty,
+                    JournalEntry.source,
+                    reversed_entry.seq.label("reverses_seq"),
+                    JournalEntry.reverses_entry_id,
+                    JournalEntry.posted_at,
+                    JournalEntry.total_fen,
+                    JournalEntry.prev_hash,
+                    JournalEntry.hash,
+                )
+                .outerjoin(
+                    reversed_entry,
+                    and_(
+                        reversed_entry.id == JournalEntry.reverses_entry_id,
+                        reversed_entry.collective_id == JournalEntry.collective_id,
+                    ),
+                )
+                .where(JournalEntry.collective_id == collective_id)
+                .order_by(JournalEntry.seq)
+            )
+        ).all()
+        lines: dict[int, list[chain.CanonicalLine]] = {}
+        for row in await self.session.execute(
+            select(
+                JournalLine.entry_id,
+                JournalLine.line_no,
+                Account.code,
+                Account.collective_id,
+                JournalLine.debit_fen,
+                JournalLine.credit_fen,
+                JournalLine.memo,
+            )
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .join(Account, Account.id == JournalLine.account_id)
+            .where(JournalEntry.collective_id == collective_id)
+            .order_by(JournalLine.entry_id, JournalLine.line_no)
+        ):
+            # a line pointing into another collective's chart must not verify, even if the code is the same
+            code = row.code if row.collective_id == collective_id else f"?{row.code}"
+            lines.setdefault(row.entry_id, []).append(
+                chain.CanonicalLine(row.line_no, code, row.debit_fen, row.credit_fen, row.memo)
+            )
+        return [
+            chain.ChainLink(
+                entry_id=row.id,
+                prev_hash=row.prev_hash,
+                hash=row.hash,
+                entry=chain.CanonicalEntry(
+                    village_code=village_code,
+                    seq=row.seq,
+                    entry_date=row.entry_date,
+                    memo=row.memo,
+                    counterparty=row.counterparty,
+                    source=row.source,
+                    # a reversal pointing at an entry outside the chain cannot verify either
+                    reverses_seq=row.reverses_seq if row.reverses_entry_id is None or row.reverses_seq else -1,
+                    posted_at=row.posted_at,
+                    total_fen=row.total_fen,
+                    lines=tuple(lines.get(row.id, ())),
+                ),
+            )
+            for row in entries
+        ]
+
+    async def verify_collective(self, collective: Collective) -> chain.ChainBreak | None:
+        links = await self.chain_links(collective.id, collective.village_code)
+        return chain.verify_chain(links, collective.chain_length, collective.chain_head)
+
+    async def verify_all(
+        self, village_code: str | None = None, progress: Callable[[int], None] | None = None
+    ) -> tuple[int, list[tuple[str, chain.ChainBreak]]]:
+        """Verify every collective's chain (or one village's); (chains checked, [(village code, first break)])."""
+        query = select(Collective.id, Collective.village_code, Collective.chain_length, Collective.chain_head)
+        if village_code:
+            query = query.where(Collective.village_code == village_code)
+        collectives = (await self.session.execute(query.order_by(Collective.village_code))).all()
+        with_entries = set(await self.session.scalars(select(JournalEntry.collective_id).distinct()))
+        broken = []
+        for row in collectives:
+            links = await self.chain_links(row.id, row.village_code) if row.id in with_entries else []
+            failure = chain.verify_chain(links, row.chain_length, row.chain_head)
+            if failure is not None:
+                broken.append((row.village_code, failure))
+            if progress:
+                progress(1)
+        return len(collectives), broken
+
+    # ---- published roots ---------------------------------------------------------------------------------
+
+    async def current_heads(self) -> list[tuple[str, int, str]]:
+        """(village code, chain length, chain head) of every collective, in village-code order."""
+        rows = await self.session.execute(
+            select(Collective.village_code, Collective.chain_length, Collective.chain_head).order_by(
+                Collective.village_code
+            )
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    @staticmethod
+    def root_of(heads: Sequence[tuple[str, int, str]]) -> str:
+        return chain.merkle_root([chain.leaf_bytes(*head) for head in heads]).hex()
+
+    async def publish_root(self) -> LedgerRoot:
+        """Roll every chain head into an RFC 6962 root and keep it with its leaves (one set-based insert), all
+        from the same read of the heads."""
+        heads = await self.current_heads()
+        root = LedgerRoot(published_at=datetime.now(UTC), tree_size=len(heads), root_hash=self.root_of(heads))
+        self.session.add(root)
+        await self.session.flush()
+        if heads:
+            await self.session.execute(
+                insert(LedgerRootLeaf.__table__),
+                [
+                    {"root_id": root.id, "leaf_index": index, "village_code": code, "chain_length": length,
+                     "chain_head": head}
+                    for index, (code, length, head) in enumerate(heads)
+                ],
+            )
+        return root
+
+    async def latest_root(self) -> LedgerRoot:
+        root = await self.session.scalar(select(LedgerRoot).order_by(LedgerRoot.id.desc()).limit(1))
+        if root is None:
+            raise NotFound("已发布的根哈希", "published root")
+        return root
+
+    async def roots(self, page: int, page_size: int) -> tuple[list[LedgerRoot], int]:
+        total = await self.session.scalar(select(func.count()).select_from(LedgerRoot)) or 0
+        rows = await self.session.scalars(
+            select(LedgerRoot).order_by(LedgerRoot.id.desc()).offset((page - 1) * page_size).limit(page_size)
+        )
+        return list(rows), total
+
+    async def proof(self, village_code: str) -> schemas.InclusionProof:
+        """The village's leaf in the latest published root, with its audit path."""
+        root = await self.latest_root()
+        leaves = (
+            await self.session.execute(
+                select(LedgerRootLeaf.village_code, LedgerRootLeaf.chain_length, LedgerRootLeaf.chain_head)
+                .where(LedgerRootLeaf.root_id == root.id)
+                .order_by(LedgerRootLeaf.leaf_index)
+            )
+        ).all()
+        encoded = [chain.leaf_bytes(*leaf) for leaf in leaves]
+        index = next((i for i, leaf in enumerate(leaves) if leaf.village_code == village_code), None)
+        if index is None:
+            raise NotFound("该村在已发布根中的叶子", "this village's leaf in the published root")
+        return schemas.InclusionProof(
+            root=schemas.LedgerRoot.model_validate(root),
+            village_code=village_code,
+            leaf_index=index,
+            chain_length=leaves[index].chain_length,
+            chain_head=leaves[index].chain_head,
+            leaf=encoded[index].hex(),
+            leaf_hash=chain.leaf_hash(encoded[index]).hex(),
+            audit_path=[node.hex() for node in chain.inclusion_proof(index, encoded)],
+        )

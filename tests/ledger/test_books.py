@@ -1,0 +1,546 @@
+"""The books through HTTP: chart, posting, idempotency, bad input, reversals, reports, database protection,
+tamper detection and published roots."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sanzi.ledger import chain
+from sanzi.ledger.chart import STANDARD_CHART, open_books
+from sanzi.ledger.models import Account, JournalEntry, JournalLine
+from sanzi.ledger.schemas.books import EntryCreate, LineIn
+from sanzi.ledger.services.books import BooksService
+from sanzi.platform.database import create_engine
+from sanzi.platform.geography import import_divisions, parse_divisions
+from sanzi.platform.models import Collective
+from tests.conftest import VILLAGE_A, VILLAGE_B, Actor, make_settings
+
+CASH, BANK, CONTRACT_INCOME, HOSPITALITY, DEPOSITS = "101", "102", "50101", "53101", "21101"
+
+
+def entry_body(amount: str = "1000.00", debit: str = BANK, credit: str = CONTRACT_INCOME, **extra: Any) -> dict:
+    body = {
+        "entry_date": "2024-03-01",
+        "memo": "收鱼塘承包款",
+        "counterparty": "张三",
+        "lines": [
+            {"account_code": debit, "debit": amount},
+            {"account_code": credit, "credit": amount},
+        ],
+    }
+    body.update(extra)
+    return body
+
+
+async def post(client: httpx.AsyncClient, actor: Actor, body: dict, village: str = VILLAGE_A, **kw: Any) -> Any:
+    return await client.post(f"/api/villages/{village}/entries", json=body, headers=actor.headers | kw.pop("headers", {}))
+
+
+async def row_counts(db: AsyncSession) -> tuple[int, int]:
+    entries = await db.scalar(select(func.count()).select_from(JournalEntry))
+    lines = await db.scalar(select(func.count()).select_from(JournalLine))
+    return entries or 0, lines or 0
+
+
+async def collective(db: AsyncSession, village: str = VILLAGE_A) -> Collective:
+    return await db.scalar(
+        select(Collective).where(Collective.village_code == village).execution_options(populate_existing=True)
+    )
+
+
+# ---- chart and posting -----------------------------------------------------------------------------------
+
+
+async def test_every_collective_has_the_chart_and_readers_see_it(
+    client: httpx.AsyncClient, committee_a: Actor, supervisor_a: Actor, supervisor_b: Actor, committee_b: Actor
+) -> None:
+    response = await client.get(f"/api/villages/{VILLAGE_A}/accounts", headers=committee_a.headers)
+    assert response.status_code == 200
+    accounts = {a["code"]: a for a in response.json()}
+    assert len(accounts) == len(STANDARD_CHART)
+    assert accounts[DEPOSITS]["category"] == "deposit_held" and accounts[HOSPITALITY]["parent_code"] == "531"
+    assert (await client.get(f"/api/villages/{VILLAGE_A}/accounts", headers=supervisor_a.headers)).status_code == 200
+    assert (await client.get(f"/api/villages/{VILLAGE_A}/accounts", headers=supervisor_b.headers)).status_code == 403
+    assert (await client.get(f"/api/villages/{VILLAGE_A}/accounts", headers=committee_b.headers)).status_code == 403
+    assert (await client.get(f"/api/villages/{VILLAGE_A}/accounts")).status_code == 401
+
+
+async def test_posting_chains_entries_and_shows_yuan(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor
+) -> None:
+    first = await post(client, committee_a, entry_body("1234.50"))
+    assert first.status_code == 201, first.text
+    one = first.json()
+    assert one["seq"] == 1 and one["prev_hash"] == chain.GENESIS_HASH and len(one["hash"]) == 64
+    assert one["total"] == "1234.50"
+    assert [(l["account_code"], l["debit"], l["credit"]) for l in one["lines"]] == [
+        (BANK, "1234.50", "0.00"),
+        (CONTRACT_INCOME, "0.00", "1234.50"),
+    ]
+    assert one["posted_by_id"] == committee_a.id
+    second = (await post(client, committee_a, entry_body("1.00", debit=HOSPITALITY, credit=CASH))).json()
+    assert second["seq"] == 2 and second["prev_hash"] == one["hash"]
+    books = await collective(db)
+    assert (books.chain_length, books.chain_head) == (2, second["hash"])
+    assert await BooksService(db).verify_collective(books) is None
+    fetched = await client.get(f"/api/entries/{one['id']}", headers=committee_a.headers)
+    assert fetched.json()["hash"] == one["hash"]
+
+
+async def test_only_the_village_committee_or_admin_posts(
+    client: httpx.AsyncClient, db: AsyncSession, committee_b: Actor, supervisor_a: Actor, admin: Actor
+) -> None:
+    before = await row_counts(db)
+    assert (await post(client, committee_b, entry_body())).status_code == 403
+    assert (await post(client, supervisor_a, entry_body())).status_code == 403
+    assert (await client.post(f"/api/villages/{VILLAGE_A}/entries", json=entry_body())).status_code == 401
+    assert await row_counts(db) == before
+    assert (await post(client, admin, entry_body())).status_code == 201
+
+
+async def test_readers_of_an_entry(
+    client: httpx.AsyncClient,
+    committee_a: Actor,
+    committee_b: Actor,
+    supervisor_a: Actor,
+    supervisor_b: Actor,
+    admin: Actor,
+) -> None:
+    entry_id = (await post(client, committee_a, entry_body())).json()["id"]
+    for actor, status in ((committee_a, 200), (supervisor_a, 200), (admin, 200), (committee_b, 404), (supervisor_b, 404)):
+        assert (await client.get(f"/api/entries/{entry_id}", headers=actor.headers)).status_code == status
+    assert (await client.get(f"/api/entries/{entry_id}")).status_code == 401
+    listing = await client.get(f"/api/villages/{VILLAGE_A}/entries", headers=supervisor_b.headers)
+    assert listing.status_code == 403
+
+
+# ---- idempotency -----------------------------------------------------------------------------------------
+
+
+async def test_client_key_makes_posting_idempotent(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor
+) -> None:
+    body = entry_body(client_key="receipt-2024-0001")
+    first = await post(client, committee_a, body)
+    assert first.status_code == 201
+    before = await row_counts(db)
+    again = await post(client, committee_a, {**body, "lines": [
+        {"account_code": BANK, "debit": "1000"}, {"account_code": CONTRACT_INCOME, "credit": "1000.0"}]})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]  # same amounts, other spelling
+    other = await post(client, committee_a, entry_body("999.00", client_key="receipt-2024-0001"))
+    assert other.status_code == 409
+    assert other.json()["errors"][0]["field"] == "client_key"
+    assert await row_counts(db) == before
+    stored = await db.scalar(select(JournalEntry).where(JournalEntry.id == first.json()["id"]))
+    assert stored.request_hash is not None and len(stored.request_hash) == 64
+    assert (await collective(db)).chain_length == 1  # a replay does not advance the chain
+
+
+async def test_idempotency_key_header(client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor) -> None:
+    headers = {"Idempotency-Key": "hdr-1"}
+    first = await post(client, committee_a, entry_body(), headers=headers)
+    assert first.status_code == 201 and first.json()["client_key"] == "hdr-1"
+    again = await post(client, committee_a, entry_body(client_key="hdr-1"), headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    before = await row_counts(db)
+    mismatch = await post(client, committee_a, entry_body(client_key="body-key"), headers=headers)
+    assert mismatch.status_code == 422 and mismatch.json()["errors"][0]["field"] == "client_key"
+    assert await row_counts(db) == before
+
+
+async def test_the_same_client_key_in_two_villages_is_two_entries(
+    client: httpx.AsyncClient, committee_a: Actor, committee_b: Actor
+) -> None:
+    a = await post(client, committee_a, entry_body(client_key="k"))
+    b = await post(client, committee_b, entry_body(client_key="k"), village=VILLAGE_B)
+    assert a.status_code == b.status_code == 201 and a.json()["id"] != b.json()["id"]
+
+
+# ---- bad input -------------------------------------------------------------------------------------------
+
+
+def _lines(*lines: dict) -> dict:
+    return entry_body(lines=list(lines))
+
+
+BAD_BODIES = [
+    ("unbalanced", _lines({"account_code": BANK, "debit": "100"}, {"account_code": CASH, "credit": "99.99"}), "lines"),
+    ("both sides", _lines({"account_code": BANK, "debit": "1", "credit": "1"}, {"account_code": CASH, "credit": "0"}),
+     "lines.0.credit"),
+    ("neither side", _lines({"account_code": BANK}, {"account_code": CASH}), "lines.0.credit"),
+    ("negative", _lines({"account_code": BANK, "debit": "-5"}, {"account_code": CASH, "credit": "-5"}), "lines.0.debit"),
+    ("fractional fen", _lines({"account_code": BANK, "debit": "1.001"}, {"account_code": CASH, "credit": "1.001"}),
+     "lines.0.debit"),
+    ("float", _lines({"account_code": BANK, "debit": 10.5}, {"account_code": CASH, "credit": 10.5}), "lines.0.debit"),
+    ("one line", _lines({"account_code": BANK, "debit": "1"}), "lines"),
+    ("no lines", _lines(), "lines"),
+    ("memo too long", entry_body(memo="账" * 501), "memo"),
+    ("line memo too long", _lines({"account_code": BANK, "debit": "1", "memo": "x" * 201},
+                                  {"account_code": CASH, "credit": "1"}), "lines.0.memo"),
+    ("no date", {k: v for k, v in entry_body().items() if k != "entry_date"}, "entry_date"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+async def test_bad_entries_are_refused_naming_the_field(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor, name: str, body: dict, field: str
+) -> None:
+    before = await row_counts(db)
+    response = await post(client, committee_a, body)
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in problem["errors"]], problem
+    assert problem["detail"] and problem["detail_en"]
+    assert await row_counts(db) == before
+    assert (await collective(db)).chain_length == 0
+
+
+async def test_unknown_and_foreign_accounts_are_refused(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor
+) -> None:
+    village_b = await collective(db, VILLAGE_B)
+    db.add(Account(collective_id=village_b.id, code="50199", name="经营收入—B村专用", type="income", normal_side="credit"))
+    await db.commit()
+    before = await row_counts(db)
+    for code in ("999", "50199"):  # 50199 exists, but only in village B's chart
+        response = await post(client, committee_a, entry_body(credit=code))
+        assert response.status_code == 422, response.text
+        error = response.json()["errors"][0]
+        assert error["field"] == "lines[1].account_code" and code in error["message"] and code in error["message_en"]
+    assert await row_counts(db) == before
+    assert (await collective(db)).chain_length == 0
+
+
+async def test_service_refusal_leaves_the_chain_untouched_for_a_caller_that_goes_on(
+    db: AsyncSession, committee_a: Actor
+) -> None:
+    """A caller (e.g. contracts) catching the refusal and committing its own work must not leave a gap."""
+    books = await collective(db)
+    service = BooksService(db)
+    bad = EntryCreate(entry_date="2024-01-01", memo="x", lines=[LineIn(account_code="999", debit="1"),
+                                                                LineIn(account_code=CASH, credit="1")])
+    with pytest.raises(Exception, match="999"):
+        await service.post_entry(books, bad, committee_a.user)
+    await db.commit()
+    good = EntryCreate(entry_date="2024-01-01", memo="x", lines=[LineIn(account_code=BANK, debit="1"),
+                                                                 LineIn(account_code=CASH, credit="1")])
+    entry, created = await service.post_entry(books, good, committee_a.user, source="contract_receipt")
+    assert created and entry.seq == 1 and entry.source == "contract_receipt"
+    assert await service.verify_collective(await collective(db)) is None
+
+
+# ---- reversals -------------------------------------------------------------------------------------------
+
+
+async def test_reversal_mirrors_once_and_can_itself_be_reversed(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor, committee_b: Actor, supervisor_a: Actor
+) -> None:
+    original = (await post(client, committee_a, entry_body("300.00"))).json()
+    url = f"/api/entries/{original['id']}/reverse"
+    assert (await client.post(url, headers=committee_b.headers)).status_code == 404
+    assert (await client.post(url, headers=supervisor_a.headers)).status_code == 403
+    response = await client.post(url, json={"memo": "冲销错账", "entry_date": "2024-03-02"}, headers=committee_a.headers)
+    assert response.status_code == 201, response.text
+    reversal = response.json()
+    assert reversal["reverses_entry_id"] == original["id"] and reversal["source"] == "reversal"
+    assert [(l["account_code"], l["debit"], l["credit"]) for l in reversal["lines"]] == [
+        (BANK, "0.00", "300.00"),
+        (CONTRACT_INCOME, "300.00", "0.00"),
+    ]
+    before = await row_counts(db)
+    again = await client.post(url, headers=committee_a.headers)
+    assert again.status_code == 409
+    assert await row_counts(db) == before
+    shown = (await client.get(f"/api/entries/{original['id']}", headers=committee_a.headers)).json()
+    assert shown["reversed_by_entry_id"] == reversal["id"]
+    undo = await client.post(f"/api/entries/{reversal['id']}/reverse", headers=committee_a.headers)
+    assert undo.status_code == 201 and undo.json()["reverses_entry_id"] == reversal["id"]
+    balance = (await client.get(f"/api/villages/{VILLAGE_A}/trial-balance", headers=committee_a.headers)).json()
+    bank = next(a for a in balance["accounts"] if a["code"] == BANK)
+    assert (bank["debit"], bank["credit"], bank["balance"]) == ("600.00", "300.00", "300.00")
+    assert await BooksService(db).verify_collective(await collective(db)) is None
+
+
+# ---- listing and reports ---------------------------------------------------------------------------------
+
+
+async def _post_year(client: httpx.AsyncClient, actor: Actor) -> None:
+    postings = [
+        ("2024-01-10", "10000.00", BANK, CONTRACT_INCOME),  # contracting income
+        ("2024-02-01", "500.00", HOSPITALITY, CASH),  # hospitality (sub-account of 531)
+        ("2024-02-15", "2000.00", CASH, BANK),  # cash withdrawal
+        ("2024-03-01", "300.00", "53102", CASH),  # office costs (531)
+        ("2024-04-01", "800.00", BANK, "522"),  # other income
+        ("2024-05-01", "50000.00", BANK, DEPOSITS),  # a bidder's deposit held (not income)
+    ]
+    for day, amount, debit, credit in postings:
+        response = await post(client, actor, entry_body(amount, debit=debit, credit=credit, entry_date=day))
+        assert response.status_code == 201, response.text
+
+
+async def test_listing_entries_filters_and_pages(client: httpx.AsyncClient, committee_a: Actor) -> None:
+    await _post_year(client, committee_a)
+    url = f"/api/villages/{VILLAGE_A}/entries"
+    everything = (await client.get(url, headers=committee_a.headers, params={"page_size": 4})).json()
+    assert everything["total"] == 6 and [e["seq"] for e in everything["items"]] == [6, 5, 4, 3]
+    page2 = (await client.get(url, headers=committee_a.headers, params={"page_size": 4, "page": 2})).json()
+    assert [e["seq"] for e in page2["items"]] == [2, 1]
+    cash = (await client.get(url, headers=committee_a.headers, params={"account_code": CASH})).json()
+    assert [e["seq"] for e in cash["items"]] == [4, 3, 2]
+    q1 = (await client.get(url, headers=committee_a.headers,
+                           params={"date_from": "2024-02-01", "date_to": "2024-03-31"})).json()
+    assert [e["seq"] for e in q1["items"]] == [4, 3, 2]
+    bad = await client.get(url, headers=committee_a.headers, params={"date_from": "2024-13-01"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "date_from"
+
+
+async def test_trial_balance(client: httpx.AsyncClient, committee_a: Actor, supervisor_a: Actor) -> None:
+    await _post_year(client, committee_a)
+    url = f"/api/villages/{VILLAGE_A}/trial-balance"
+    body = (await client.get(url, headers=supervisor_a.headers)).json()
+    assert body["balanced"] and body["total_debit"] == body["total_credit"] == "63600.00"
+    assert body["total_debit_balance"] == body["total_credit_balance"]
+    rows = {a["code"]: a for a in body["accounts"]}
+    assert len(rows) == len(STANDARD_CHART)
+    assert (rows[BANK]["debit"], rows[BANK]["credit"], rows[BANK]["balance"]) == ("60800.00", "2000.00", "58800.00")
+    assert rows[CASH]["balance"] == "1200.00"
+    assert rows[CONTRACT_INCOME]["balance"] == "10000.00" and rows[DEPOSITS]["balance"] == "50000.00"
+    assert rows["201"]["balance"] == "0.00"
+    early = (await client.get(url, headers=supervisor_a.headers, params={"as_of": "2024-02-01"})).json()
+    assert early["total_debit"] == "10500.00" and early["balanced"]
+    assert {a["code"]: a["balance"] for a in early["accounts"]}[CASH] == "-500.00"
+
+
+async def test_account_statement(client: httpx.AsyncClient, committee_a: Actor) -> None:
+    await _post_year(client, committee_a)
+    url = f"/api/villages/{VILLAGE_A}/accounts/{CASH}/statement"
+    body = (await client.get(url, headers=committee_a.headers,
+                             params={"date_from": "2024-02-10", "date_to": "2024-12-31"})).json()
+    assert body["opening_balance"] == "-500.00"
+    assert [(l["debit"], l["credit"], l["balance"]) for l in body["lines"]] == [
+        ("2000.00", "0.00", "1500.00"),
+        ("0.00", "300.00", "1200.00"),
+    ]
+    assert body["closing_balance"] == "1200.00" and body["total_debit"] == "2000.00"
+    income = (await client.get(f"/api/villages/{VILLAGE_A}/accounts/{CONTRACT_INCOME}/statement",
+                               headers=committee_a.headers)).json()
+    assert income["opening_balance"] == "0.00" and income["closing_balance"] == "10000.00"
+    assert income["lines"][0]["balance"] == "10000.00"  # credit-normal: credits increase it
+    missing = await client.get(f"/api/villages/{VILLAGE_A}/accounts/999/statement", headers=committee_a.headers)
+    assert missing.status_code == 404
+
+
+async def test_income_expenditure_summary(client: httpx.AsyncClient, committee_a: Actor) -> None:
+    await _post_year(client, committee_a)
+    url = f"/api/villages/{VILLAGE_A}/income-expenditure"
+    body = (await client.get(url, headers=committee_a.headers,
+                             params={"date_from": "2024-01-01", "date_to": "2024-12-31"})).json()
+    income = {r["code"]: r["amount"] for r in body["income"]}
+    spent = {r["code"]: r["amount"] for r in body["expenditure"]}
+    assert income["501"] == "10000.00" and income["522"] == "800.00" and "50101" not in income
+    assert spent["531"] == "800.00" and "53101" not in spent  # hospitality and office roll up into 531
+    assert (body["total_income"], body["total_expenditure"], body["net"]) == ("10800.00", "800.00", "10000.00")
+    q1 = (await client.get(url, headers=committee_a.headers,
+                           params={"date_from": "2024-02-01", "date_to": "2024-03-31"})).json()
+    assert (q1["total_income"], q1["total_expenditure"], q1["net"]) == ("0.00", "800.00", "-800.00")
+
+
+# ---- database protection ---------------------------------------------------------------------------------
+
+
+async def _entry_with_lines(db: AsyncSession, committee_a: Actor) -> JournalEntry:
+    books = await collective(db)
+    data = EntryCreate(entry_date="2024-01-01", memo="x", lines=[LineIn(account_code=BANK, debit="5"),
+                                                                 LineIn(account_code=CASH, credit="5")])
+    entry, _ = await BooksService(db).post_entry(books, data, committee_a.user)
+    return entry
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE journal_entry SET memo = 'changed' WHERE id = :id",
+        "DELETE FROM journal_entry WHERE id = :id",
+        "UPDATE journal_line SET debit_fen = debit_fen + 1 WHERE entry_id = :id AND line_no = 1",
+        "DELETE FROM journal_line WHERE entry_id = :id AND line_no = 2",
+    ],
+)
+async def test_posted_rows_cannot_be_changed_in_the_database(
+    db: AsyncSession, committee_a: Actor, statement: str
+) -> None:
+    entry = await _entry_with_lines(db, committee_a)
+    with pytest.raises((IntegrityError, DBAPIError), match="immutable"):
+        async with db.begin_nested():
+            await db.execute(text(statement), {"id": entry.id})
+    assert await db.scalar(select(JournalEntry.memo).where(JournalEntry.id == entry.id)) == "x"
+
+
+async def test_postgres_refuses_an_unbalanced_entry_at_commit(
+    db: AsyncSession, backend: str, committee_a: Actor
+) -> None:
+    if backend != "postgres":
+        pytest.skip("the balance constraint trigger is PostgreSQL's (SQLite relies on the service)")
+    books = await collective(db)
+    bank, cash = (await db.scalars(select(Account.id).where(
+        Account.collective_id == books.id, Account.code.in_([BANK, CASH])).order_by(Account.code))).all()
+    cases = [
+        [(bank, 500, 0), (cash, 0, 499)],  # debits != credits
+        [(bank, 500, 0), (cash, 0, 400)],  # and not the total either
+        [(bank, 500, 0)],  # a single line
+        [(bank, 400, 0), (cash, 0, 400)],  # balanced, but not the entry's total
+    ]
+    for seq, lines in enumerate(cases, start=900):
+        with pytest.raises(DBAPIError, match="not balanced"):
+            async with db.begin_nested():
+                entry_id = await db.scalar(text(
+                    "INSERT INTO journal_entry (collective_id, seq, entry_date, memo, source, total_fen, posted_at,"
+                    " prev_hash, hash) VALUES (:c, :s, '2024-01-01', 'raw', 'manual', 500, now(), :p, :h) RETURNING id"
+                ), {"c": books.id, "s": seq, "p": "0" * 64, "h": f"{seq:064d}"})
+                for no, (account, debit, credit) in enumerate(lines, start=1):
+                    await db.execute(text(
+                        "INSERT INTO journal_line (entry_id, line_no, account_id, debit_fen, credit_fen)"
+                        " VALUES (:e, :n, :a, :d, :c)"), {"e": entry_id, "n": no, "a": account, "d": debit, "c": credit})
+                await db.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))  # what COMMIT would check
+    # a balanced posting passes the same check
+    await _entry_with_lines(db, committee_a)
+    await db.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+
+
+# ---- tampering is detected -------------------------------------------------------------------------------
+
+
+async def disable_immutability(db: AsyncSession, backend: str) -> None:
+    """Get past the immutability triggers inside this test's transaction (it is all rolled back)."""
+    if backend == "postgres":
+        await db.execute(text("SET LOCAL session_replication_role = replica"))
+    else:
+        for table in ("journal_entry", "journal_line"):
+            for action in ("update", "delete"):
+                await db.execute(text(f"DROP TRIGGER {table}_no_{action}"))
+
+
+TAMPERING = {
+    "edit an amount": (
+        ["UPDATE journal_line SET debit_fen = debit_fen + 100 WHERE entry_id = :e2 AND line_no = 1",
+         "UPDATE journal_line SET credit_fen = credit_fen + 100 WHERE entry_id = :e2 AND line_no = 2",
+         "UPDATE journal_entry SET total_fen = total_fen + 100 WHERE id = :e2"],
+        2, chain.HASH_MISMATCH,
+    ),
+    "delete a line": (["DELETE FROM journal_line WHERE entry_id = :e2 AND line_no = 2"], 2, chain.HASH_MISMATCH),
+    "delete an entry": (
+        ["DELETE FROM journal_line WHERE entry_id = :e2", "DELETE FROM journal_entry WHERE id = :e2"],
+        2, chain.MISSING_SEQ,
+    ),
+    "delete the last entry": (
+        ["DELETE FROM journal_line WHERE entry_id = :e3", "DELETE FROM journal_entry WHERE id = :e3"],
+        3, chain.HEAD_MISMATCH,
+    ),
+    "swap two entries' seq": (
+        ["UPDATE journal_entry SET seq = 1000 WHERE id = :e1", "UPDATE journal_entry SET seq = 1 WHERE id = :e2",
+         "UPDATE journal_entry SET seq = 2 WHERE id = :e1"],
+        1, chain.PREV_HASH_MISMATCH,
+    ),
+    "rewrite the head": (["UPDATE collective SET chain_head = :fake WHERE village_code = :v"], 3, chain.HEAD_MISMATCH),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERING), ids=list(TAMPERING))
+async def test_tampering_is_caught(
+    client: httpx.AsyncClient, db: AsyncSession, backend: str, committee_a: Actor, case: str
+) -> None:
+    ids = [(await post(client, committee_a, entry_body(f"{n}00.00"))).json()["id"] for n in (1, 2, 3)]
+    url = f"/api/villages/{VILLAGE_A}/ledger/verify"
+    assert (await client.get(url)).json() == {
+        "village_code": VILLAGE_A, "ok": True, "chain_length": 3, "first_broken_seq": None, "reason": None}
+    statements, seq, reason = TAMPERING[case]
+    await disable_immutability(db, backend)
+    for statement in statements:
+        await db.execute(text(statement), {"e1": ids[0], "e2": ids[1], "e3": ids[2], "fake": "f" * 64, "v": VILLAGE_A})
+    failure = await BooksService(db).verify_collective(await collective(db))
+    assert failure is not None and (failure.seq, failure.reason) == (seq, reason), failure
+    public = (await client.get(url)).json()
+    assert public["ok"] is False and public["first_broken_seq"] == seq and public["reason"] == reason
+    assert "lines" not in public and "memo" not in public
+
+
+# ---- published roots -------------------------------------------------------------------------------------
+
+
+async def test_published_root_proves_a_village_and_later_postings_move_the_root(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor, committee_b: Actor, admin: Actor
+) -> None:
+    assert (await client.get("/api/ledger/roots/latest")).status_code in (200, 404)
+    await post(client, committee_a, entry_body())
+    await post(client, committee_b, entry_body(), village=VILLAGE_B)
+    assert (await client.post("/api/ledger/roots", headers=committee_a.headers)).status_code == 403
+    published = await client.post("/api/ledger/roots", headers=admin.headers)
+    assert published.status_code == 201, published.text
+    root = published.json()
+    assert root["tree_size"] == 1145
+    assert (await client.get("/api/ledger/roots/latest")).json() == root
+    listing = (await client.get("/api/ledger/roots", params={"page_size": 1})).json()
+    assert listing["items"] == [root] and listing["total"] >= 1
+
+    proof = (await client.get(f"/api/villages/{VILLAGE_A}/ledger/proof")).json()
+    books = await collective(db)
+    leaf = chain.leaf_bytes(VILLAGE_A, books.chain_length, books.chain_head)
+    assert proof["leaf"] == leaf.hex() and proof["root"] == root
+    assert chain.verify_inclusion(leaf, proof["leaf_index"], root["tree_size"],
+                                  [bytes.fromhex(h) for h in proof["audit_path"]], bytes.fromhex(root["root_hash"]))
+    forged = chain.leaf_bytes(VILLAGE_A, books.chain_length, "ab" * 32)
+    assert not chain.verify_inclusion(forged, proof["leaf_index"], root["tree_size"],
+                                      [bytes.fromhex(h) for h in proof["audit_path"]], bytes.fromhex(root["root_hash"]))
+
+    service = BooksService(db)
+    assert service.root_of(await service.current_heads()) == root["root_hash"]
+    await post(client, committee_a, entry_body("1.00"))
+    assert service.root_of(await service.current_heads()) != root["root_hash"]
+    # the proof still answers against the published root until a new one is published
+    assert (await client.get(f"/api/villages/{VILLAGE_A}/ledger/proof")).json()["leaf"] == leaf.hex()
+
+
+# ---- concurrency: postings to one collective queue on its row ---------------------------------------------
+
+TWO_VILLAGES = (
+    "level,code,name,parent_code,district_code,district_name,township_code,township_name,unit_type,seq3\n"
+    "5,440111020200,永兴村委会,440111020,440111,白云区,440111020,龙归街道,village_committee(村委会),200\n"
+    "5,440118001200,城丰村委会,440118001,440118,增城区,440118001,荔城街道,village_committee(村委会),200\n"
+)
+
+
+async def test_concurrent_postings_form_one_unbroken_chain(empty_database_url: str) -> None:
+    engine = create_engine(make_settings(empty_database_url))
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        async with maker() as session:
+            summary = await import_divisions(session, parse_divisions(io.StringIO(TWO_VILLAGES)))
+            await open_books(session, summary.new_collective_ids)
+            await session.commit()
+            books = await collective(session)
+
+        async def one(n: int) -> int:
+            async with maker() as session:
+                data = EntryCreate(entry_date="2024-06-01", memo=f"并发 {n}", client_key=f"c{n}",
+                                   lines=[LineIn(account_code=BANK, debit=str(n + 1)),
+                                          LineIn(account_code=CASH, credit=str(n + 1))])
+                entry, _ = await BooksService(session).post_entry(books, data, None)
+                await session.commit()
+                return entry.seq
+
+        seqs = await asyncio.gather(*(one(n) for n in range(12)))
+        assert sorted(seqs) == list(range(1, 13))
+        async with maker() as session:
+            checked, broken = await BooksService(session).verify_all()
+            assert checked == 2 and broken == []
+            assert (await collective(session)).chain_length == 12
+    finally:
+        await engine.dispose()
