@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from stdnum import numdb
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidLength, ValidationError
 
@@ -17,22 +18,29 @@ from sanzi.platform.problems import DomainError
 
 #: the age of full civil capacity (完全民事行为能力) a person needs to bid on their own
 ADULT_AGE = 18
-MOBILE = re.compile(r"^1[3-9]\d{9}$")
-BANK_ACCOUNT = re.compile(r"^\d{6,32}$")
+MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+BANK_ACCOUNT = re.compile(r"^[0-9]{6,32}$")
 
 
 def resident_id(value: str, field: str = "id_number", today: date | None = None) -> str:
     """A valid resident ID number of an adult, normalised (upper-case X), or a 422 naming the field."""
     try:
-        number = ric.validate(value)
+        number = ric.validate(_compact(value))
     except InvalidLength:
         raise _invalid(field, "居民身份证号码应为 18 位", "a resident ID number has 18 characters") from None
     except InvalidChecksum:
         raise _invalid(field, "居民身份证号码校验位错误", "the resident ID check digit is wrong") from None
     except InvalidComponent:
-        raise _invalid(
-            field, "居民身份证号码中的出生日期或地区码无效", "the birth date or region code of the resident ID is invalid"
-        ) from None
+        # python-stdnum also refuses a region code that did not exist in the birth year, but numbers are
+        # assigned at registration, often years after birth (someone born in 1990 and registered in 增城 in
+        # 2006 has 440183, a code of 1993–2014); so only a real date and a region that ever existed are required
+        number = _compact(value).upper()
+        try:
+            ric.get_birth_date(number)
+        except InvalidComponent:
+            raise _invalid(field, "居民身份证号码中的出生日期无效", "the birth date of the resident ID is invalid") from None
+        if not _region_ever_existed(number[:6]):
+            raise _invalid(field, "居民身份证号码中的地区码不存在", "the region code of the resident ID is unknown") from None
     except ValidationError:
         raise _invalid(field, "居民身份证号码格式错误", "the resident ID number is malformed") from None
     born = ric.get_birth_date(number)
@@ -48,7 +56,7 @@ def resident_id(value: str, field: str = "id_number", today: date | None = None)
 def social_credit_code(value: str, field: str = "id_number") -> str:
     """A valid unified social credit code, normalised to upper case, or a 422 naming the field."""
     try:
-        return uscc.validate(value)
+        return uscc.validate(_compact(value))
     except InvalidLength:
         raise _invalid(field, "统一社会信用代码应为 18 位", "a unified social credit code has 18 characters") from None
     except InvalidChecksum:
@@ -78,6 +86,16 @@ def bank_account(value: str, field: str = "bank_account") -> str:
     if not BANK_ACCOUNT.match(number):
         raise _invalid(field, "银行账号应为 6 至 32 位数字", "a bank account number has 6 to 32 digits")
     return number
+
+
+def _region_ever_existed(code: str) -> bool:
+    """Whether python-stdnum's division table knows this 6-digit county-level code at any time."""
+    return any("county" in props for _, props in numdb.get("cn/loc").info(code))
+
+
+def _compact(value: str) -> str:
+    """Without the spaces and dashes people type to group the characters."""
+    return re.sub(r"[\s-]", "", value)
 
 
 def _invalid(field: str, message: str, message_en: str) -> DomainError:
