@@ -1,4 +1,4 @@
-"""The asset registry through HTTP: create, list, update, status changes with history, access and bad input."""
+"""The asset registry through HTTP: create, list, update, status changes, history, access, bad input."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ async def counts(db: AsyncSession) -> tuple[int, int]:
 
 
 async def create(client: Any, actor: Any, village: str = VILLAGE_A, **overrides: Any) -> dict[str, Any]:
-    response = await client.post(f"/api/villages/{village}/assets", json=asset_body(**overrides), headers=actor.headers)
+    response = await client.post(
+        f"/api/villages/{village}/assets", json=asset_body(**overrides), headers=actor.headers
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -93,7 +95,9 @@ async def test_status_changes_follow_the_lifecycle_and_are_recorded(client, db, 
         ("leased", "直接续租：村民代表会议决议"),
     ]
     for status, reason in steps:
-        response = await client.post(url, json={"status": status, "reason": reason}, headers=committee_a.headers)
+        response = await client.post(
+            url, json={"status": status, "reason": reason}, headers=committee_a.headers
+        )
         assert response.status_code == 200, response.text
         assert response.json()["status"] == status
     history = (await client.get(f"/api/assets/{asset['id']}/history", headers=committee_a.headers)).json()
@@ -117,7 +121,9 @@ async def test_invalid_transitions_are_refused(client, db, committee_a, path, bo
     asset = await create(client, committee_a)
     url = f"/api/assets/{asset['id']}/status"
     for status in path:
-        response = await client.post(url, json={"status": status, "reason": "理由"}, headers=committee_a.headers)
+        response = await client.post(
+            url, json={"status": status, "reason": "理由"}, headers=committee_a.headers
+        )
         assert response.status_code == 200, response.text
     before = await counts(db)
     response = await client.post(url, json=body, headers=committee_a.headers)
@@ -155,7 +161,9 @@ async def test_duplicate_code_is_a_conflict(client, db, committee_a, committee_b
     )
     assert response.status_code == 409
     assert response.json()["errors"][0]["field"] == "code"
-    response = await client.patch(f"/api/assets/{first['id']}", json={"code": "NT-002"}, headers=committee_a.headers)
+    response = await client.patch(
+        f"/api/assets/{first['id']}", json={"code": "NT-002"}, headers=committee_a.headers
+    )
     assert response.status_code == 409
     assert await counts(db) == before
 
@@ -178,7 +186,9 @@ async def test_duplicate_code_is_a_conflict(client, db, committee_a, committee_b
         ({"code": ""}, 400, "code"),
     ],
 )
-async def test_bad_input_names_the_field_and_writes_nothing(client, db, committee_a, overrides, status, field) -> None:
+async def test_bad_input_names_the_field_and_writes_nothing(
+    client, db, committee_a, overrides, status, field
+) -> None:
     before = await counts(db)
     response = await client.post(
         f"/api/villages/{VILLAGE_A}/assets", json=asset_body(**overrides), headers=committee_a.headers
@@ -193,16 +203,24 @@ async def test_bad_input_names_the_field_and_writes_nothing(client, db, committe
 async def test_update_refuses_a_unit_that_does_not_fit_the_kind(client, db, committee_a) -> None:
     asset = await create(client, committee_a, kind="shop", area="50", area_unit="m2")
     before = await counts(db)
-    response = await client.patch(f"/api/assets/{asset['id']}", json={"area_unit": "mu"}, headers=committee_a.headers)
+    response = await client.patch(
+        f"/api/assets/{asset['id']}", json={"area_unit": "mu"}, headers=committee_a.headers
+    )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "area_unit"
-    response = await client.patch(f"/api/assets/{asset['id']}", json={"name": None}, headers=committee_a.headers)
+    response = await client.patch(
+        f"/api/assets/{asset['id']}", json={"name": None}, headers=committee_a.headers
+    )
     assert response.status_code == 422
-    assert (await client.get(f"/api/assets/{asset['id']}", headers=committee_a.headers)).json()["area_unit"] == "m2"
+    assert (await client.get(f"/api/assets/{asset['id']}", headers=committee_a.headers)).json()[
+        "area_unit"
+    ] == "m2"
     assert await counts(db) == before
 
 
-async def test_access_by_role_and_village(client, db, committee_a, committee_b, supervisor_a, supervisor_b) -> None:
+async def test_access_by_role_and_village(
+    client, db, committee_a, committee_b, supervisor_a, supervisor_b
+) -> None:
     asset = await create(client, committee_a)
     one = f"/api/assets/{asset['id']}"
     before = await counts(db)
@@ -218,12 +236,20 @@ async def test_access_by_role_and_village(client, db, committee_a, committee_b, 
     assert (await client.patch(one, json={"name": "x"}, headers=supervisor_a.headers)).status_code == 403
     response = await client.post(one + "/status", json={"status": "listed"}, headers=supervisor_a.headers)
     assert response.status_code == 403
-    response = await client.post(f"/api/villages/{VILLAGE_A}/assets", json=asset_body(code="X"), headers=supervisor_a.headers)
+    response = await client.post(
+        f"/api/villages/{VILLAGE_A}/assets", json=asset_body(code="X"), headers=supervisor_a.headers
+    )
     assert response.status_code == 403
     # another village's list and create are refused
-    assert (await client.get(f"/api/villages/{VILLAGE_A}/assets", headers=committee_b.headers)).status_code == 403
-    assert (await client.get(f"/api/villages/{VILLAGE_A}/assets", headers=supervisor_b.headers)).status_code == 403
-    response = await client.post(f"/api/villages/{VILLAGE_A}/assets", json=asset_body(code="X"), headers=committee_b.headers)
+    assert (
+        await client.get(f"/api/villages/{VILLAGE_A}/assets", headers=committee_b.headers)
+    ).status_code == 403
+    assert (
+        await client.get(f"/api/villages/{VILLAGE_A}/assets", headers=supervisor_b.headers)
+    ).status_code == 403
+    response = await client.post(
+        f"/api/villages/{VILLAGE_A}/assets", json=asset_body(code="X"), headers=committee_b.headers
+    )
     assert response.status_code == 403
     # anonymous callers are asked to authenticate
     assert (await client.get(one)).status_code == 401
@@ -233,10 +259,14 @@ async def test_access_by_role_and_village(client, db, committee_a, committee_b, 
 
 
 async def test_admin_writes_anywhere(client, admin) -> None:
-    asset = await create(client, admin, village=VILLAGE_B, code="SB-01", kind="equipment", area="2", area_unit="item")
+    asset = await create(
+        client, admin, village=VILLAGE_B, code="SB-01", kind="equipment", area="2", area_unit="item"
+    )
     assert asset["village_code"] == VILLAGE_B
     response = await client.post(
-        f"/api/assets/{asset['id']}/status", json={"status": "disposed", "reason": "报废"}, headers=admin.headers
+        f"/api/assets/{asset['id']}/status",
+        json={"status": "disposed", "reason": "报废"},
+        headers=admin.headers,
     )
     assert response.status_code == 200
     assert response.json()["status"] == "disposed"

@@ -1,4 +1,4 @@
-"""Contracts through HTTP: creation with the schedule, receipts posted to the books, arrears, access, bad input."""
+"""Contracts through HTTP: creation with the schedule, receipts to the books, arrears, access, bad input."""
 
 from __future__ import annotations
 
@@ -63,7 +63,9 @@ def contract_body(asset_id: int, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def create_contract(client: Any, actor: Any, asset_id: int, village: str = VILLAGE_A, **overrides: Any) -> dict:
+async def create_contract(
+    client: Any, actor: Any, asset_id: int, village: str = VILLAGE_A, **overrides: Any
+) -> dict:
     response = await client.post(
         f"/api/villages/{village}/contracts", json=contract_body(asset_id, **overrides), headers=actor.headers
     )
@@ -76,7 +78,9 @@ async def counts(db: AsyncSession) -> tuple[int, ...]:
     return tuple([await db.scalar(select(func.count()).select_from(t)) or 0 for t in tables])
 
 
-async def test_a_direct_contract_gets_its_schedule_and_leases_the_asset(client, committee_a, supervisor_a) -> None:
+async def test_a_direct_contract_gets_its_schedule_and_leases_the_asset(
+    client, committee_a, supervisor_a
+) -> None:
     asset = await make_asset(client, committee_a)
     contract = await create_contract(client, committee_a, asset["id"])
     assert contract["term_months"] == 120
@@ -136,7 +140,9 @@ async def test_list_filters_by_status_asset_and_counterparty(client, committee_a
     assert [c["number"] for c in by_asset["items"]] == ["A-2"]
     by_name = (await client.get(url, params={"counterparty": "张"}, headers=committee_a.headers)).json()
     assert [c["number"] for c in by_name["items"]] == ["A-1"]
-    by_id = (await client.get(url, params={"counterparty": RESIDENT_ID.lower()}, headers=committee_a.headers)).json()
+    by_id = (
+        await client.get(url, params={"counterparty": RESIDENT_ID.lower()}, headers=committee_a.headers)
+    ).json()
     assert [c["number"] for c in by_id["items"]] == ["A-1"]
     ended = (await client.get(url, params={"status": "terminated"}, headers=committee_a.headers)).json()
     assert ended["total"] == 0
@@ -146,7 +152,9 @@ async def test_list_filters_by_status_asset_and_counterparty(client, committee_a
 
 async def test_receipts_post_to_the_books_and_pay_the_oldest_installments(client, db, committee_a) -> None:
     asset = await make_asset(client, committee_a)
-    contract = await create_contract(client, committee_a, asset["id"], payment_frequency="semiannual", step_ups=[])
+    contract = await create_contract(
+        client, committee_a, asset["id"], payment_frequency="semiannual", step_ups=[]
+    )
     url = f"/api/contracts/{contract['id']}"
     response = await client.post(
         url + "/receipts",
@@ -185,7 +193,8 @@ async def test_receipts_post_to_the_books_and_pay_the_oldest_installments(client
     assert await counts(db) == before
 
     cash = await client.post(
-        url + "/receipts", json={"amount": "1000", "received_on": "2024-08-01", "account": "cash"},
+        url + "/receipts",
+        json={"amount": "1000", "received_on": "2024-08-01", "account": "cash"},
         headers=committee_a.headers,
     )
     assert cash.status_code == 201
@@ -193,9 +202,11 @@ async def test_receipts_post_to_the_books_and_pay_the_oldest_installments(client
     assert cash_entry.lines[0].account.code == "101"
 
     # semiannual: 4,000 per half year; 6,000 received by 2024-08-01 pays #1 and half of #2
-    schedule = (await client.get(url + "/schedule", params={"as_of": "2024-09-01"}, headers=committee_a.headers)).json()
+    schedule = (
+        await client.get(url + "/schedule", params={"as_of": "2024-09-01"}, headers=committee_a.headers)
+    ).json()
     lines = schedule["installments"]
-    assert [(l["amount"], l["received"], l["outstanding"], l["overdue"]) for l in lines[:3]] == [
+    assert [(x["amount"], x["received"], x["outstanding"], x["overdue"]) for x in lines[:3]] == [
         ("4000.00", "4000.00", "0.00", False),
         ("4000.00", "2000.00", "2000.00", True),
         ("4000.00", "0.00", "4000.00", False),
@@ -204,7 +215,9 @@ async def test_receipts_post_to_the_books_and_pay_the_oldest_installments(client
     assert schedule["overdue"] == "2000.00"
     assert schedule["outstanding"] == "74000.00"
     # as of a date before the cash receipt, only the first receipt counts
-    early = (await client.get(url + "/schedule", params={"as_of": "2024-07-02"}, headers=committee_a.headers)).json()
+    early = (
+        await client.get(url + "/schedule", params={"as_of": "2024-07-02"}, headers=committee_a.headers)
+    ).json()
     assert early["received"] == "5000.00" and early["overdue"] == "3000.00"
 
 
@@ -214,9 +227,17 @@ async def test_arrears_of_a_village(client, committee_a, committee_b, supervisor
     a3 = await make_asset(client, committee_a, code="NT-003")
     paid_up = await create_contract(client, committee_a, a1["id"], number="C-1", step_ups=[])
     behind = await create_contract(
-        client, committee_a, a2["id"], number="C-2", step_ups=[], payment_frequency="quarterly", counterparty_name="李四"
+        client,
+        committee_a,
+        a2["id"],
+        number="C-2",
+        step_ups=[],
+        payment_frequency="quarterly",
+        counterparty_name="李四",
     )
-    await create_contract(client, committee_a, a3["id"], number="C-3", start_date="2030-01-01")  # nothing due yet
+    await create_contract(
+        client, committee_a, a3["id"], number="C-3", start_date="2030-01-01"
+    )  # nothing due yet
     b_asset = await make_asset(client, committee_b, village=VILLAGE_B)
     await create_contract(client, committee_b, b_asset["id"], village=VILLAGE_B, number="B-1")
 
@@ -246,7 +267,10 @@ async def test_arrears_of_a_village(client, committee_a, committee_b, supervisor
     ]
     later = (await client.get(url, params={"as_of": "2025-01-02"}, headers=committee_a.headers)).json()
     # C-1: 16,000 due − 8,000 received; C-2: 10,000 − 2,500; the largest first
-    assert [(c["number"], c["overdue"]) for c in later["contracts"]] == [("C-1", "8000.00"), ("C-2", "7500.00")]
+    assert [(c["number"], c["overdue"]) for c in later["contracts"]] == [
+        ("C-1", "8000.00"),
+        ("C-2", "7500.00"),
+    ]
     assert later["total_overdue"] == "15500.00"
     on_day = (await client.get(url, params={"as_of": "2024-01-01"}, headers=committee_a.headers)).json()
     assert on_day["contracts"] == [] and on_day["total_overdue"] == "0.00"  # due today is not yet overdue
@@ -270,29 +294,43 @@ async def test_arrears_of_a_village(client, committee_a, committee_b, supervisor
         ({"term_years": 3}, 422, "step_ups.0.from_year"),
         ({"step_ups": [{"from_year": 1, "percent": "5"}]}, 400, "step_ups.0.from_year"),
         ({"step_ups": [{"from_year": 3, "percent": 5.5}]}, 400, "step_ups.0.percent"),
-        ({"step_ups": [{"from_year": 3, "percent": "5"}, {"from_year": 3, "percent": "2"}]}, 422, "step_ups.1.from_year"),
+        (
+            {"step_ups": [{"from_year": 3, "percent": "5"}, {"from_year": 3, "percent": "2"}]},
+            422,
+            "step_ups.1.from_year",
+        ),
         ({"price_basis": "total"}, 422, "step_ups"),
         ({"origin_reason": None}, 422, "origin_reason"),
         ({"origin_reason": "   "}, 422, "origin_reason"),
         ({"origin": "auction"}, 422, "origin"),
         ({"area": "10.5"}, 422, "area"),  # more than the asset has
-        ({"unit_price": "0.01", "payment_frequency": "monthly", "step_ups": [], "area": "1"}, 422, "unit_price"),
+        (
+            {"unit_price": "0.01", "payment_frequency": "monthly", "step_ups": [], "area": "1"},
+            422,
+            "unit_price",
+        ),
         ({"payment_frequency": "weekly"}, 400, "payment_frequency"),
         ({"number": ""}, 400, "number"),
     ],
 )
-async def test_bad_contracts_name_the_field_and_write_nothing(client, db, committee_a, overrides, status, field):
+async def test_bad_contracts_name_the_field_and_write_nothing(
+    client, db, committee_a, overrides, status, field
+):
     asset = await make_asset(client, committee_a)
     before = await counts(db)
     body = contract_body(asset["id"])
     body.update(overrides)
-    response = await client.post(f"/api/villages/{VILLAGE_A}/contracts", json=body, headers=committee_a.headers)
+    response = await client.post(
+        f"/api/villages/{VILLAGE_A}/contracts", json=body, headers=committee_a.headers
+    )
     assert response.status_code == status, response.text
     problem = response.json()
     assert field in {e["field"] for e in problem["errors"]}, problem
     assert problem["detail"] and problem["detail_en"]
     assert await counts(db) == before
-    assert (await client.get(f"/api/assets/{asset['id']}", headers=committee_a.headers)).json()["status"] == "idle"
+    assert (await client.get(f"/api/assets/{asset['id']}", headers=committee_a.headers)).json()[
+        "status"
+    ] == "idle"
 
 
 async def test_refusals_that_depend_on_other_rows(client, db, committee_a, committee_b) -> None:
@@ -312,7 +350,9 @@ async def test_refusals_that_depend_on_other_rows(client, db, committee_a, commi
         ),  # a transfer of an asset never listed
     ]
     for body, status, field in cases:
-        response = await client.post(f"/api/villages/{VILLAGE_A}/contracts", json=body, headers=committee_a.headers)
+        response = await client.post(
+            f"/api/villages/{VILLAGE_A}/contracts", json=body, headers=committee_a.headers
+        )
         assert response.status_code == status, response.text
         assert response.json()["errors"][0]["field"] == field
     assert await counts(db) == before
@@ -320,7 +360,9 @@ async def test_refusals_that_depend_on_other_rows(client, db, committee_a, commi
 
 async def test_bad_receipts_write_nothing(client, db, committee_a) -> None:
     asset = await make_asset(client, committee_a)
-    contract = await create_contract(client, committee_a, asset["id"], term_years=1, step_ups=[])  # 8,000 in all
+    contract = await create_contract(
+        client, committee_a, asset["id"], term_years=1, step_ups=[]
+    )  # 8,000 in all
     url = f"/api/contracts/{contract['id']}/receipts"
     before = await counts(db)
     cases = [
@@ -339,7 +381,9 @@ async def test_bad_receipts_write_nothing(client, db, committee_a) -> None:
     assert await counts(db) == before
 
 
-async def test_access_to_contracts(client, db, committee_a, committee_b, supervisor_a, supervisor_b, admin) -> None:
+async def test_access_to_contracts(
+    client, db, committee_a, committee_b, supervisor_a, supervisor_b, admin
+) -> None:
     asset = await make_asset(client, committee_a)
     contract = await create_contract(client, committee_a, asset["id"])
     one = f"/api/contracts/{contract['id']}"
@@ -350,14 +394,22 @@ async def test_access_to_contracts(client, db, committee_a, committee_b, supervi
         response = await client.get(f"/api/villages/{VILLAGE_A}/contracts", headers=outsider.headers)
         assert response.status_code == 403
     receipt = {"amount": "100", "received_on": "2024-01-02"}
-    assert (await client.post(one + "/receipts", json=receipt, headers=committee_b.headers)).status_code == 404
-    assert (await client.post(one + "/receipts", json=receipt, headers=supervisor_a.headers)).status_code == 403
+    assert (
+        await client.post(one + "/receipts", json=receipt, headers=committee_b.headers)
+    ).status_code == 404
+    assert (
+        await client.post(one + "/receipts", json=receipt, headers=supervisor_a.headers)
+    ).status_code == 403
     response = await client.post(
-        f"/api/villages/{VILLAGE_A}/contracts", json=contract_body(asset["id"], number="S-1"), headers=supervisor_a.headers
+        f"/api/villages/{VILLAGE_A}/contracts",
+        json=contract_body(asset["id"], number="S-1"),
+        headers=supervisor_a.headers,
     )
     assert response.status_code == 403
     response = await client.post(
-        f"/api/villages/{VILLAGE_A}/contracts", json=contract_body(asset["id"], number="S-1"), headers=committee_b.headers
+        f"/api/villages/{VILLAGE_A}/contracts",
+        json=contract_body(asset["id"], number="S-1"),
+        headers=committee_b.headers,
     )
     assert response.status_code == 403
     assert (await client.get(one)).status_code == 401

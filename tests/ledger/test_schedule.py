@@ -29,7 +29,13 @@ def amounts(schedule) -> list[int]:
 def test_per_mu_year_with_a_step_up() -> None:
     # 10 mu at ¥800 per mu per year for 10 years, +5 % from year 5 on
     schedule = build_schedule(
-        START, 120, PriceBasis.PER_MU_YEAR, 800_00, PaymentFrequency.ANNUAL, Decimal("10"), [StepUpTerm(5, Decimal(5))]
+        START,
+        120,
+        PriceBasis.PER_MU_YEAR,
+        800_00,
+        PaymentFrequency.ANNUAL,
+        Decimal("10"),
+        [StepUpTerm(5, Decimal(5))],
     )
     assert amounts(schedule) == [8000_00] * 4 + [8400_00] * 6
     assert [item.due_date for item in schedule] == [date(2024 + n, 1, 1) for n in range(10)]
@@ -73,7 +79,12 @@ def test_quarterly_installments_and_their_periods() -> None:
 
 def test_a_partial_last_year_is_pro_rated_by_months() -> None:
     schedule = build_schedule(
-        START, 30, PriceBasis.PER_YEAR, 12_000_00, PaymentFrequency.ANNUAL, step_ups=[StepUpTerm(3, Decimal(10))]
+        START,
+        30,
+        PriceBasis.PER_YEAR,
+        12_000_00,
+        PaymentFrequency.ANNUAL,
+        step_ups=[StepUpTerm(3, Decimal(10))],
     )
     assert amounts(schedule) == [12_000_00, 12_000_00, 6_600_00]  # half of 13,200
     assert (schedule[-1].period_start, schedule[-1].period_end) == (date(2026, 1, 1), date(2026, 6, 30))
@@ -125,7 +136,7 @@ def test_the_installments_always_sum_to_the_total_and_cover_the_term(
     # contiguous periods from the start to the contract's last day, each due on its first day
     assert schedule[0].period_start == start
     assert schedule[-1].period_end == contract_end(start, term)
-    for earlier, later in zip(schedule, schedule[1:]):
+    for earlier, later in zip(schedule, schedule[1:], strict=False):
         assert later.period_start == earlier.period_end + timedelta(days=1)
     assert all(item.due_date == item.period_start for item in schedule)
     assert [item.seq for item in schedule] == list(range(1, len(schedule) + 1))

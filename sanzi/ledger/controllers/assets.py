@@ -50,19 +50,29 @@ class AssetController(Controller):
         return schemas.Asset.model_validate(asset)
 
     @get("/assets/{asset_id:int}", operation_id="GetAsset", opt=READ)
-    async def get_asset(self, db_session: AsyncSession, request: Request[Any, Any, Any], asset_id: int) -> schemas.Asset:
+    async def get_asset(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], asset_id: int
+    ) -> schemas.Asset:
         return schemas.Asset.model_validate(await AssetService(db_session).get(asset_id, request.user))
 
     @patch("/assets/{asset_id:int}", operation_id="UpdateAsset", opt=WRITE)
     async def update_asset(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], asset_id: int, data: schemas.AssetUpdate
+        self,
+        db_session: AsyncSession,
+        request: Request[Any, Any, Any],
+        asset_id: int,
+        data: schemas.AssetUpdate,
     ) -> schemas.Asset:
         asset = await AssetService(db_session).update(asset_id, data, request.user)
         return schemas.Asset.model_validate(asset)
 
     @post("/assets/{asset_id:int}/status", operation_id="ChangeAssetStatus", opt=WRITE, status_code=200)
     async def change_status(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], asset_id: int, data: schemas.AssetStatusIn
+        self,
+        db_session: AsyncSession,
+        request: Request[Any, Any, Any],
+        asset_id: int,
+        data: schemas.AssetStatusIn,
     ) -> schemas.Asset:
         asset = await AssetService(db_session).set_status(asset_id, data, request.user)
         return schemas.Asset.model_validate(asset)

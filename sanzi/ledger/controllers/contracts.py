@@ -34,7 +34,11 @@ class ContractController(Controller):
 
     @post("/villages/{code:str}/contracts", operation_id="CreateContract", opt=WRITE)
     async def create_contract(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str, data: schemas.ContractCreate
+        self,
+        db_session: AsyncSession,
+        request: Request[Any, Any, Any],
+        code: str,
+        data: schemas.ContractCreate,
     ) -> schemas.Contract:
         collective = await collective_for(db_session, code, request.user, write=True)
         contract = await ContractService(db_session).create(collective, data, request.user)
@@ -48,12 +52,16 @@ class ContractController(Controller):
         code: str,
         status: ContractStatus | None = None,
         asset_id: int | None = Parameter(default=None, query="asset"),
-        counterparty: str | None = Parameter(default=None, max_length=100, description="name part or ID number"),
+        counterparty: str | None = Parameter(
+            default=None, max_length=100, description="name part or ID number"
+        ),
         page: int = Parameter(default=1, ge=1, le=100_000),
         page_size: int = Parameter(default=50, ge=1, le=500),
     ) -> Page[schemas.ContractSummary]:
         collective = await collective_for(db_session, code, request.user)
-        return await ContractService(db_session).list(collective, status, asset_id, counterparty, page, page_size)
+        return await ContractService(db_session).list(
+            collective, status, asset_id, counterparty, page, page_size
+        )
 
     @get("/villages/{code:str}/arrears", operation_id="GetVillageArrears", opt=READ)
     async def arrears(
@@ -70,7 +78,9 @@ class ContractController(Controller):
     async def get_contract(
         self, db_session: AsyncSession, request: Request[Any, Any, Any], contract_id: int
     ) -> schemas.Contract:
-        return schemas.Contract.model_validate(await ContractService(db_session).get(contract_id, request.user))
+        return schemas.Contract.model_validate(
+            await ContractService(db_session).get(contract_id, request.user)
+        )
 
     @get("/contracts/{contract_id:int}/schedule", operation_id="GetContractSchedule", opt=READ)
     async def schedule(
@@ -80,11 +90,17 @@ class ContractController(Controller):
         contract_id: int,
         as_of: date | None = Parameter(default=None, description="default: today (Asia/Shanghai)"),
     ) -> schemas.Schedule:
-        return await ContractService(db_session).schedule(contract_id, request.user, as_of or local_today(request))
+        return await ContractService(db_session).schedule(
+            contract_id, request.user, as_of or local_today(request)
+        )
 
     @post("/contracts/{contract_id:int}/receipts", operation_id="CreateContractReceipt", opt=WRITE)
     async def receive(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], contract_id: int, data: schemas.ReceiptCreate
+        self,
+        db_session: AsyncSession,
+        request: Request[Any, Any, Any],
+        contract_id: int,
+        data: schemas.ReceiptCreate,
     ) -> Response[schemas.Receipt]:
         receipt, created = await ContractService(db_session).receive(
             contract_id, data, request.user, local_today(request)

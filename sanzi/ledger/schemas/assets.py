@@ -17,15 +17,17 @@ _AREA = re.compile(r"^\d{1,12}(\.\d{1,2})?$")
 
 
 def parse_area(value: Any) -> Decimal:
-    """A positive area given as a decimal string (or an integer) with at most two decimals; floats are refused."""
+    """A positive area given as a decimal string (or an integer) (at most two decimals); no floats."""
     if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("面积须为字符串形式的数值，如 \"12.5\" / area must be a decimal string like \"12.5\"")
+        raise ValueError('面积须为字符串形式的数值，如 "12.5" / area must be a decimal string like "12.5"')
     if isinstance(value, int):
         value = str(value)
     if isinstance(value, Decimal):
         value = format(value, "f")
     if not isinstance(value, str) or not _AREA.match(value.strip()):
-        raise ValueError("面积须为正数且最多两位小数 / area must be a positive number with at most two decimals")
+        raise ValueError(
+            "面积须为正数且最多两位小数 / area must be a positive number with at most two decimals"
+        )
     area = Decimal(value.strip())
     if area <= 0:
         raise ValueError("面积须大于零 / area must be greater than zero")
@@ -44,7 +46,9 @@ AreaOut = Annotated[Decimal, PlainSerializer(format_area, return_type=str), _are
 
 
 class AssetCreate(Schema):
-    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-./]+$", description="资产编码，集体内唯一")
+    code: str = Field(
+        min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-./]+$", description="资产编码，集体内唯一"
+    )
     name: str = Field(min_length=1, max_length=100)
     kind: AssetKind
     area: AreaIn

@@ -1,4 +1,4 @@
-"""Contract API schemas: terms in, the generated schedule, receipts and arrears out (money as yuan strings)."""
+"""Contract API schemas: terms in, the generated schedule, receipts, arrears out (yuan strings)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def parse_percent(value: Any) -> Decimal:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not _PERCENT.match(value.strip()):
-        raise ValueError("涨幅须为字符串形式的百分数，如 \"5\" / percent must be a decimal string like \"5\"")
+        raise ValueError('涨幅须为字符串形式的百分数，如 "5" / percent must be a decimal string like "5"')
     percent = Decimal(value.strip())
     if not 0 < percent <= 100:
         raise ValueError("涨幅须大于 0 且不超过 100 / percent must be more than 0 and at most 100")
@@ -56,7 +56,9 @@ def parse_percent(value: Any) -> Decimal:
 
 
 def normalise_id_number(value: str | None) -> str | None:
-    """A resident ID number (居民身份证号) or unified social credit code (统一社会信用代码), checksum-validated."""
+    """A resident ID number (身份证号) or a unified social credit code (统一社会信用代码), checksum-checked.
+
+    Returned compact and upper-case; blank means none."""
     if value is None:
         return None
     compact = re.sub(r"[\s-]", "", value).upper()
@@ -71,7 +73,7 @@ def normalise_id_number(value: str | None) -> str | None:
 
 
 class StepUp(Schema):
-    """The yearly price rises by ``percent`` from contract year ``from_year`` on; several step-ups compound."""
+    """The yearly price rises by ``percent`` from contract year ``from_year`` on; step-ups compound."""
 
     from_year: int = Field(ge=2, le=100)
     percent: Annotated[

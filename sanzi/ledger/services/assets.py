@@ -87,13 +87,19 @@ class AssetService:
             conditions.append(Asset.name.ilike(pattern, escape="\\") | Asset.code.ilike(pattern, escape="\\"))
         total = await self.session.scalar(select(func.count()).select_from(Asset).where(*conditions)) or 0
         rows = await self.session.scalars(
-            select(Asset).where(*conditions).order_by(Asset.code).offset((page - 1) * page_size).limit(page_size)
+            select(Asset)
+            .where(*conditions)
+            .order_by(Asset.code)
+            .offset((page - 1) * page_size)
+            .limit(page_size)
         )
         return Page(
             items=[schemas.Asset.model_validate(a) for a in rows], total=total, page=page, page_size=page_size
         )
 
-    async def get(self, asset_id: int, user: User | None, *, write: bool = False, lock: bool = False) -> Asset:
+    async def get(
+        self, asset_id: int, user: User | None, *, write: bool = False, lock: bool = False
+    ) -> Asset:
         """The asset if the caller may see it (404 otherwise) or change it (403 for read-only callers)."""
         query = select(Asset).where(Asset.id == asset_id)
         if lock:
@@ -104,7 +110,9 @@ class AssetService:
         check_village(user, asset.village_code, write=write)
         return asset
 
-    async def _refuse_duplicate_code(self, collective_id: int, code: str, asset_id: int | None = None) -> None:
+    async def _refuse_duplicate_code(
+        self, collective_id: int, code: str, asset_id: int | None = None
+    ) -> None:
         query = select(Asset.id).where(Asset.collective_id == collective_id, Asset.code == code)
         if asset_id is not None:
             query = query.where(Asset.id != asset_id)
@@ -170,7 +178,9 @@ class AssetService:
         reason = (reason or "").strip() or None
         if to_status in NEEDS_REASON and reason is None:
             raise DomainError(
-                "变更为出租、转让或处置须说明理由", f"a change to {to_status.value} needs a reason", field="reason"
+                "变更为出租、转让或处置须说明理由",
+                f"a change to {to_status.value} needs a reason",
+                field="reason",
             )
         asset.status = to_status.value
         change = self._record(asset, current, to_status, reason, actor)
@@ -197,7 +207,12 @@ class AssetService:
         ]
 
     def _record(
-        self, asset: Asset, from_status: AssetStatus | None, to_status: AssetStatus, reason: str | None, actor: User
+        self,
+        asset: Asset,
+        from_status: AssetStatus | None,
+        to_status: AssetStatus,
+        reason: str | None,
+        actor: User,
     ) -> AssetStatusChange:
         change = AssetStatusChange(
             asset_id=asset.id,

@@ -98,7 +98,7 @@ def installment_months(term_months: int, frequency: PaymentFrequency) -> list[tu
 
 
 def split_total(total_fen: int, periods: Sequence[tuple[int, int]], term_months: int) -> list[int]:
-    """A total price split over the installments by their months, rounded down; the remainder goes on the last."""
+    """A total price split over the installments by their months, rounded down, remainder on the last."""
     amounts = [total_fen * (end - start) // term_months for start, end in periods[:-1]]
     return [*amounts, total_fen - sum(amounts)]
 
@@ -203,16 +203,26 @@ class ContractService:
         area = self._area(data, asset)
         step_ups = self._step_ups(data, term_months)
         schedule = build_schedule(
-            data.start_date, term_months, data.price_basis, data.unit_price, data.payment_frequency, area, step_ups
+            data.start_date,
+            term_months,
+            data.price_basis,
+            data.unit_price,
+            data.payment_frequency,
+            area,
+            step_ups,
         )
         if any(item.amount_fen <= 0 for item in schedule):
             raise DomainError(
-                "价格过低：分期后有金额为零的期次", "price too small: some installment would be zero", field="unit_price"
+                "价格过低：分期后有金额为零的期次",
+                "price too small: some installment would be zero",
+                field="unit_price",
             )
         if await self.session.scalar(
             select(Contract.id).where(Contract.collective_id == collective.id, Contract.number == data.number)
         ):
-            raise Conflict(f"合同编号 {data.number} 已存在", f"contract number {data.number} already exists", "number")
+            raise Conflict(
+                f"合同编号 {data.number} 已存在", f"contract number {data.number} already exists", "number"
+            )
         await self._occupy(asset, data, actor)
         contract = Contract(
             collective_id=collective.id,
@@ -255,7 +265,9 @@ class ContractService:
 
     @staticmethod
     def _term_months(data: schemas.ContractCreate) -> int:
-        given = [name for name in ("term_months", "term_years", "end_date") if getattr(data, name) is not None]
+        given = [
+            name for name in ("term_months", "term_years", "end_date") if getattr(data, name) is not None
+        ]
         if len(given) != 1:
             raise DomainError(
                 "须且只能填写合同期限（月数或年数）或终止日期之一",
@@ -269,7 +281,9 @@ class ContractService:
         assert data.end_date is not None
         if data.end_date <= data.start_date:
             raise DomainError("终止日期须晚于起始日期", "end_date must be after start_date", field="end_date")
-        months = (data.end_date.year - data.start_date.year) * 12 + data.end_date.month - data.start_date.month
+        months = (
+            (data.end_date.year - data.start_date.year) * 12 + data.end_date.month - data.start_date.month
+        )
         for term in (months, months + 1):
             if term > 0 and contract_end(data.start_date, term) == data.end_date:
                 if term > 600:
@@ -320,7 +334,8 @@ class ContractService:
                 )
             if step.from_year in seen:
                 raise DomainError(
-                    f"第{step.from_year}年的递增重复", f"two step-ups from year {step.from_year}",
+                    f"第{step.from_year}年的递增重复",
+                    f"two step-ups from year {step.from_year}",
                     field=f"step_ups.{index}.from_year",
                 )
             seen.add(step.from_year)
@@ -340,7 +355,9 @@ class ContractService:
             return  # another part of an asset already leased
         if target == AssetStatus.SOLD and status != AssetStatus.LISTED:
             raise DomainError(
-                "资产转让须先挂牌交易", "an asset must be listed before it can be transferred", field="trade_type"
+                "资产转让须先挂牌交易",
+                "an asset must be listed before it can be transferred",
+                field="trade_type",
             )
         if status == AssetStatus.LEASED:
             raise DomainError(
@@ -352,7 +369,9 @@ class ContractService:
 
     # -- reads
 
-    async def get(self, contract_id: int, user: User | None, *, write: bool = False, lock: bool = False) -> Contract:
+    async def get(
+        self, contract_id: int, user: User | None, *, write: bool = False, lock: bool = False
+    ) -> Contract:
         query = select(Contract).where(Contract.id == contract_id)
         if lock:
             query = query.with_for_update()
@@ -403,7 +422,7 @@ class ContractService:
         return int(await self.session.scalar(query) or 0)
 
     async def schedule(self, contract_id: int, user: User | None, as_of: date) -> schemas.Schedule:
-        """Each installment with what the receipts up to ``as_of`` paid of it (oldest first) and whether it is overdue."""
+        """Each installment, what receipts up to ``as_of`` paid of it (oldest first), and if it is overdue."""
         contract = await self.get(contract_id, user)
         received = await self._received(contract.id, as_of)
         installments = contract.installments
@@ -433,7 +452,7 @@ class ContractService:
         )
 
     async def arrears(self, collective: Collective, as_of: date) -> schemas.Arrears:
-        """Contracts whose installments due before ``as_of`` exceed their receipts up to then, in SQL aggregates."""
+        """Contracts whose installments due before ``as_of`` exceed their receipts, by SQL aggregates."""
         in_collective = ContractInstallment.contract_id.in_(
             select(Contract.id).where(Contract.collective_id == collective.id).scalar_subquery()
         )
@@ -498,7 +517,7 @@ class ContractService:
     async def receive(
         self, contract_id: int, data: schemas.ReceiptCreate, actor: User, today: date
     ) -> tuple[ContractReceipt, bool]:
-        """Post a receipt to the books (Dr bank or cash / Cr contracting income) and record it against the contract.
+        """Post a receipt to the books (Dr bank or cash / Cr contracting income) and record it.
 
         A repeated ``client_key`` with the same body returns the first receipt (``created`` False).
         """
@@ -525,7 +544,9 @@ class ContractService:
         )
         if not replay:
             if data.received_on > today:
-                raise DomainError("收款日期不能晚于今天", "received_on cannot be in the future", field="received_on")
+                raise DomainError(
+                    "收款日期不能晚于今天", "received_on cannot be in the future", field="received_on"
+                )
             outstanding = contract.total_value_fen - await self._received(contract.id)
             if data.amount > outstanding:
                 raise DomainError(
@@ -537,7 +558,9 @@ class ContractService:
             collective, entry_data, actor, source="contract_receipt"
         )
         if not created:
-            receipt = await self.session.scalar(select(ContractReceipt).where(ContractReceipt.entry_id == entry.id))
+            receipt = await self.session.scalar(
+                select(ContractReceipt).where(ContractReceipt.entry_id == entry.id)
+            )
             if receipt is None or receipt.contract_id != contract.id:
                 raise Conflict(
                     "该幂等键已用于其他凭证", "this client_key was used for another entry", field="client_key"
