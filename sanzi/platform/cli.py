@@ -116,8 +116,125 @@ def demo_load() -> None:
     console.print(f"{created} demo users created ({len(DEMO_LOGINS) - created} already present)")
 
 
+@click.group(name="users", help="用户 / officials' accounts (bidders register themselves)")
+def users_group() -> None:
+    pass
+
+
+def _with_user_service(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(UserService)`` in one committed session; a refusal stops the command with its message."""
+    from pydantic import ValidationError
+
+    from sanzi.platform.auth import Passwords
+    from sanzi.platform.database import create_engine, session_scope
+    from sanzi.platform.problems import DomainError
+    from sanzi.platform.services import UserService
+    from sanzi.platform.settings import get_settings
+
+    settings = get_settings()
+
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            async with session_scope(engine) as session:
+                return await work(UserService(session, Passwords(cheap=settings.environment == "test")))
+        finally:
+            await engine.dispose()
+
+    try:
+        return run_async(run)
+    except DomainError as exc:
+        fail(f"{exc.field or ''}: {exc.message} / {exc.message_en}".lstrip(": "))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        fail(f"{'.'.join(map(str, error['loc']))}: 输入无效 / {error['msg']}")
+
+
+_PASSWORD_OPTION = click.option(
+    "--password",
+    envvar="SANZI_USER_PASSWORD",
+    prompt="密码 / password",
+    hide_input=True,
+    confirmation_prompt=True,
+    help="read from SANZI_USER_PASSWORD, else asked for (never pass it on the command line)",
+)
+
+
+@users_group.command("create", help="Create an admin, a village committee member or a supervisor.")
+@click.option("--role", required=True, type=click.Choice(["admin", "committee", "supervisor"]))
+@click.option("--username", required=True)
+@click.option("--name", "display_name", help="display name (default: the username)")
+@click.option("--village", "village_code", help="committee: the village's 12-digit code")
+@click.option("--area", "area_code", help="supervisor: a township's or district's 12-digit code")
+@click.option("--phone")
+@_PASSWORD_OPTION
+def users_create(
+    role: str,
+    username: str,
+    display_name: str | None,
+    village_code: str | None,
+    area_code: str | None,
+    phone: str | None,
+    password: str,
+) -> None:
+    from sanzi.platform import schemas
+
+    data = schemas.UserCreate(
+        username=username,
+        password=password,
+        display_name=display_name or username,
+        role=role,
+        village_code=village_code,
+        area_code=area_code,
+        phone=phone,
+    )
+
+    async def create(service: Any) -> Any:
+        return await service.create(data)
+
+    user = _with_user_service(create)
+    scope = user.village_code or user.area_code or "-"
+    click.echo(f"created user {user.username} (id {user.id}, role {user.role}, scope {scope})")
+
+
+@users_group.command("list", help="List users, optionally of one role.")
+@click.option("--role", type=click.Choice(["admin", "committee", "supervisor", "bidder"]))
+def users_list(role: str | None) -> None:
+    from sanzi.platform.models import Role
+
+    async def rows(service: Any) -> Any:
+        return await service.list(Role(role) if role else None, None, 1, 100_000)
+
+    page = _with_user_service(rows)
+    for user in page.items:
+        scope = user.village_code or user.area_code or "-"
+        state = "active" if user.is_active else "inactive"
+        click.echo(f"{user.id}\t{user.username}\t{user.role.value}\t{scope}\t{state}\t{user.display_name}")
+    click.echo(f"{page.total} users")
+
+
+@users_group.command("set-password", help="Reset a user's password (revokes their API tokens) and reactivate.")
+@click.argument("username")
+@_PASSWORD_OPTION
+def users_set_password(username: str, password: str) -> None:
+    from sqlalchemy import select
+
+    from sanzi.platform import schemas
+    from sanzi.platform.models import User
+
+    async def reset(service: Any) -> Any:
+        user_id = await service.session.scalar(select(User.id).where(User.username == username.lower()))
+        if user_id is None:
+            fail(f"用户不存在 / no user named {username}")
+        data = schemas.UserUpdate(password=password, is_active=True)
+        return await service.update(user_id, data)
+
+    user = _with_user_service(reset)
+    click.echo(f"password of {user.username} reset; the account is active")
+
+
 def _platform_groups() -> list[click.Group]:
-    return [geography_group, demo_group]
+    return [geography_group, demo_group, users_group]
 
 
 def _ledger_groups() -> list[click.Group]:

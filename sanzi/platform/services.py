@@ -141,7 +141,8 @@ class UserService:
         await self.session.flush()
         return user
 
-    async def update(self, user_id: int, data: schemas.UserUpdate, by: User) -> User:
+    async def update(self, user_id: int, data: schemas.UserUpdate, by: User | None = None) -> User:
+        """Apply an admin's changes; ``by`` is the admin (None for the operator's command line)."""
         user = await self.get(user_id)
         given = data.model_fields_set
         if "village_code" in given or "area_code" in given:
@@ -157,7 +158,7 @@ class UserService:
             user.password_hash = self.passwords.hash(data.password)
             await revoke_tokens(self.session, user.id)  # a reset password ends every existing API login
         if data.is_active is not None and data.is_active != user.is_active:
-            if not data.is_active and user.id == by.id:
+            if not data.is_active and by is not None and user.id == by.id:
                 raise DomainError("不能停用自己的账户", "you cannot deactivate your own account", field="is_active")
             user.is_active = data.is_active
             if not user.is_active:

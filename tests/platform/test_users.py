@@ -211,3 +211,61 @@ async def test_reactivated_user_logs_in_again(client: httpx.AsyncClient, admin, 
     assert (await client.patch(url, headers=admin.headers, json={"is_active": True})).json()["is_active"] is True
     assert (await client.post("/api/auth/token", json=credentials)).status_code == 201
     assert (await client.get("/api/auth/me", headers=committee_a.headers)).status_code == 401  # old token stays revoked
+
+
+# ---- the operator's command line ------------------------------------------------------------------------
+
+
+def test_users_command_creates_lists_and_resets(empty_database_url: str, tmp_path) -> None:
+    from tests.platform.test_cli import sanzi
+
+    def run(*args: str, password: str | None = "cli-password-1"):
+        import os
+
+        os.environ.pop("SANZI_USER_PASSWORD", None)
+        if password is not None:
+            os.environ["SANZI_USER_PASSWORD"] = password
+        try:
+            return sanzi(empty_database_url, "users", *args, tmp_path=tmp_path)
+        finally:
+            os.environ.pop("SANZI_USER_PASSWORD", None)
+
+    assert sanzi(empty_database_url, "geography", "import", tmp_path=tmp_path).returncode == 0
+    created = run("create", "--role", "committee", "--username", "Yongxing-Clerk", "--village", VILLAGE_A)
+    assert created.returncode == 0, created.stderr
+    assert "yongxing-clerk" in created.stdout and VILLAGE_A in created.stdout
+
+    for args, password, fragment in [
+        (("--role", "committee", "--username", "nowhere", "--village", "440111020999"), "cli-password-1", "village_code"),
+        (("--role", "supervisor", "--username", "nowhere"), "cli-password-1", "area_code"),
+        (("--role", "admin", "--username", "nowhere"), "12345678", "password"),
+        (("--role", "admin", "--username", "yongxing-clerk"), "cli-password-1", "username"),
+    ]:
+        refused = run("create", *args, password=password)
+        assert refused.returncode != 0 and fragment in refused.stderr, refused.stderr
+
+    supervisor = run("create", "--role", "supervisor", "--username", "baiyun", "--area", VILLAGE_A[:6] + "000000")
+    assert supervisor.returncode == 0, supervisor.stderr
+    listed = run("list")
+    assert listed.returncode == 0 and "2 users" in listed.stdout
+    assert "yongxing-clerk\tcommittee" in listed.stdout and "baiyun\tsupervisor" in listed.stdout
+
+    reset = run("set-password", "yongxing-clerk", password="another-password")
+    assert reset.returncode == 0, reset.stderr
+    assert run("set-password", "nobody-here").returncode != 0
+    assert Passwords().verify(_stored_hash(empty_database_url, "yongxing-clerk"), "another-password")
+
+
+def _stored_hash(database_url: str, username: str) -> str:
+    from sanzi.platform.database import create_engine
+    from tests.conftest import make_settings, run_sync
+
+    async def read() -> str:
+        engine = create_engine(make_settings(database_url))
+        try:
+            async with engine.connect() as conn:
+                return await conn.scalar(select(User.password_hash).where(User.username == username))
+        finally:
+            await engine.dispose()
+
+    return run_sync(read)
