@@ -1,0 +1,1 @@
+"""Auction: listings, announcements, bidder registration and deposits, live bidding, closing and results."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from advanced_alchemy.base import BigIntAuditBase, BigIntBase, DefaultBase
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 
@@ -134,3 +135,18 @@ class Bidder(BigIntAuditBase):
 
 
 Index("ix_village_name_district", Village.district_code, Village.name)
+
+
+class Setting(BigIntBase):
+    """An operator-set parameter (auction rules, warning-rule thresholds), city-wide or for one district.
+
+    ``scope`` is "" for the whole city or a district's 12-digit code; a district's value overrides the city's.
+    """
+
+    __tablename__ = "setting"
+    __table_args__ = (UniqueConstraint("key", "scope", name="uq_setting_key_scope"),)
+    key: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(12), default="")
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    updated_at: Mapped[datetime]
