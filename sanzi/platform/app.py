@@ -8,6 +8,9 @@ from typing import Any
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from click import Group
 from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.config.app import AppConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
@@ -55,6 +58,8 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         register_commands(cli)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        from sanzi.auction.controllers import controllers as auction_controllers
+        from sanzi.auction.scheduler import scheduler_lifespan
         from sanzi.ledger.controllers import controllers as ledger_controllers
         from sanzi.platform.controllers import controllers as platform_controllers
 
@@ -65,11 +70,14 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         secret = settings.resolved_secret_key()
 
         redis = None
+        channels_backend: Any = MemoryChannelsBackend(history=0)
         if settings.redis_url:
             from redis.asyncio import Redis
 
             redis = Redis.from_url(settings.redis_url)
             app_config.stores = {"sessions": RedisStore(redis, namespace="sanzi:sessions")}
+            # live auction events reach the watchers of every worker through Redis pub/sub
+            channels_backend = RedisChannelsPubSubBackend(redis=Redis.from_url(settings.redis_url))
         elif settings.environment == "test":
             app_config.stores = {"sessions": MemoryStore()}
         else:
@@ -90,7 +98,9 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
             }
         )
         app_config.plugins.append(SQLAlchemyPlugin(config=db_config))
-        app_config.route_handlers.extend([*platform_controllers, *ledger_controllers])
+        app_config.plugins.append(ChannelsPlugin(backend=channels_backend, arbitrary_channels_allowed=True))
+        app_config.route_handlers.extend([*platform_controllers, *ledger_controllers, *auction_controllers])
+        app_config.lifespan.append(scheduler_lifespan)
         app_config.guards.append(access_guard)
         app_config.middleware.extend(
             [

@@ -1,0 +1,7 @@
+"""Auction HTTP API: listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+controllers: list[Any] = []

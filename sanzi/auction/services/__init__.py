@@ -1,0 +1,1 @@
+"""Auction services: every write of listings, registrations, bids and results happens here."""
