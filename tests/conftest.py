@@ -111,6 +111,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "DATABASE_URL": database_url,
         "SECRET_KEY": "test-secret-key-not-for-production",
         "REDIS_URL": None,
+        "SANZI_SCHEDULER": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(default=20, alias="SANZI_LOGIN_FAILURES_PER_ADDRESS")
     login_window_seconds: int = Field(default=900, alias="SANZI_LOGIN_WINDOW_SECONDS")
     api_token_days: int = Field(default=30, alias="SANZI_API_TOKEN_DAYS")
+    #: the in-app scheduler that opens and closes auctions (tests turn it off and drive the clock themselves)
+    scheduler_enabled: bool = Field(default=True, alias="SANZI_SCHEDULER")
+    scheduler_interval_seconds: float = Field(default=1.0, alias="SANZI_SCHEDULER_INTERVAL")
+    #: bids a bidder may place per second on the whole platform
+    bid_rate_per_second: int = Field(default=5, alias="SANZI_BID_RATE_PER_SECOND")
 
     @model_validator(mode="after")
     def _require_secret_in_production(self) -> "Settings":
