@@ -78,7 +78,7 @@ MAX_PASSWORD_LENGTH = 128
 
 
 def check_password_policy(password: str, username: str | None = None, field: str = "password") -> None:
-    """The minimum policy: at least 8 characters, not all digits, not the username (a 422 naming the field)."""
+    """The minimum policy: at least 8 characters, not all digits, not the username; a 422 names the field."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise DomainError(
             f"密码至少需要 {MIN_PASSWORD_LENGTH} 个字符",
@@ -174,10 +174,12 @@ def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return client.host if client and client.host else "unknown"
 
 
-def start_session(connection: ASGIConnection[Any, Any, Any, Any], user: User, cookie_key: str = "session") -> None:
+def start_session(
+    connection: ASGIConnection[Any, Any, Any, Any], user: User, cookie_key: str = "session"
+) -> None:
     """Log the user in on a fresh session id, so an id planted before login never carries the login."""
-    # the session middleware reads the id from the parsed cookies (one dict shared through the scope state) and
-    # from the state's session_id; without both, it generates a new id when it stores the session
+    # the session middleware takes the id from the parsed cookies (one dict shared through the scope state)
+    # or from the state's session_id; without either it generates a new id when it stores the session
     connection.cookies.pop(cookie_key, None)
     ScopeState.from_scope(connection.scope).session_id = Empty
     connection.set_session({SESSION_USER_KEY: user.id})

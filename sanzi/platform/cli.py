@@ -213,7 +213,7 @@ def users_list(role: str | None) -> None:
     click.echo(f"{page.total} users")
 
 
-@users_group.command("set-password", help="Reset a user's password (revokes their API tokens) and reactivate.")
+@users_group.command("set-password", help="Reset a password (revoking API tokens) and reactivate the user.")
 @click.argument("username")
 @_PASSWORD_OPTION
 def users_set_password(username: str, password: str) -> None:

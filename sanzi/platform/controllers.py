@@ -110,9 +110,13 @@ class AuthController(Controller):
     tags = ["auth"]
     exception_handlers = {LoginThrottled: _throttled}
 
-    @post("/token", operation_id="CreateToken", opt=PUBLIC, summary="Log in: username and password → bearer token")
+    @post("/token", operation_id="CreateToken", opt=PUBLIC, summary="Log in: username and password → token")
     async def create_token(
-        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], data: schemas.TokenRequest
+        self,
+        db_session: AsyncSession,
+        state: State,
+        request: Request[Any, Any, Any],
+        data: schemas.TokenRequest,
     ) -> schemas.Token:
         user = await authenticate(
             db_session,
@@ -124,7 +128,7 @@ class AuthController(Controller):
         )
         return await token_for(db_session, user, state.settings.api_token_days)
 
-    @delete("/token", operation_id="RevokeToken", opt=AUTHENTICATED, summary="Log out: revoke the current token")
+    @delete("/token", operation_id="RevokeToken", opt=AUTHENTICATED, summary="Log out: revoke this token")
     async def revoke_token(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> None:
         await revoke_tokens(db_session, request.user.id, current_token_hash(request))
 
@@ -140,7 +144,11 @@ class AuthController(Controller):
         summary="Change one's own password; every other token of the account is revoked",
     )
     async def change_password(
-        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], data: schemas.PasswordChange
+        self,
+        db_session: AsyncSession,
+        state: State,
+        request: Request[Any, Any, Any],
+        data: schemas.PasswordChange,
     ) -> None:
         await UserService(db_session, state.passwords).change_own_password(
             request.user,
@@ -171,7 +179,9 @@ class UserController(Controller):
         return await UserService(db_session, state.passwords).list(role, q, page, page_size)
 
     @post(operation_id="CreateUser", opt=roles(Role.ADMIN))
-    async def create_user(self, db_session: AsyncSession, state: State, data: schemas.UserCreate) -> schemas.User:
+    async def create_user(
+        self, db_session: AsyncSession, state: State, data: schemas.UserCreate
+    ) -> schemas.User:
         user = await UserService(db_session, state.passwords).create(data)
         return schemas.User.model_validate(user)
 
@@ -198,19 +208,25 @@ class BidderController(Controller):
     path = "/api/bidders"
     tags = ["bidders"]
 
-    @post(operation_id="RegisterBidder", opt=PUBLIC, summary="Register as a bidder (person or company); logs in")
+    @post(operation_id="RegisterBidder", opt=PUBLIC, summary="Register as a bidder (person or company)")
     async def register(
         self, db_session: AsyncSession, state: State, data: schemas.BidderCreate
     ) -> schemas.BidderRegistered:
         return await BidderService(db_session, state.passwords).register(data, state.settings.api_token_days)
 
     @get("/me", operation_id="GetMyBidderProfile", opt=roles(Role.BIDDER))
-    async def me(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any]) -> schemas.Bidder:
+    async def me(
+        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any]
+    ) -> schemas.Bidder:
         return await BidderService(db_session, state.passwords).me(request.user)
 
-    @patch("/me", operation_id="UpdateMyBidderProfile", opt=roles(Role.BIDDER), summary="Contact details only")
+    @patch("/me", operation_id="UpdateMyBidderProfile", opt=roles(Role.BIDDER), summary="Contact details")
     async def update_me(
-        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], data: schemas.BidderUpdate
+        self,
+        db_session: AsyncSession,
+        state: State,
+        request: Request[Any, Any, Any],
+        data: schemas.BidderUpdate,
     ) -> schemas.Bidder:
         return await BidderService(db_session, state.passwords).update_me(request.user, data)
 
@@ -282,7 +298,11 @@ class LoginPageController(Controller):
             if isinstance(exc, LoginThrottled):
                 raise
             return _login_page(
-                request, status_code=exc.status_code, errors={"password": exc.message}, username=username, next=target
+                request,
+                status_code=exc.status_code,
+                errors={"password": exc.message},
+                username=username,
+                next=target,
             )
         start_session(request, user)
         return Redirect(target, status_code=HTTP_303_SEE_OTHER)

@@ -32,15 +32,15 @@ def resident_id(value: str, field: str = "id_number", today: date | None = None)
         raise _invalid(field, "居民身份证号码校验位错误", "the resident ID check digit is wrong") from None
     except InvalidComponent:
         # python-stdnum also refuses a region code that did not exist in the birth year, but numbers are
-        # assigned at registration, often years after birth (someone born in 1990 and registered in 增城 in
-        # 2006 has 440183, a code of 1993–2014); so only a real date and a region that ever existed are required
+        # assigned at registration, often years after birth (someone born in 1990 and registered in 增城
+        # in 2006 has 440183, a code of 1993–2014): a real date and a region that ever existed suffice
         number = _compact(value).upper()
         try:
             ric.get_birth_date(number)
         except InvalidComponent:
             raise _invalid(field, "居民身份证号码中的出生日期无效", "the birth date of the resident ID is invalid") from None
         if not _region_ever_existed(number[:6]):
-            raise _invalid(field, "居民身份证号码中的地区码不存在", "the region code of the resident ID is unknown") from None
+            raise _invalid(field, "居民身份证号码中的地区码不存在", "unknown region code in the resident ID")
     except ValidationError:
         raise _invalid(field, "居民身份证号码格式错误", "the resident ID number is malformed") from None
     born = ric.get_birth_date(number)
@@ -60,7 +60,7 @@ def social_credit_code(value: str, field: str = "id_number") -> str:
     except InvalidLength:
         raise _invalid(field, "统一社会信用代码应为 18 位", "a unified social credit code has 18 characters") from None
     except InvalidChecksum:
-        raise _invalid(field, "统一社会信用代码校验位错误", "the unified social credit code check digit is wrong") from None
+        raise _invalid(field, "统一社会信用代码校验位错误", "wrong check digit of the social credit code") from None
     except ValidationError:
         raise _invalid(
             field, "统一社会信用代码含有无效字符", "the unified social credit code contains invalid characters"

@@ -95,7 +95,7 @@ class UserCreate(StrictSchema):
     password: Password
     display_name: str = Field(min_length=1, max_length=64)
     role: Role
-    village_code: str | None = Field(default=None, max_length=12, description="committee: the village (12 digits)")
+    village_code: str | None = Field(default=None, max_length=12, description="committee: a village")
     area_code: str | None = Field(default=None, max_length=12, description="supervisor: township or district")
     phone: str | None = Field(default=None, max_length=32)
 

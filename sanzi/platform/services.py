@@ -81,8 +81,9 @@ class GeographyService:
 async def token_for(session: AsyncSession, user: User, days: int) -> schemas.Token:
     """Issue a bearer token and describe it (the only time the token itself is shown)."""
     token = await issue_token(session, user, days)
-    expires_at = await session.scalar(select(ApiToken.expires_at).where(ApiToken.user_id == user.id).order_by(
-        ApiToken.id.desc()).limit(1))
+    expires_at = await session.scalar(
+        select(ApiToken.expires_at).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc()).limit(1)
+    )
     return schemas.Token(token=token, expires_at=expires_at, user=schemas.User.model_validate(user))
 
 
@@ -98,13 +99,17 @@ class UserService:
         self.session = session
         self.passwords = passwords
 
-    async def list(self, role: Role | None, q: str | None, page: int, page_size: int) -> schemas.Page[schemas.User]:
+    async def list(
+        self, role: Role | None, q: str | None, page: int, page_size: int
+    ) -> schemas.Page[schemas.User]:
         conditions: list[Any] = []
         if role is not None:
             conditions.append(User.role == role.value)
         if q:
             pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            conditions.append(User.username.like(pattern, escape="\\") | User.display_name.like(pattern, escape="\\"))
+            conditions.append(
+                User.username.like(pattern, escape="\\") | User.display_name.like(pattern, escape="\\")
+            )
         total = await self.session.scalar(select(func.count()).select_from(User).where(*conditions)) or 0
         rows = await self.session.scalars(
             select(User).where(*conditions).order_by(User.id).offset((page - 1) * page_size).limit(page_size)
@@ -167,39 +172,52 @@ class UserService:
         return user
 
     async def change_own_password(
-        self, caller: User, data: schemas.PasswordChange, throttle: LoginThrottle, address: str, keep_token: str | None
+        self,
+        caller: User,
+        data: schemas.PasswordChange,
+        throttle: LoginThrottle,
+        address: str,
+        keep_token: str | None,
     ) -> None:
         """A new password after proving the current one (throttled like a login); other tokens are revoked."""
-        user = await authenticate(self.session, self.passwords, throttle, caller.username, data.current_password, address)
+        user = await authenticate(
+            self.session, self.passwords, throttle, caller.username, data.current_password, address
+        )
         check_password_policy(data.new_password, user.username, field="new_password")
         user.password_hash = self.passwords.hash(data.new_password)
         await revoke_tokens(self.session, user.id, keep=keep_token)
 
-    async def _scope(self, role: Role, village_code: str | None, area_code: str | None) -> tuple[str | None, str | None]:
-        """The checked (village_code, area_code) a role needs: committee a village, supervisor a township or district."""
+    async def _scope(
+        self, role: Role, village_code: str | None, area_code: str | None
+    ) -> tuple[str | None, str | None]:
+        """The checked (village_code, area_code) of a role: committee a village, supervisor a township or
+        district, nobody else a scope."""
+
+        def refuse(field: str, message: str, message_en: str) -> DomainError:
+            return DomainError(message, message_en, field=field)
+
         if role == Role.COMMITTEE:
             if area_code:
-                raise DomainError("村委会成员不设监管区域", "a committee member has no area_code", field="area_code")
+                raise refuse("area_code", "村委会成员不设监管区域", "a committee member has no area_code")
             if not village_code:
-                raise DomainError("村委会成员须指定所属村", "a committee member needs a village_code", field="village_code")
+                raise refuse("village_code", "村委会成员须指定所属村", "a committee member needs a village_code")
             if await self.session.get(Village, village_code) is None:
-                raise DomainError(f"村代码不存在：{village_code}", f"no village with code {village_code}", field="village_code")
+                raise refuse("village_code", f"村代码不存在：{village_code}", f"no village with code {village_code}")
             return village_code, None
         if role == Role.SUPERVISOR:
             if village_code:
-                raise DomainError("监管人员不设所属村", "a supervisor has no village_code", field="village_code")
+                raise refuse("village_code", "监管人员不设所属村", "a supervisor has no village_code")
             if not area_code:
-                raise DomainError(
-                    "监管人员须指定所辖镇街或区", "a supervisor needs an area_code (township or district)", field="area_code"
-                )
-            if await self.session.get(Township, area_code) is None and await self.session.get(District, area_code) is None:
-                raise DomainError(
-                    f"镇街或区代码不存在：{area_code}", f"no township or district with code {area_code}", field="area_code"
+                raise refuse("area_code", "监管人员须指定所辖镇街或区", "a supervisor needs a township or district")
+            township = await self.session.get(Township, area_code)
+            if township is None and await self.session.get(District, area_code) is None:
+                raise refuse(
+                    "area_code", f"镇街或区代码不存在：{area_code}", f"no township or district with code {area_code}"
                 )
             return None, area_code
         for field, value in (("village_code", village_code), ("area_code", area_code)):
             if value:
-                raise DomainError("该角色不设管辖范围", f"role {role.value} has no {field}", field=field)
+                raise refuse(field, "该角色不设管辖范围", f"role {role.value} has no {field}")
         return None, None
 
 
@@ -260,7 +278,7 @@ class BidderService:
             bank_account=bank_account,
         )
         try:
-            async with self.session.begin_nested():  # a concurrent registration of the same name loses cleanly
+            async with self.session.begin_nested():  # a concurrent duplicate loses cleanly
                 self.session.add_all([user, bidder])
                 await self.session.flush()
         except IntegrityError:
