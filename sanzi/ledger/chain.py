@@ -108,10 +108,17 @@ MISSING_SEQ = "missing_seq"
 PREV_HASH_MISMATCH = "prev_hash_mismatch"
 HASH_MISMATCH = "hash_mismatch"
 HEAD_MISMATCH = "head_mismatch"
+PUBLISHED_MISMATCH = "published_root_mismatch"
 
 
-def verify_chain(links: Iterable[ChainLink], chain_length: int, chain_head: str) -> ChainBreak | None:
-    """Re-compute a chain given in ``seq`` order; None if it is intact and ends at (chain_length, chain_head)."""
+def verify_chain(
+    links: Iterable[ChainLink], chain_length: int, chain_head: str, published: tuple[int, str] | None = None
+) -> ChainBreak | None:
+    """Re-compute a chain given in ``seq`` order; None if it is intact and ends at (chain_length, chain_head).
+
+    ``published`` is the (length, head) of this chain in a published root: the chain must pass through it,
+    which catches a chain rewritten wholesale (every hash recomputed) after publication.
+    """
     expected_seq, head = 1, GENESIS_HASH
     for link in links:
         seq = link.entry.seq
@@ -122,13 +129,18 @@ def verify_chain(links: Iterable[ChainLink], chain_length: int, chain_head: str)
         computed = entry_hash(head, canonical_bytes(link.entry))
         if computed != link.hash:
             return ChainBreak(seq, link.entry_id, HASH_MISMATCH, f"stored hash {link.hash} != computed {computed}")
+        if published and seq == published[0] and computed != published[1]:
+            return ChainBreak(seq, link.entry_id, PUBLISHED_MISMATCH, f"hash {computed} != published {published[1]}")
         head, expected_seq = computed, seq + 1
     length = expected_seq - 1
     if length != chain_length:
         missing = min(length, chain_length) + 1
-        return ChainBreak(missing, None, HEAD_MISMATCH, f"chain has {length} entries, collective.chain_length {chain_length}")
+        detail = f"chain has {length} entries, collective.chain_length {chain_length}"
+        return ChainBreak(missing, None, HEAD_MISMATCH, detail)
     if head != chain_head:
         return ChainBreak(length, None, HEAD_MISMATCH, f"last hash {head} != collective.chain_head {chain_head}")
+    if published and published[0] > length:
+        return ChainBreak(length + 1, None, PUBLISHED_MISMATCH, f"published length {published[0]} > {length}")
     return None
 
 

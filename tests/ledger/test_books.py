@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -544,3 +545,32 @@ async def test_concurrent_postings_form_one_unbroken_chain(empty_database_url: s
             assert (await collective(session)).chain_length == 12
     finally:
         await engine.dispose()
+
+
+async def test_a_chain_rewritten_after_publication_no_longer_matches_the_root(
+    client: httpx.AsyncClient, db: AsyncSession, backend: str, committee_a: Actor, admin: Actor
+) -> None:
+    """An insider who edits an entry and recomputes every later hash and the head passes the chain check,
+    but not the published root."""
+    for n in (1, 2, 3):
+        await post(client, committee_a, entry_body(f"{n}00.00"))
+    assert (await client.post("/api/ledger/roots", headers=admin.headers)).status_code == 201
+    service = BooksService(db)
+    books = await collective(db)
+    links = await service.chain_links(books.id, VILLAGE_A)
+    await disable_immutability(db, backend)
+    head = chain.GENESIS_HASH
+    for link in links:
+        entry = replace(link.entry, memo="改过的摘要") if link.entry.seq == 2 else link.entry
+        digest = chain.entry_hash(head, chain.canonical_bytes(entry))
+        await db.execute(text("UPDATE journal_entry SET memo = :m, prev_hash = :p, hash = :h WHERE id = :id"),
+                         {"m": entry.memo, "p": head, "h": digest, "id": link.entry_id})
+        head = digest
+    await db.execute(text("UPDATE collective SET chain_head = :h WHERE id = :id"), {"h": head, "id": books.id})
+    books = await collective(db)
+    links = await service.chain_links(books.id, VILLAGE_A)
+    assert chain.verify_chain(links, books.chain_length, books.chain_head) is None  # internally consistent
+    failure = await service.verify_collective(books)
+    assert failure is not None and (failure.seq, failure.reason) == (3, chain.PUBLISHED_MISMATCH)
+    public = (await client.get(f"/api/villages/{VILLAGE_A}/ledger/verify")).json()
+    assert public["ok"] is False and public["reason"] == chain.PUBLISHED_MISMATCH

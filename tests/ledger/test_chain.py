@@ -157,3 +157,12 @@ def test_leaf_encoding_is_fixed_width() -> None:
     assert len(leaf) == 52
     with pytest.raises(ValueError):
         chain.leaf_bytes("4401110202", 3, "ab" * 32)
+
+
+def test_a_chain_must_pass_through_its_published_head() -> None:
+    links = _chain_of(4)
+    assert chain.verify_chain(links, 4, links[-1].hash, published=(2, links[1].hash)) is None
+    moved = chain.verify_chain(links, 4, links[-1].hash, published=(2, "cd" * 32))
+    assert (moved.seq, moved.entry_id, moved.reason) == (2, 102, chain.PUBLISHED_MISMATCH)
+    shrunk = chain.verify_chain(links[:1], 1, links[0].hash, published=(2, links[1].hash))
+    assert (shrunk.seq, shrunk.reason) == (2, chain.PUBLISHED_MISMATCH)

@@ -283,10 +283,10 @@ class BooksService:
         return entry
 
     async def village_code_of(self, entry: JournalEntry) -> str:
-        return (await self.session.scalar(select(Collective.village_code).where(Collective.id == entry.collective_id)))  # type: ignore[return-value]
+        return (await self.collective_of(entry)).village_code
 
     async def collective_of(self, entry: JournalEntry) -> Collective:
-        return (await self.session.scalar(select(Collective).where(Collective.id == entry.collective_id)))  # type: ignore[return-value]
+        return (await self.session.scalars(select(Collective).where(Collective.id == entry.collective_id))).one()
 
     async def entries(
         self,
@@ -512,8 +512,9 @@ class BooksService:
                 .order_by(top.code)
             )
         ).all()
-        income = [schemas.IncomeExpenditureRow(code=r.code, name=r.name, amount=r.amount) for r in rows if r.type == "income"]
-        spent = [schemas.IncomeExpenditureRow(code=r.code, name=r.name, amount=r.amount) for r in rows if r.type == "expense"]
+        out = {kind: [schemas.IncomeExpenditureRow(code=r.code, name=r.name, amount=r.amount)
+                      for r in rows if r.type == kind] for kind in ("income", "expense")}
+        income, spent = out["income"], out["expense"]
         total_income, total_spent = sum(r.amount for r in income), sum(r.amount for r in spent)
         return schemas.IncomeExpenditure(
             village_code=collective.village_code,
@@ -601,9 +602,21 @@ class BooksService:
             for row in entries
         ]
 
+    async def published_heads(self, village_code: str | None = None) -> dict[str, tuple[int, str]]:
+        """Each village's (chain length, chain head) in the latest published root (empty before the first)."""
+        latest = select(func.max(LedgerRoot.id)).scalar_subquery()
+        query = select(LedgerRootLeaf.village_code, LedgerRootLeaf.chain_length, LedgerRootLeaf.chain_head).where(
+            LedgerRootLeaf.root_id == latest
+        )
+        if village_code:
+            query = query.where(LedgerRootLeaf.village_code == village_code)
+        return {code: (length, head) for code, length, head in await self.session.execute(query)}
+
     async def verify_collective(self, collective: Collective) -> chain.ChainBreak | None:
+        """Re-compute the collective's chain, also against its head in the latest published root."""
         links = await self.chain_links(collective.id, collective.village_code)
-        return chain.verify_chain(links, collective.chain_length, collective.chain_head)
+        published = (await self.published_heads(collective.village_code)).get(collective.village_code)
+        return chain.verify_chain(links, collective.chain_length, collective.chain_head, published)
 
     async def verify_all(
         self, village_code: str | None = None, progress: Callable[[int], None] | None = None
@@ -614,10 +627,11 @@ class BooksService:
             query = query.where(Collective.village_code == village_code)
         collectives = (await self.session.execute(query.order_by(Collective.village_code))).all()
         with_entries = set(await self.session.scalars(select(JournalEntry.collective_id).distinct()))
+        published = await self.published_heads(village_code)
         broken = []
         for row in collectives:
             links = await self.chain_links(row.id, row.village_code) if row.id in with_entries else []
-            failure = chain.verify_chain(links, row.chain_length, row.chain_head)
+            failure = chain.verify_chain(links, row.chain_length, row.chain_head, published.get(row.village_code))
             if failure is not None:
                 broken.append((row.village_code, failure))
             if progress:
