@@ -1,4 +1,4 @@
-"""Authentication: bearer tokens, cookie sessions with CSRF, login throttling (in-process and shared in Redis)."""
+"""Authentication: bearer tokens, cookie sessions with CSRF, login throttling (in process and in Redis)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def csrf_of(client: httpx.AsyncClient) -> str:
     return client.cookies["csrftoken"]
 
 
-async def page_login(client: httpx.AsyncClient, username: str, password: str = PASSWORD, **extra: str) -> httpx.Response:
+async def page_login(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD, **extra: str
+) -> httpx.Response:
     await client.get("/login")
     form = {"username": username, "password": password, "_csrf_token": csrf_of(client), **extra}
     return await client.post("/login", data=form)
@@ -56,7 +58,8 @@ async def test_token_login_me_and_logout(client: httpx.AsyncClient, make_user, d
 async def test_token_expires_after_configured_days(client: httpx.AsyncClient, make_user, db, settings) -> None:
     actor = await make_user(Role.ADMIN)
     body = (await login(client, actor.user.username)).json()
-    row = await db.scalar(select(ApiToken).where(ApiToken.token_hash == hashlib.sha256(body["token"].encode()).hexdigest()))
+    token_hash = hashlib.sha256(body["token"].encode()).hexdigest()
+    row = await db.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
     assert (row.expires_at - row.created_at).days == settings.api_token_days
 
 
@@ -264,7 +267,9 @@ async def test_too_many_failures_from_one_address_are_throttled(
         assert page.status_code == 429 and "登录失败次数过多" in page.text
 
 
-async def test_a_successful_login_resets_the_account_counter(strict_settings, engine, session_maker, make_user) -> None:
+async def test_a_successful_login_resets_the_account_counter(
+    strict_settings, engine, session_maker, make_user
+) -> None:
     actor = await make_user(Role.ADMIN)
     async with serve(create_app(strict_settings, engine, session_maker)) as client:
         for _ in range(2):

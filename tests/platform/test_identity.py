@@ -80,7 +80,9 @@ def test_every_mainland_mobile_number_is_accepted(number: str) -> None:
     assert identity.mainland_mobile(f"+86 {number[:3]}-{number[3:7]}-{number[7:]}") == number
 
 
-@pytest.mark.parametrize("number", ["12812345678", "1381234567", "138123456789", "abc", "010-12345678", "1381234567\u0660"])
+@pytest.mark.parametrize(
+    "number", ["12812345678", "1381234567", "138123456789", "abc", "010-12345678", "1381234567\u0660"]
+)
 def test_other_phone_numbers_are_refused(number: str) -> None:
     assert refused(identity.mainland_mobile, number).field == "phone"
 

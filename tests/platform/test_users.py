@@ -190,7 +190,9 @@ async def test_bad_patch_names_the_field_and_changes_nothing(
     assert (await client.get("/api/auth/me", headers=committee_a.headers)).status_code == 200
 
 
-async def test_supervisor_scope_can_move_from_township_to_district(client: httpx.AsyncClient, admin, supervisor_a) -> None:
+async def test_supervisor_scope_can_move_from_township_to_district(
+    client: httpx.AsyncClient, admin, supervisor_a
+) -> None:
     response = await client.patch(
         f"/api/users/{supervisor_a.id}", headers=admin.headers, json={"area_code": DISTRICT_B}
     )
@@ -210,7 +212,8 @@ async def test_reactivated_user_logs_in_again(client: httpx.AsyncClient, admin, 
     assert (await client.post("/api/auth/token", json=credentials)).status_code == 401
     assert (await client.patch(url, headers=admin.headers, json={"is_active": True})).json()["is_active"] is True
     assert (await client.post("/api/auth/token", json=credentials)).status_code == 201
-    assert (await client.get("/api/auth/me", headers=committee_a.headers)).status_code == 401  # old token stays revoked
+    # the old token stays revoked
+    assert (await client.get("/api/auth/me", headers=committee_a.headers)).status_code == 401
 
 
 # ---- the operator's command line ------------------------------------------------------------------------
@@ -236,7 +239,7 @@ def test_users_command_creates_lists_and_resets(empty_database_url: str, tmp_pat
     assert "yongxing-clerk" in created.stdout and VILLAGE_A in created.stdout
 
     for args, password, fragment in [
-        (("--role", "committee", "--username", "nowhere", "--village", "440111020999"), "cli-password-1", "village_code"),
+        (("--role", "committee", "--username", "nowhere", "--village", "440111020999"), "cli-pass-1", "village_code"),
         (("--role", "supervisor", "--username", "nowhere"), "cli-password-1", "area_code"),
         (("--role", "admin", "--username", "nowhere"), "12345678", "password"),
         (("--role", "admin", "--username", "yongxing-clerk"), "cli-password-1", "username"),
