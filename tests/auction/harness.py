@@ -15,13 +15,14 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -32,7 +33,15 @@ from sanzi.ledger.services.books import BooksService
 from sanzi.platform.auth import Passwords, issue_token
 from sanzi.platform.database import create_engine
 from sanzi.platform.models import Bidder, Collective, Role, User
-from tests.conftest import PASSWORD, VILLAGE_A, make_settings, unavailable
+from tests.conftest import (
+    PASSWORD,
+    VILLAGE_A,
+    create_database,
+    load_villages,
+    make_settings,
+    run_sync,
+    unavailable,
+)
 
 PROJECT = Path(__file__).resolve().parents[2]
 UVICORN = PROJECT / ".venv" / "bin" / "uvicorn"
@@ -480,6 +489,9 @@ async def bidder_loop(
             continue
         if live.get("status") != ListingStatus.BIDDING.value:
             return
+        if live["bids"] and live["bids"][-1]["bidder_number"] == bidder.number:
+            await asyncio.sleep(rng.uniform(0.02, 0.1))  # the leader may not outbid themselves: wait to be outbid
+            continue
         low, high = fen(live["next_min_bid"]), fen(live["next_max_bid"])
         amount = min(high, low + listing.min_increment_fen * rng.choice([0, 0, 0, 1, 2]))
         key = f"{bidder.number}-{uuid.uuid4().hex}"
@@ -539,6 +551,7 @@ async def run_bidders(
 class Watcher:
     """A public SSE watcher of one listing: collects bid seqs until the ``closed`` event.
 
+    ``after``: start from that sequence number (``?after=``) instead of the beginning.
     ``disconnect_after``: drop the connection after that many bid events and reconnect with Last-Event-ID.
     If the worker it watches goes away, it reconnects to another one the same way.
     """
@@ -546,6 +559,7 @@ class Watcher:
     listing_id: int
     servers: list[str]
     disconnect_after: int | None = None
+    after: int | None = None
     seqs: list[int] = field(default_factory=list)
     closed: bool = False
     reconnects: int = 0
@@ -562,14 +576,18 @@ class Watcher:
                 if self.seqs:
                     headers["Last-Event-ID"] = str(self.seqs[-1])
                     self.reconnects += 1
+                params = {"after": self.after} if self.after is not None and not self.seqs else {}
                 try:
-                    await asyncio.wait_for(self._read(http, server, headers), max(0.1, deadline - time.monotonic()))
+                    await asyncio.wait_for(self._read(http, server, headers, params), max(0.1, deadline - time.monotonic()))
                 except (httpx.HTTPError, asyncio.TimeoutError) as exc:
                     self.errors.append(f"{server}: {type(exc).__name__}: {exc}")
                     await asyncio.sleep(0.1)
 
-    async def _read(self, http: httpx.AsyncClient, server: str, headers: dict[str, str]) -> None:
-        async with http.stream("GET", f"{server}/api/listings/{self.listing_id}/stream", headers=headers) as response:
+    async def _read(
+        self, http: httpx.AsyncClient, server: str, headers: dict[str, str], params: dict[str, int]
+    ) -> None:
+        url = f"{server}/api/listings/{self.listing_id}/stream"
+        async with http.stream("GET", url, headers=headers, params=params) as response:
             if response.status_code != 200:
                 self.errors.append(f"{server}: status {response.status_code}")
                 await asyncio.sleep(0.2)
@@ -683,8 +701,8 @@ async def check_invariants(database_url: str, server: str, listing: SeededListin
     extension = timedelta(minutes=listing.extension_minutes)
     end, used = row.bidding_ends_at, 0
     for bid in bids:
-        assert bid.placed_at <= end, f"bid {bid.seq} placed after the end {end}"
-        if end - bid.placed_at <= extension and used < listing.max_extensions:
+        assert bid.placed_at < end, f"bid {bid.seq} placed at {bid.placed_at}, not before the end {end}"
+        if end - bid.placed_at < extension and used < listing.max_extensions:
             assert bid.extended_end_at == bid.placed_at + extension, (bid.seq, bid.placed_at, bid.extended_end_at)
             end, used = bid.extended_end_at, used + 1
         else:
@@ -734,3 +752,38 @@ def summary(log: BidLog, listing_id: int | None = None) -> str:
         label = str(attempt.status) if attempt.status is not None else "error"
         counts[label] = counts.get(label, 0) + 1
     return json.dumps(counts, sort_keys=True)
+
+
+# ---- fixtures (imported by the test modules) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auction_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh PostgreSQL database for the module, migrated and holding the villages (skips if unreachable)."""
+    url, drop = create_database("postgres", tmp_path_factory.mktemp("auction-db"))
+    try:
+        run_sync(lambda: load_villages(url))
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, which the test may stop and start again."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

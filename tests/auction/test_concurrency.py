@@ -1,0 +1,150 @@
+"""Many bidders at once against two app workers sharing PostgreSQL and Redis: no bid is lost, doubled or reordered.
+
+Each listing gets a window of a few seconds, a one-minute extension cycle and a cap on extensions. The first bids
+extend it to a minute past them; rather than wait that minute, the test moves the listing's stored times back
+(``advance_clock``) so the end comes a couple of seconds later while bidders are still bidding, and the workers'
+own schedulers close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.auction.harness import (
+    AppServer,
+    Attempt,
+    BidLog,
+    RedisServer,
+    SeededBidder,
+    SeededListing,
+    Watcher,
+    advance_clock,
+    assert_watched_every_bid,
+    auction_database,  # noqa: F401 - fixture
+    check_invariants,
+    module_redis,  # noqa: F401 - fixture
+    post_bid,
+    run_bidders,
+    seconds_to_end,
+    seed_listing,
+    start_servers,
+    summary,
+    wait_closed,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+#: seconds of bidding before the clock is moved on to a couple of seconds before the (extended) end
+BIDDING_SECONDS = 4.0
+END_AFTER_ADVANCE = 2.0
+
+
+@pytest.fixture(scope="module")
+def servers(
+    auction_database: str,  # noqa: F811
+    module_redis: RedisServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[AppServer]]:
+    workers = start_servers(2, auction_database, module_redis.url, tmp_path_factory.mktemp("workers"))
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+async def end_soon(database_url: str, listings: list[SeededListing]) -> None:
+    """After the first burst of bidding, bring each listing's end to a couple of seconds away."""
+    await asyncio.sleep(BIDDING_SECONDS)
+    for listing in listings:
+        remaining = await seconds_to_end(database_url, listing.id)
+        if remaining > END_AFTER_ADVANCE:
+            await advance_clock(database_url, listing.id, remaining - END_AFTER_ADVANCE)
+
+
+async def test_many_bidders_on_one_listing_lose_no_bid(auction_database: str, servers: list[AppServer]) -> None:  # noqa: F811
+    urls = [server.base_url for server in servers]
+    listing = await seed_listing(
+        auction_database, bidders=30, window_seconds=3, max_extensions=3, reserve_price_fen=105_000_00
+    )
+    log = BidLog()
+    watchers = [
+        Watcher(listing.id, [urls[0]]),
+        Watcher(listing.id, [urls[1]]),
+        # drops its connection after a few events and comes back to the other worker with Last-Event-ID
+        Watcher(listing.id, [urls[0], urls[1]], disconnect_after=5),
+    ]
+    watching = [asyncio.create_task(w.run(seconds=40)) for w in watchers]
+    await asyncio.sleep(0.3)  # let the watchers subscribe
+
+    await asyncio.gather(
+        run_bidders(urls, [listing], log, max_attempts=60, seconds=30),
+        end_soon(auction_database, [listing]),
+    )
+    await wait_closed(urls[1], listing.id)
+    await asyncio.wait_for(asyncio.gather(*watching), 15)
+
+    acknowledged = log.acknowledged(listing.id)
+    assert len(acknowledged) >= 20, f"too few bids got through to prove anything: {summary(log)}"
+    assert any(a.server == urls[0] for a in acknowledged) and any(a.server == urls[1] for a in acknowledged)
+    bids = await check_invariants(auction_database, urls[0], listing, log)
+    assert sum(1 for b in bids if b.extended_end_at is not None) == listing.max_extensions  # the cap was reached
+    for watcher in watchers:
+        assert_watched_every_bid(watcher, len(bids))
+    assert watchers[2].reconnects >= 1
+
+    # after the close: a late retry of an acknowledged bid still answers that bid, and nothing new is written
+    first = acknowledged[0]
+    bidder = next(b for b in listing.bidders if b.number == first.bidder_number)
+    repeat = await post_with_client(urls[1], listing, bidder, first.client_key, first.amount_fen)
+    assert repeat.status == 200 and repeat.body["seq"] == first.body["seq"], repeat
+    late = await post_with_client(urls[0], listing, bidder, "after-the-close", bids[-1].amount_fen * 2)
+    assert late.status == 409, late
+    # a watcher arriving after the close catches up from any sequence number
+    replay = Watcher(listing.id, [urls[1]], after=len(bids) - 3)
+    await replay.run(seconds=10)
+    assert replay.closed and replay.seqs == list(range(len(bids) - 2, len(bids) + 1))
+    assert len(await check_invariants(auction_database, urls[1], listing, log)) == len(bids)
+
+
+async def test_several_listings_at_once(auction_database: str, servers: list[AppServer]) -> None:  # noqa: F811
+    urls = [server.base_url for server in servers]
+    listings = [
+        # no reserve; a reserve met at the start; a reserve nobody reaches (流拍)
+        await seed_listing(auction_database, bidders=8, window_seconds=3, max_extensions=2),
+        await seed_listing(auction_database, bidders=8, window_seconds=3, max_extensions=4,
+                           reserve_price_fen=100_000_00),
+        await seed_listing(auction_database, bidders=8, window_seconds=3, max_extensions=1,
+                           reserve_price_fen=10_000_000_00),
+    ]
+    log = BidLog()
+    watchers = [Watcher(listing.id, [urls[n % 2]]) for n, listing in enumerate(listings)]
+    watching = [asyncio.create_task(w.run(seconds=40)) for w in watchers]
+    await asyncio.sleep(0.3)
+
+    await asyncio.gather(
+        run_bidders(urls, listings, log, max_attempts=50, seconds=30, seed=11),
+        end_soon(auction_database, listings),
+    )
+    for listing in listings:
+        await wait_closed(urls[0], listing.id)
+    await asyncio.wait_for(asyncio.gather(*watching), 15)
+
+    for listing, watcher in zip(listings, watchers):
+        assert len(log.acknowledged(listing.id)) >= 5, summary(log, listing.id)
+        bids = await check_invariants(auction_database, urls[1], listing, log)
+        assert_watched_every_bid(watcher, len(bids))
+    async with httpx.AsyncClient(timeout=10) as http:
+        outcomes = [(await http.get(f"{urls[0]}/api/listings/{x.id}/result")).json()["outcome"] for x in listings]
+    assert outcomes == ["sold", "sold", "failed"]
+
+
+async def post_with_client(
+    server: str, listing: SeededListing, bidder: SeededBidder, key: str, amount_fen: int
+) -> Attempt:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await post_bid(http, server, listing.id, bidder, key, amount_fen)
