@@ -35,7 +35,10 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     """Make SQLite behave: foreign keys on, WAL, a busy timeout, and real (savepoint-capable) transactions.
 
     pysqlite/aiosqlite issue BEGIN lazily and break SAVEPOINT; the SQLAlchemy-documented recipe is to turn
-    the driver's own transaction handling off and emit BEGIN ourselves.
+    the driver's own transaction handling off and emit BEGIN ourselves. We emit BEGIN IMMEDIATE: a deferred
+    transaction that reads and then writes fails at once with "database is locked" when another writer got in
+    between (SQLITE_BUSY_SNAPSHOT cannot be waited out), while an immediate one waits its turn (busy_timeout).
+    On a laptop that serialises transactions, which is the point: SQLite is the single-process set-up.
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -50,7 +53,7 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings | None = None, **kwargs: Any) -> AsyncEngine:
