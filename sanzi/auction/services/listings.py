@@ -338,15 +338,21 @@ async def update_listing(
     for name, value in changes.items():
         if value is None and name not in {"description", "reserve_price", "qualification_conditions", "area"}:
             raise _refuse(name, f"字段 {name} 不能为空", f"{name} cannot be null")
-    if "term_years" in changes or "term_months" in changes:
-        listing.term_months = _term_months(changes.get("term_years"), changes.get("term_months"), None)
-    _apply(listing, changes)
-    if "asset_ids" in changes:
-        assets = await _assets_for(session, listing, changes["asset_ids"], listing.id)
-        await _set_assets(session, listing, assets, explicit_area="area" in changes and changes["area"] is not None)
-    elif "area" in changes and changes["area"] is None:
-        listing.area = _mu_of(await _listing_assets(session, listing.id))
-    await _check_terms(session, listing, await _district_of(session, listing.village_code), now)
+    district = await _district_of(session, listing.village_code)
+    with session.no_autoflush:  # the changed row must not reach the database before the checks pass
+        if "term_years" in changes or "term_months" in changes:
+            listing.term_months = _term_months(changes.get("term_years"), changes.get("term_months"), None)
+        _apply(listing, changes)
+        assets = None
+        if "asset_ids" in changes:
+            assets = await _assets_for(session, listing, changes["asset_ids"], listing.id)
+        elif "area" in changes and changes["area"] is None:
+            listing.area = _mu_of(await _listing_assets(session, listing.id))
+        if assets is not None and changes.get("area") is None:
+            listing.area = _mu_of(assets)
+        await _check_terms(session, listing, district, now)
+    if assets is not None:
+        await _set_assets(session, listing, assets, explicit_area=True)
     await session.flush()
     return listing
 
