@@ -1,0 +1,408 @@
+"""The live bidding engine: one bid at a time per listing, under the listing's lock, durable before it is told.
+
+Rules (the issue and DESIGN.md "Trading"; where they were silent, decided here):
+- the first bid is at least the starting price and at most the starting price plus the maximum increment;
+  every later bid is at least the current price plus the minimum increment and at most the current price plus
+  the maximum increment; amounts need not be multiples of the minimum increment;
+- the leading bidder may not outbid themselves (a real auction room does not let the leader raise alone);
+- a bid placed while the end is less than ``extension_minutes`` away moves the end to exactly
+  ``placed_at + extension_minutes``, as long as fewer than ``max_extensions`` extensions were used;
+- a bid at ``now == current_end_at`` is outside the window (the window is [bidding_starts_at, current_end_at)).
+
+Every write follows lock, write, COMMIT, then publish: a failed publish is logged and never fails the bid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sanzi.auction.lifecycle import lock_listing, transition
+from sanzi.auction.models import Bid, DepositState, Listing, ListingStatus, Registration, RegistrationStatus
+from sanzi.auction.schemas import bidding as schemas
+from sanzi.platform.models import Bidder, User
+from sanzi.platform.money import fen_to_yuan
+from sanzi.platform.problems import Conflict, DomainError, NotFound
+
+log = logging.getLogger(__name__)
+
+#: publish(channel, event): sends one JSON-able event to the watchers of a channel
+Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+PUBLISH_TIMEOUT_SECONDS = 2.0
+
+#: statuses in which a listing is public (announced and later)
+PUBLIC_STATUSES = {
+    ListingStatus.ANNOUNCED.value,
+    ListingStatus.BIDDING.value,
+    ListingStatus.CLOSED.value,
+    ListingStatus.SOLD.value,
+    ListingStatus.FAILED.value,
+    ListingStatus.SUSPENDED.value,
+    ListingStatus.TERMINATED.value,
+}
+FINISHED_STATUSES = {ListingStatus.SOLD.value, ListingStatus.FAILED.value}
+
+
+def listing_channel(listing_id: int) -> str:
+    return f"listing:{listing_id}"
+
+
+def channels_publisher(plugin: Any) -> Publish:
+    """A publisher through Litestar's ChannelsPlugin that awaits the backend, so a failure is seen and logged
+    (the plugin's fire-and-forget queue would lose its worker on the first Redis error)."""
+
+    async def publish(channel: str, event: dict[str, Any]) -> None:
+        await plugin.wait_published(event, [channel])
+
+    return publish
+
+
+async def publish_safely(publish: Publish | None, listing_id: int, event: dict[str, Any]) -> None:
+    """Publish after the commit; never raise: watchers resynchronise from the database by sequence number."""
+    if publish is None:
+        return
+    try:
+        await asyncio.wait_for(publish(listing_channel(listing_id), event), PUBLISH_TIMEOUT_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - the write is committed; the event is only a hint
+        log.warning("publish to %s failed (%s: %s); watchers will catch up", listing_channel(listing_id),
+                    type(exc).__name__, exc)
+
+
+def _refuse(zh: str, en: str, *, status: int = 422, code: str, field: str | None = None, **extra: Any) -> DomainError:
+    return DomainError(zh, en, field=field, status_code=status, code=code, extra=extra)
+
+
+def end_of(listing: Listing) -> datetime:
+    """The end of bidding as it stands: the extended end once bidding runs, else the announced end."""
+    return listing.current_end_at or listing.bidding_ends_at
+
+
+def bid_range(listing: Listing) -> tuple[int, int]:
+    """The lowest and highest acceptable next bid, in fen."""
+    if listing.bid_count == 0 or listing.current_price_fen is None:
+        return listing.starting_price_fen, listing.starting_price_fen + listing.max_increment_fen
+    return (
+        listing.current_price_fen + listing.min_increment_fen,
+        listing.current_price_fen + listing.max_increment_fen,
+    )
+
+
+# ---- registrations (switch to the registrations service when it offers the same helpers) ----------------
+
+
+async def _bidder_id(session: AsyncSession, bidder: Bidder | User | int) -> int:
+    if isinstance(bidder, int):
+        return bidder
+    if isinstance(bidder, Bidder):
+        return bidder.id
+    found = await session.scalar(select(Bidder.id).where(Bidder.user_id == bidder.id))
+    if found is None:
+        raise _refuse("只有已登记的竞买人才能出价", "only registered bidders may bid", status=403, code="not_a_bidder")
+    return found
+
+
+def check_qualified(registration: Registration | None) -> Registration:
+    """Refuse a bidder who has not applied, is not qualified, or whose deposit is not held."""
+    if registration is None:
+        raise _refuse(
+            "您未报名该交易项目，不能出价", "you have not registered for this listing", status=403, code="not_registered"
+        )
+    if registration.status != RegistrationStatus.QUALIFIED.value or not registration.bidder_number:
+        raise _refuse(
+            "您尚未取得该项目的竞买资格（资格审核未通过或未完成）",
+            "you are not a qualified bidder for this listing",
+            status=403,
+            code="not_qualified",
+        )
+    if registration.deposit_state != DepositState.HELD.value:
+        raise _refuse(
+            "您的竞买保证金未到账或已退还，不能出价",
+            "your bid deposit is not held",
+            status=403,
+            code="deposit_not_held",
+        )
+    return registration
+
+
+# ---- placing a bid ---------------------------------------------------------------------------------------
+
+
+class _Replay(Exception):
+    """A repeat of an acknowledged bid: leaves the lock's savepoint without writing anything."""
+
+    def __init__(self, bid: Bid) -> None:
+        self.bid = bid
+
+
+@dataclass
+class _Placed:
+    bid: Bid
+    listing: Listing
+    registration: Registration
+
+
+async def place_bid(
+    session: AsyncSession,
+    listing_id: int,
+    bidder: Bidder | User | int,
+    amount_fen: int,
+    client_key: str,
+    now: datetime,
+    ip: str | None = None,
+    device: str | None = None,
+    publish: Publish | None = None,
+) -> tuple[Bid, bool]:
+    """Place a bid; (bid, created). A repeat of an acknowledged client key answers that bid (created False).
+
+    The lock is the first statement, so no read happens before it (SQLite would otherwise refuse to upgrade a
+    stale read snapshot). A refusal rolls the savepoint back: nothing written, the row lock released at once.
+    """
+    try:
+        async with session.begin_nested():
+            placed = await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
+    except _Replay as replay:
+        await session.commit()
+        return replay.bid, False
+    await session.commit()  # durable before it is acknowledged or announced
+    await publish_safely(publish, listing_id, bid_event(placed.listing, placed.bid, placed.registration, now))
+    return placed.bid, True
+
+
+async def _place_locked(
+    session: AsyncSession,
+    listing_id: int,
+    bidder: Bidder | User | int,
+    amount_fen: int,
+    client_key: str,
+    now: datetime,
+    ip: str | None,
+    device: str | None,
+) -> _Placed:
+    listing = await lock_listing(session, listing_id)
+    if listing.status not in PUBLIC_STATUSES:
+        raise NotFound("交易项目", "listing")
+    bidder_id = await _bidder_id(session, bidder)
+    registration = await session.scalar(
+        select(Registration).where(Registration.listing_id == listing.id, Registration.bidder_id == bidder_id)
+    )
+    existing = await session.scalar(select(Bid).where(Bid.listing_id == listing.id, Bid.client_key == client_key))
+    if existing is not None:
+        if registration is not None and existing.registration_id == registration.id and existing.amount_fen == amount_fen:
+            raise _Replay(existing)
+        raise Conflict(
+            "该幂等键（client_key）已用于另一笔出价", "this client_key was already used for another bid", "client_key"
+        )
+    check_qualified(registration)
+    assert registration is not None
+
+    end = end_of(listing)
+    if listing.status == ListingStatus.ANNOUNCED.value and listing.bidding_starts_at <= now < end:
+        transition(session, listing, ListingStatus.BIDDING, None, "竞价开始", now)
+        listing.current_end_at = end
+    if listing.status != ListingStatus.BIDDING.value or now < listing.bidding_starts_at or now >= end:
+        raise _refuse(
+            "不在竞价时间内",
+            "outside the bidding window",
+            status=409,
+            code="outside_window",
+            bidding_starts_at=listing.bidding_starts_at.isoformat(),
+            current_end_at=end.isoformat(),
+        )
+
+    low, high = bid_range(listing)
+    limits = {"next_min_bid": fen_to_yuan(low), "next_max_bid": fen_to_yuan(high)}
+    if listing.bid_count and listing.leading_registration_id == registration.id:
+        raise _refuse(
+            "您已是当前最高出价者，不能自行加价", "you already hold the highest bid", status=409, code="already_leading"
+        )
+    if amount_fen < low:
+        first = "首次出价不得低于起拍价" if listing.bid_count == 0 else "出价须不低于当前价加最小加价幅度"
+        raise _refuse(
+            f"{first}：至少 {fen_to_yuan(low)} 元",
+            f"the bid must be at least {fen_to_yuan(low)} yuan",
+            field="amount",
+            code="amount_too_low",
+            **limits,
+        )
+    if amount_fen > high:
+        raise _refuse(
+            f"出价超过最大加价幅度：至多 {fen_to_yuan(high)} 元",
+            f"the bid may be at most {fen_to_yuan(high)} yuan (maximum increment)",
+            field="amount",
+            code="amount_too_high",
+            **limits,
+        )
+
+    seq = listing.bid_count + 1
+    bid = Bid(
+        listing_id=listing.id,
+        seq=seq,
+        registration_id=registration.id,
+        amount_fen=amount_fen,
+        client_key=client_key,
+        placed_at=now,
+        ip_address=ip,
+        device_fingerprint=device,
+    )
+    extension = timedelta(minutes=listing.extension_minutes)
+    if end - now < extension and listing.extensions_used < listing.max_extensions:
+        listing.current_end_at = now + extension
+        listing.extensions_used += 1
+        bid.extended_end_at = listing.current_end_at
+    listing.current_price_fen = amount_fen
+    listing.leading_registration_id = registration.id
+    listing.bid_count = seq
+    session.add(bid)
+    await session.flush()
+    return _Placed(bid, listing, registration)
+
+
+# ---- views -----------------------------------------------------------------------------------------------
+
+
+def live_bid(bid: Bid, bidder_number: str | None) -> schemas.LiveBid:
+    return schemas.LiveBid(
+        seq=bid.seq,
+        bidder_number=bidder_number or "",
+        amount=bid.amount_fen,
+        placed_at=bid.placed_at,
+        extended_end_at=bid.extended_end_at,
+    )
+
+
+def live_summary(listing: Listing, now: datetime) -> schemas.LiveState:
+    """The live state of a listing without its bids (numbers only: no identities, no reserve)."""
+    open_ = listing.status in (ListingStatus.ANNOUNCED.value, ListingStatus.BIDDING.value)
+    low, high = bid_range(listing)
+    return schemas.LiveState(
+        listing_id=listing.id,
+        status=listing.status,
+        current_price=listing.current_price_fen,
+        starting_price=listing.starting_price_fen,
+        next_min_bid=low if open_ else None,
+        next_max_bid=high if open_ else None,
+        min_increment=listing.min_increment_fen,
+        max_increment=listing.max_increment_fen,
+        bid_count=listing.bid_count,
+        bidding_starts_at=listing.bidding_starts_at,
+        current_end_at=end_of(listing),
+        server_time=now,
+        extensions_used=listing.extensions_used,
+        max_extensions=listing.max_extensions,
+        extension_minutes=listing.extension_minutes,
+        bids=[],
+    )
+
+
+def bid_event(listing: Listing, bid: Bid, registration: Registration, now: datetime) -> dict[str, Any]:
+    return {
+        "type": "bid",
+        "bid": live_bid(bid, registration.bidder_number).model_dump(mode="json"),
+        "extended": bid.extended_end_at is not None,
+        "live": live_summary(listing, now).model_dump(mode="json"),
+    }
+
+
+async def public_listing(session: AsyncSession, listing_id: int) -> Listing:
+    listing = await session.get(Listing, listing_id, populate_existing=True)
+    if listing is None or listing.status not in PUBLIC_STATUSES:
+        raise NotFound("交易项目", "listing")
+    return listing
+
+
+async def bids_after(session: AsyncSession, listing_id: int, after: int = 0) -> list[schemas.LiveBid]:
+    rows = await session.execute(
+        select(Bid, Registration.bidder_number)
+        .join(Registration, Registration.id == Bid.registration_id)
+        .where(Bid.listing_id == listing_id, Bid.seq > after)
+        .order_by(Bid.seq)
+    )
+    return [live_bid(bid, number) for bid, number in rows]
+
+
+async def live_state(session: AsyncSession, listing_id: int, now: datetime) -> schemas.LiveState:
+    listing = await public_listing(session, listing_id)
+    state = live_summary(listing, now)
+    state.bids = await bids_after(session, listing_id)
+    return state
+
+
+async def bid_receipt(session: AsyncSession, bid: Bid) -> schemas.BidPlaced:
+    """What the bidder is told: their bid and the live state after it."""
+    listing = await session.get_one(Listing, bid.listing_id)
+    number = await session.scalar(select(Registration.bidder_number).where(Registration.id == bid.registration_id))
+    return schemas.BidPlaced(
+        seq=bid.seq,
+        amount=bid.amount_fen,
+        bidder_number=number or "",
+        placed_at=bid.placed_at,
+        current_price=listing.current_price_fen or bid.amount_fen,
+        bid_count=listing.bid_count,
+        current_end_at=end_of(listing),
+        extensions_used=listing.extensions_used,
+        extended=bid.extended_end_at is not None,
+    )
+
+
+# ---- opening on time -------------------------------------------------------------------------------------
+
+
+def _due_to_open(now: datetime) -> Any:
+    return and_(
+        Listing.status == ListingStatus.ANNOUNCED.value,
+        Listing.bidding_starts_at <= now,
+        func.coalesce(Listing.current_end_at, Listing.bidding_ends_at) > now,
+    )
+
+
+def _due_to_close(now: datetime) -> Any:
+    return and_(
+        or_(Listing.status == ListingStatus.BIDDING.value, Listing.status == ListingStatus.ANNOUNCED.value),
+        func.coalesce(Listing.current_end_at, Listing.bidding_ends_at) <= now,
+    )
+
+
+async def open_listing(session: AsyncSession, listing_id: int, now: datetime) -> bool:
+    """Move an announced listing whose window has begun to bidding; False if it was not (or no longer) due."""
+    async with session.begin_nested():
+        listing = await lock_listing(session, listing_id)
+        end = end_of(listing)
+        due = listing.status == ListingStatus.ANNOUNCED.value and listing.bidding_starts_at <= now < end
+        if due:
+            transition(session, listing, ListingStatus.BIDDING, None, "竞价开始", now)
+            listing.current_end_at = end
+    await session.commit()
+    return due
+
+
+async def open_due(session: AsyncSession, now: datetime) -> list[int]:
+    """Open every listing whose bidding window has begun: a set-based query, then each under its lock."""
+    ids = list(await session.scalars(select(Listing.id).where(_due_to_open(now)).order_by(Listing.id)))
+    await session.commit()  # end the read before taking locks
+    return [listing_id for listing_id in ids if await open_listing(session, listing_id, now)]
+
+
+async def close_due(session: AsyncSession, now: datetime, publish: Publish | None = None) -> list[int]:
+    """Close every listing whose (extended) end has passed, each under its lock with a re-check, so several
+    workers may run this at once; returns the ids this call closed."""
+    from sanzi.auction.services.results import close_listing
+
+    ids = list(await session.scalars(select(Listing.id).where(_due_to_close(now)).order_by(Listing.id)))
+    await session.commit()
+    closed = []
+    for listing_id in ids:
+        try:
+            await close_listing(session, listing_id, now, publish)
+        except DomainError as refused:  # closed by another worker meanwhile, or no longer due
+            await session.commit()
+            log.info("listing %s not closed: %s", listing_id, refused)
+            continue
+        closed.append(listing_id)
+    return closed
