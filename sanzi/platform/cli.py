@@ -90,22 +90,25 @@ def demo_load() -> None:
 
     from sanzi.platform.auth import Passwords
     from sanzi.platform.database import create_engine, session_scope
-    from sanzi.platform.demo import DEMO_LOGINS, DEMO_PASSWORD, load_demo_users
+    from sanzi.platform.demo import DEMO_LOGINS, DEMO_PASSWORD, load_demo_books, load_demo_users
     from sanzi.platform.settings import get_settings
 
     settings = get_settings()
     if settings.environment == "production":
         fail("demo data is refused in production (SANZI_ENV=production)")
 
-    async def load() -> int:
+    async def load() -> tuple[int, bool]:
         engine = create_engine(settings)
         try:
             async with session_scope(engine) as session:
-                return await load_demo_users(session, Passwords(cheap=settings.environment == "test"))
+                users = await load_demo_users(session, Passwords(cheap=settings.environment == "test"))
+            async with session_scope(engine) as session:
+                books = await load_demo_books(session)
+            return users, books
         finally:
             await engine.dispose()
 
-    created = run_async(load)
+    created, books_loaded = run_async(load)
     table = Table(title=f"演示账号 / demo logins (password: {DEMO_PASSWORD})")
     for column in ("username", "role", "name", "scope"):
         table.add_column(column)
@@ -114,6 +117,7 @@ def demo_load() -> None:
     console = Console()
     console.print(table)
     console.print(f"{created} demo users created ({len(DEMO_LOGINS) - created} already present)")
+    console.print("demo village 永兴村: " + ("assets, books and contracts loaded" if books_loaded else "already loaded"))
 
 
 @click.group(name="users", help="用户 / officials' accounts (bidders register themselves)")

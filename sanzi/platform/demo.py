@@ -40,7 +40,7 @@ DEMO_LOGINS = [
 
 # checksum-valid but fictitious identities
 _BIDDERS = {
-    "bidder1": dict(kind="person", id_number="440111198001011234", phone="13800138001", address="广州市白云区龙归街道"),
+    "bidder1": dict(kind="person", id_number="440111198001011231", phone="13800138001", address="广州市白云区龙归街道"),
     "bidder2": dict(
         kind="company",
         id_number="91440101MA5ABCDE1M",
@@ -73,3 +73,93 @@ async def load_demo_users(session: AsyncSession, passwords: Passwords) -> int:
         created += 1
     await session.flush()
     return created
+
+
+# ---- the demo village's registry, books and contracts ------------------------------------------------------
+
+_DEMO_ASSETS = [
+    dict(code="YX-YT-01", name="北围鱼塘", kind="fish_pond", area="48.6", area_unit="mu", location="永兴村北围",
+         book_value="180000.00", appraisal="260000.00", appraised_on="2023-11-20"),
+    dict(code="YX-NT-01", name="东片水田", kind="farmland", area="120", area_unit="mu", location="永兴村东片",
+         book_value="0", appraisal="310000.00", appraised_on="2023-05-10"),
+    dict(code="YX-SP-01", name="村口商铺 3 号", kind="shop", area="85", area_unit="m2", location="永兴村委会旁",
+         book_value="420000.00", appraisal="560000.00", appraised_on="2024-02-01"),
+    dict(code="YX-CF-01", name="旧厂房 A 栋", kind="building", area="1200", area_unit="m2", location="永兴工业区",
+         book_value="1350000.00", appraisal="1800000.00", appraised_on="2024-06-15"),
+    dict(code="YX-LD-01", name="后山林地", kind="forest", area="300", area_unit="mu", location="永兴村后山",
+         book_value="0", appraisal="150000.00", appraised_on="2022-09-01"),
+    dict(code="YX-SB-01", name="排灌抽水设备", kind="equipment", area="1", area_unit="item", location="北围泵站",
+         book_value="36000.00"),
+]
+
+# (client key, date, memo, counterparty, [(account, debit, credit)])
+_DEMO_ENTRIES: list[tuple[str, str, str, str | None, list[tuple[str, str, str]]]] = [
+    ("demo-open", "2024-01-02", "上年结转银行存款", None, [("102", "860000.00", ""), ("301", "", "860000.00")]),
+    ("demo-e1", "2024-01-15", "支付村干部一月报酬", "村委会", [("53103", "18000.00", ""), ("102", "", "18000.00")]),
+    ("demo-e2", "2024-02-08", "春节慰问老人", "村民", [("532", "12000.00", ""), ("101", "", "12000.00")]),
+    ("demo-e3", "2024-02-08", "提取备用金", None, [("101", "20000.00", ""), ("102", "", "20000.00")]),
+    ("demo-e4", "2024-03-12", "接待镇检查组用餐", "龙归酒家", [("53101", "1860.00", ""), ("101", "", "1860.00")]),
+    ("demo-e5", "2024-04-20", "购买办公用品", "白云文具店", [("53102", "2350.00", ""), ("101", "", "2350.00")]),
+    ("demo-e6", "2024-06-30", "上半年股份分红", "全体成员", [("32201", "150000.00", ""), ("102", "", "150000.00")]),
+    ("demo-e7", "2024-09-18", "接待外村考察团用餐", "龙归酒家", [("53101", "3420.00", ""), ("101", "", "3420.00")]),
+    ("demo-e8", "2024-12-20", "年终股份分红", "全体成员", [("32201", "180000.00", ""), ("102", "", "180000.00")]),
+    ("demo-e9", "2025-01-10", "补助收入：高标准农田建设", "白云区农业农村局",
+     [("102", "50000.00", ""), ("521", "", "50000.00")]),
+]
+
+_DEMO_CONTRACTS = [
+    # asset code, contract body, receipts [(client key, date, amount)]
+    ("YX-YT-01", dict(number="YX-HT-2024-01", trade_type="contracting", counterparty_name="何志强",
+                      counterparty_id_number="440111198001011231", start_date="2024-01-01", term_years=5,
+                      price_basis="per_mu_year", unit_price="1800", payment_frequency="annual",
+                      signed_on="2023-12-18", origin="direct",
+                      origin_reason="原承包户续包，经 2023 年 12 月村民代表会议表决通过"),
+     [("demo-r1", "2024-01-05", "87480.00"), ("demo-r2", "2025-01-08", "87480.00")]),
+    ("YX-NT-01", dict(number="YX-HT-2023-07", trade_type="lease", counterparty_name="广州穗丰农业有限公司",
+                      counterparty_id_number="91440101MA5ABCDE1M", start_date="2023-07-01", term_years=10,
+                      price_basis="per_mu_year", unit_price="900", step_ups=[{"from_year": 6, "percent": "5"}],
+                      payment_frequency="semiannual", signed_on="2023-06-20", origin="direct",
+                      origin_reason="2023 年平台上线前签订的历史合同，补录"),
+     [("demo-r3", "2023-07-03", "54000.00"), ("demo-r4", "2024-01-04", "54000.00")]),
+]
+
+
+async def load_demo_books(session: AsyncSession) -> bool:
+    """Give the demo village assets, a year of books and two contracts (one in arrears); False if present."""
+    from datetime import date
+
+    from sanzi.ledger.models import Asset
+    from sanzi.ledger.schemas.assets import AssetCreate
+    from sanzi.ledger.schemas.books import EntryCreate, LineIn
+    from sanzi.ledger.schemas.contracts import ContractCreate, ReceiptCreate
+    from sanzi.ledger.services.assets import AssetService
+    from sanzi.ledger.services.books import BooksService
+    from sanzi.ledger.services.contracts import ContractService
+    from sanzi.platform.models import Collective
+
+    collective = await session.scalar(select(Collective).where(Collective.village_code == DEMO_VILLAGE))
+    actor = await session.scalar(select(User).where(User.username == "yongxing"))
+    if collective is None or actor is None:
+        raise RuntimeError("load the villages and the demo users first")
+    if await session.scalar(select(Asset.id).where(Asset.collective_id == collective.id).limit(1)):
+        return False
+    assets = AssetService(session)
+    ids = {}
+    for body in _DEMO_ASSETS:
+        asset = await assets.create(collective, AssetCreate.model_validate(body), actor)
+        ids[asset.code] = asset.id
+    books = BooksService(session)
+    for key, day, memo, counterparty, lines in _DEMO_ENTRIES:
+        data = EntryCreate(
+            entry_date=date.fromisoformat(day), memo=memo, counterparty=counterparty, client_key=key,
+            lines=[LineIn(account_code=a, debit=d or "0", credit=c or "0") for a, d, c in lines],
+        )
+        await books.post_entry(collective, data, actor)
+    contracts = ContractService(session)
+    for asset_code, body, receipts in _DEMO_CONTRACTS:
+        contract = await contracts.create(collective, ContractCreate.model_validate({**body, "asset_id": ids[asset_code]}), actor)
+        for key, day, amount in receipts:
+            receipt = ReceiptCreate(amount=amount, received_on=date.fromisoformat(day), account="bank", client_key=key)
+            await contracts.receive(contract.id, receipt, actor, today=date.fromisoformat(day))
+    await books.publish_root()
+    return True

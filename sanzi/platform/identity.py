@@ -72,6 +72,21 @@ def identity_number(kind: str, value: str, field: str = "id_number") -> str:
     return resident_id(value, field) if kind == "person" else social_credit_code(value, field)
 
 
+def person_or_company_number(value: str, field: str = "id_number") -> str:
+    """A resident ID number or, failing that, a unified social credit code (a counterparty may be either)."""
+    try:
+        return resident_id(value, field)
+    except DomainError as as_person:
+        try:
+            return social_credit_code(value, field)
+        except DomainError:
+            raise as_person if _compact(value)[:17].isdigit() else _invalid(
+                field,
+                "证件号码无效：须为有效的居民身份证号或统一社会信用代码",
+                "expected a valid resident ID number or unified social credit code",
+            ) from None
+
+
 def mainland_mobile(value: str, field: str = "phone") -> str:
     """An 11-digit mainland mobile number (spaces and dashes allowed in input), or a 422."""
     number = re.sub(r"[\s-]", "", value).removeprefix("+86")

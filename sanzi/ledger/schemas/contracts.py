@@ -9,11 +9,12 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema, field_validator
-from stdnum.cn import ric, uscc
 
 from sanzi.ledger.models import ContractOrigin, PriceBasis, TradeType
 from sanzi.ledger.schemas.assets import AreaIn, AreaOut
+from sanzi.platform.identity import person_or_company_number
 from sanzi.platform.money import YuanIn, YuanOut
+from sanzi.platform.problems import DomainError
 from sanzi.platform.schemas import Schema
 
 
@@ -56,20 +57,14 @@ def parse_percent(value: Any) -> Decimal:
 
 
 def normalise_id_number(value: str | None) -> str | None:
-    """A resident ID number (身份证号) or a unified social credit code (统一社会信用代码), checksum-checked.
-
-    Returned compact and upper-case; blank means none."""
-    if value is None:
+    """A resident ID number (身份证号) or a unified social credit code (统一社会信用代码), as the platform
+    checks them for bidders (sanzi.platform.identity); returned compact and upper-case; blank means none."""
+    if value is None or not value.strip():
         return None
-    compact = re.sub(r"[\s-]", "", value).upper()
-    if not compact:
-        return None
-    if (len(compact) == 18 and ric.is_valid(compact)) or uscc.is_valid(compact):
-        return compact
-    raise ValueError(
-        "证件号码无效：须为有效的18位居民身份证号或统一社会信用代码 / "
-        "invalid ID number: expected a valid 18-character resident ID or unified social credit code"
-    )
+    try:
+        return person_or_company_number(value, "counterparty_id_number")
+    except DomainError as exc:
+        raise ValueError(f"{exc.message} / {exc.message_en}") from None
 
 
 class StepUp(Schema):
