@@ -37,7 +37,7 @@ def resident_id_number() -> str:
     n = next(_serial)
     born = date(1950, 1, 1) + timedelta(days=(n // 1000) % 20000)
     body = f"440111{born:%Y%m%d}{n % 1000:03d}"
-    return body + ric.calc_check_digit(body)
+    return body + ric.calc_check_digit(body + "0")  # the function ignores the last digit
 
 
 @dataclass

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -404,6 +405,26 @@ async def _sold_listing_for(session: AsyncSession, listing_id: int, user: User, 
     return listing
 
 
+def _contract_terms(
+    listing: Listing, data: schemas.ContractFromResult, asset_id: int, bidder: Bidder
+) -> ContractCreate:
+    assert listing.final_price_fen is not None
+    return ContractCreate(
+        number=data.number,
+        asset_id=asset_id,
+        trade_type=TradeType(listing.trade_type),
+        counterparty_name=bidder.name,
+        counterparty_id_number=bidder.id_number,
+        start_date=data.start_date,
+        term_months=listing.term_months,
+        price_basis=PriceBasis(listing.price_basis),
+        unit_price=fen_to_yuan(listing.final_price_fen),
+        area=format(listing.area, "f") if listing.area is not None else None,
+        payment_frequency=data.payment_frequency,
+        signed_on=data.signed_on,
+    )
+
+
 async def contract_from_result(
     session: AsyncSession, listing_id: int, data: schemas.ContractFromResult, actor: User, now: datetime
 ) -> tuple[Listing, int]:
@@ -428,21 +449,17 @@ async def contract_from_result(
     if asset_id is None:
         raise _refuse("该交易项目没有关联资产", "the listing has no asset", status=409, code="no_asset")
     collective = await session.get_one(Collective, listing.collective_id)
-    assert listing.final_price_fen is not None
-    terms = ContractCreate(
-        number=data.number,
-        asset_id=asset_id,
-        trade_type=TradeType(listing.trade_type),
-        counterparty_name=bidder.name,
-        counterparty_id_number=bidder.id_number,
-        start_date=data.start_date,
-        term_months=listing.term_months,
-        price_basis=PriceBasis(listing.price_basis),
-        unit_price=fen_to_yuan(listing.final_price_fen),
-        area=format(listing.area, "f") if listing.area is not None else None,
-        payment_frequency=data.payment_frequency,
-        signed_on=data.signed_on,
-    )
+    try:
+        terms = _contract_terms(listing, data, asset_id, bidder)
+    except ValidationError as invalid:
+        error = invalid.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        raise _refuse(
+            f"成交结果无法生成合同：{field} 无效（{error['msg']}）",
+            f"the result cannot make a contract: {field} is invalid ({error['msg']})",
+            field=field,
+            code="invalid_contract_terms",
+        ) from None
     contract = await ContractService(session).create(collective, terms, actor, listing_id=listing.id)
     contract.counterparty_bidder_id = bidder.id
     listing.contract_id = contract.id
