@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -47,17 +48,20 @@ def deposit_body(**overrides: Any) -> dict[str, Any]:
     }
 
 
-async def apply(client: httpx.AsyncClient, listing: dict[str, Any], bidder: Actor, **headers: str) -> httpx.Response:
+async def apply(
+    client: httpx.AsyncClient, listing: dict[str, Any], bidder: Actor, **headers: str
+) -> httpx.Response:
     return await client.post(
         f"/api/listings/{listing['id']}/registrations", json={}, headers={**bidder.headers, **headers}
     )
 
 
-async def balance(client: httpx.AsyncClient, actor: Actor, code: str) -> str:
+async def balance(client: httpx.AsyncClient, actor: Actor, code: str) -> int:
+    """The account's balance in village A's trial balance, in fen."""
     response = await client.get(f"/api/villages/{VILLAGE_A}/trial-balance", headers=actor.headers)
     assert response.status_code == 200, response.text
     rows = {row["code"]: row for row in response.json()["accounts"]}
-    return rows[code]["balance"] if code in rows else "0.00"
+    return round(Decimal(rows[code]["balance"]) * 100) if code in rows else 0
 
 
 async def test_the_whole_path_to_qualified_bidders_with_deposits_held(
@@ -104,8 +108,7 @@ async def test_the_whole_path_to_qualified_bidders_with_deposits_held(
         assert response.json()["status"] == "deposit_paid" and response.json()["deposit_state"] == "held"
 
     # the books show both deposits held in 21101 (and the money at the bank)
-    held = int(float(await balance(client, committee_a, "21101")) * 100) - int(float(held_before) * 100)
-    assert held == 2 * 100_000
+    assert await balance(client, committee_a, "21101") - held_before == 2 * 100_000
     entry = await db.scalar(
         select(JournalEntry).where(JournalEntry.client_key == f"deposit:{registrations[zhang.id]}")
     )
@@ -135,12 +138,13 @@ async def test_the_whole_path_to_qualified_bidders_with_deposits_held(
     assert own[0]["bidder_number"] in numbers and own[0]["deposit_state"] == "held"
 
     # the supervisor sees identities and traits; the committee numbers and counts only
-    full = (await client.get(f"/api/listings/{listing['id']}/registrations", headers=supervisor_a.headers)).json()
+    registrations_url = f"/api/listings/{listing['id']}/registrations"
+    full = (await client.get(registrations_url, headers=supervisor_a.headers)).json()
     assert full["identities"] is True and full["counts"]["qualified"] == 2 and full["counts"]["total"] == 2
     assert {item["bidder_name"] for item in full["items"]} == {"张三", "李四"}
     assert {item["applied_device"] for item in full["items"]} == {"fp-zhang", None}
     assert {item["deposit_payer_account"] for item in full["items"]} == {"6222000011112222"}
-    brief = (await client.get(f"/api/listings/{listing['id']}/registrations", headers=committee_a.headers)).json()
+    brief = (await client.get(registrations_url, headers=committee_a.headers)).json()
     assert brief["identities"] is False and brief["counts"]["qualified"] == 2
     assert {item["bidder_number"] for item in brief["items"]} == numbers
     assert all(set(item) == {"id", "bidder_number", "status", "deposit_state"} for item in brief["items"])
@@ -149,7 +153,7 @@ async def test_the_whole_path_to_qualified_bidders_with_deposits_held(
     # once closed, the committee sees who the bidders were
     await db.execute(update(Listing).where(Listing.id == listing["id"]).values(status="closed"))
     await db.commit()
-    brief = (await client.get(f"/api/listings/{listing['id']}/registrations", headers=committee_a.headers)).json()
+    brief = (await client.get(registrations_url, headers=committee_a.headers)).json()
     assert brief["identities"] is True and {item["bidder_name"] for item in brief["items"]} == {"张三", "李四"}
 
 
@@ -243,7 +247,11 @@ async def test_deposit_refusals(
     assert (await client.post(url, json=deposit_body(), headers=committee_b.headers)).status_code == 404
     assert (await client.post(url, json=deposit_body(), headers=bidder.headers)).status_code == 403
     assert (
-        await client.post("/api/registrations/999999999/deposit", json=deposit_body(), headers=committee_a.headers)
+        await client.post(
+            "/api/registrations/999999999/deposit",
+            json=deposit_body(),
+            headers=committee_a.headers,
+        )
     ).status_code == 404
     assert await counts(db) == before
 
@@ -259,7 +267,8 @@ async def test_deposit_refusals(
     assert await counts(db) == before
 
     early = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-    assert (await client.post(url, json=deposit_body(paid_at=early), headers=committee_a.headers)).status_code == 200
+    response = await client.post(url, json=deposit_body(paid_at=early), headers=committee_a.headers)
+    assert response.status_code == 200
     before = await counts(db)
     response = await client.post(url, json=deposit_body(paid_at=early), headers=committee_a.headers)
     assert response.status_code == 409  # twice
@@ -284,7 +293,8 @@ async def test_qualify_and_reject(
     assert (await client.post(qualify, headers=committee_a.headers)).status_code == 403
     assert (await client.post(qualify, headers=supervisor_b.headers)).status_code == 404
     assert (await client.post(qualify, headers=bidder.headers)).status_code == 403
-    response = await client.post(f"/api/registrations/{registration_id}/reject", json={}, headers=supervisor_a.headers)
+    reject = f"/api/registrations/{registration_id}/reject"
+    response = await client.post(reject, json={}, headers=supervisor_a.headers)
     assert response.status_code == 400 and field_of(response) == "reason"
     assert await counts(db) == before
 
@@ -294,20 +304,24 @@ async def test_qualify_and_reject(
 
     # rejection refunds the held deposit at once
     response = await client.post(
-        f"/api/registrations/{registration_id}/reject", json={"reason": "不具备养殖经验"}, headers=supervisor_a.headers
+        reject, json={"reason": "不具备养殖经验"}, headers=supervisor_a.headers
     )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "rejected" and response.json()["deposit_state"] == "refunded"
     assert response.json()["reject_reason"] == "不具备养殖经验"
-    assert float(await balance(client, committee_a, "21101")) == float(held) - 1000
-    refund = await db.scalar(select(JournalEntry).where(JournalEntry.client_key == f"refund:{registration_id}"))
+    assert await balance(client, committee_a, "21101") == held - 100_000
+    refund = await db.scalar(
+        select(JournalEntry).where(JournalEntry.client_key == f"refund:{registration_id}")
+    )
     assert refund is not None
     assert {(line.account.code, line.debit_fen, line.credit_fen) for line in refund.lines} == {
         ("21101", 100_000, 0),
         ("102", 0, 100_000),
     }
     stored = await db.scalar(
-        select(Registration).where(Registration.id == registration_id).execution_options(populate_existing=True)
+        select(Registration)
+        .where(Registration.id == registration_id)
+        .execution_options(populate_existing=True)
     )
     assert stored is not None and stored.deposit_settlement_entry_id == refund.id
 
@@ -338,11 +352,12 @@ async def test_qualify_after_the_deadline_but_not_once_bidding(
     )
     await db.commit()
     before = await counts(db)
-    assert (await client.post(f"/api/registrations/{registration_id}/qualify", headers=supervisor_a.headers)).status_code == 409
+    qualify = f"/api/registrations/{registration_id}/qualify"
+    assert (await client.post(qualify, headers=supervisor_a.headers)).status_code == 409
     assert await counts(db) == before
     await db.execute(update(Listing).where(Listing.id == listing["id"]).values(status="announced"))
     await db.commit()
-    response = await client.post(f"/api/registrations/{registration_id}/qualify", headers=supervisor_a.headers)
+    response = await client.post(qualify, headers=supervisor_a.headers)
     assert response.status_code == 200 and response.json()["status"] == "qualified"
 
 
@@ -352,14 +367,15 @@ async def test_termination_refunds_every_held_deposit(
     listing, registration_id, _ = await _applied(client, db, make_user, committee_a, supervisor_a)
     url = f"/api/registrations/{registration_id}/deposit"
     assert (await client.post(url, json=deposit_body(), headers=committee_a.headers)).status_code == 200
-    held = float(await balance(client, committee_a, "21101"))
+    held = await balance(client, committee_a, "21101")
     response = await client.post(
         f"/api/listings/{listing['id']}/terminate", json={"reason": "权属争议"}, headers=supervisor_a.headers
     )
     assert response.status_code == 200, response.text
-    assert float(await balance(client, committee_a, "21101")) == held - 1000
-    mine = (await client.get("/api/listings/%d/registrations" % listing["id"], headers=supervisor_a.headers)).json()
-    assert mine["items"][0]["deposit_state"] == "refunded"
+    assert await balance(client, committee_a, "21101") == held - 100_000
+    url = f"/api/listings/{listing['id']}/registrations"
+    seen = (await client.get(url, headers=supervisor_a.headers)).json()
+    assert seen["items"][0]["deposit_state"] == "refunded"
 
 
 async def test_who_reads_registrations(
@@ -384,6 +400,6 @@ async def test_who_reads_registrations(
     assert (await client.get("/api/registrations/mine", headers=committee_a.headers)).status_code == 403
     # another village's listing: its committee sees it, ours does not
     listing_b = await announced_listing(client, committee_b, supervisor_b, VILLAGE_B)
-    assert (await client.get(f"/api/listings/{listing_b['id']}/registrations", headers=committee_a.headers)).status_code == 403
-    assert (await client.get(f"/api/listings/{listing_b['id']}/registrations", headers=committee_b.headers)).status_code == 200
-    assert VILLAGE_A != VILLAGE_B
+    url_b = f"/api/listings/{listing_b['id']}/registrations"
+    assert (await client.get(url_b, headers=committee_a.headers)).status_code == 403
+    assert (await client.get(url_b, headers=committee_b.headers)).status_code == 200

@@ -8,7 +8,6 @@ from typing import Any
 
 from litestar import Controller, Request, get, patch, post
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.models import ListingStatus
@@ -25,20 +24,23 @@ SUPERVISOR = roles(Role.ADMIN, Role.SUPERVISOR)
 OFFICIALS = roles(Role.ADMIN, Role.COMMITTEE, Role.SUPERVISOR)
 LISTING_OUT = schemas.ListingDetail | schemas.Listing
 
+AnyRequest = Request[Any, Any, Any]
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 class ListingController(Controller):
-    """Listings (交易项目): committee drafts and submits; the township approves, announces, suspends, terminates."""
+    """Listings (交易项目): the committee drafts and submits; the township approves, announces, suspends,
+    terminates."""
 
     path = "/api"
     tags = ["auction"]
 
     @post("/villages/{code:str}/listings", operation_id="CreateListing", opt=COMMITTEE)
     async def create(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str, data: schemas.ListingCreate
+        self, db_session: AsyncSession, request: AnyRequest, code: str, data: schemas.ListingCreate
     ) -> schemas.ListingDetail:
         listing = await service.create_listing(db_session, code, data, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
@@ -47,7 +49,7 @@ class ListingController(Controller):
     async def update(
         self,
         db_session: AsyncSession,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         listing_id: int,
         data: schemas.ListingUpdate,
     ) -> schemas.ListingDetail:
@@ -55,12 +57,12 @@ class ListingController(Controller):
         return await service.listing_out(db_session, listing, request.user)
 
     @post(
-        "/listings/{listing_id:int}/submit", operation_id="SubmitListing", opt=COMMITTEE, status_code=HTTP_200_OK
+        "/listings/{listing_id:int}/submit", operation_id="SubmitListing", opt=COMMITTEE, status_code=200
     )
     async def submit(
         self,
         db_session: AsyncSession,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         listing_id: int,
         data: schemas.ResolutionIn,
     ) -> schemas.ListingDetail:
@@ -68,10 +70,10 @@ class ListingController(Controller):
         return await service.listing_out(db_session, listing, request.user)
 
     @post(
-        "/listings/{listing_id:int}/approve", operation_id="ApproveListing", opt=SUPERVISOR, status_code=HTTP_200_OK
+        "/listings/{listing_id:int}/approve", operation_id="ApproveListing", opt=SUPERVISOR, status_code=200
     )
     async def approve(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> schemas.ListingDetail:
         listing = await service.approve_listing(db_session, listing_id, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
@@ -80,10 +82,10 @@ class ListingController(Controller):
         "/listings/{listing_id:int}/send-back",
         operation_id="SendBackListing",
         opt=SUPERVISOR,
-        status_code=HTTP_200_OK,
+        status_code=200,
     )
     async def send_back(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int, data: schemas.ReasonIn
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int, data: schemas.ReasonIn
     ) -> schemas.ListingDetail:
         listing = await service.send_back_listing(db_session, listing_id, data.reason, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
@@ -92,28 +94,28 @@ class ListingController(Controller):
         "/listings/{listing_id:int}/announce",
         operation_id="AnnounceListing",
         opt=SUPERVISOR,
-        status_code=HTTP_200_OK,
+        status_code=200,
     )
     async def announce(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> schemas.ListingDetail:
         listing = await service.announce_listing(db_session, listing_id, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
 
     @post(
-        "/listings/{listing_id:int}/suspend", operation_id="SuspendListing", opt=SUPERVISOR, status_code=HTTP_200_OK
+        "/listings/{listing_id:int}/suspend", operation_id="SuspendListing", opt=SUPERVISOR, status_code=200
     )
     async def suspend(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int, data: schemas.ReasonIn
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int, data: schemas.ReasonIn
     ) -> schemas.ListingDetail:
         listing = await service.suspend_listing(db_session, listing_id, data.reason, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
 
     @post(
-        "/listings/{listing_id:int}/resume", operation_id="ResumeListing", opt=SUPERVISOR, status_code=HTTP_200_OK
+        "/listings/{listing_id:int}/resume", operation_id="ResumeListing", opt=SUPERVISOR, status_code=200
     )
     async def resume(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int, data: schemas.ResumeIn
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int, data: schemas.ResumeIn
     ) -> schemas.ListingDetail:
         listing = await service.resume_listing(db_session, listing_id, data, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
@@ -122,28 +124,28 @@ class ListingController(Controller):
         "/listings/{listing_id:int}/terminate",
         operation_id="TerminateListing",
         opt=OFFICIALS,
-        status_code=HTTP_200_OK,
+        status_code=200,
     )
     async def terminate(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int, data: schemas.ReasonIn
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int, data: schemas.ReasonIn
     ) -> schemas.ListingDetail:
         listing = await service.terminate_listing(db_session, listing_id, data.reason, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
 
     @post("/listings/{listing_id:int}/relist", operation_id="RelistListing", opt=COMMITTEE)
     async def relist(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int, data: schemas.RelistIn
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int, data: schemas.RelistIn
     ) -> schemas.ListingDetail:
         listing = await service.relist_listing(db_session, listing_id, data, request.user, _now())
         return await service.listing_out(db_session, listing, request.user)
 
     # ---- reads ------------------------------------------------------------------------------------------
 
-    @get("/listings", operation_id="ListListings", opt=PUBLIC, summary="Published listings (announced and later)")
+    @get("/listings", operation_id="ListListings", opt=PUBLIC, summary="Published listings (announced on)")
     async def list_public(
         self,
         db_session: AsyncSession,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         district: str | None = Parameter(default=None, max_length=12),
         township: str | None = Parameter(default=None, max_length=12),
         village: str | None = Parameter(default=None, max_length=12),
@@ -171,7 +173,7 @@ class ListingController(Controller):
 
     @get("/listings/{listing_id:int}", operation_id="GetListing", opt=PUBLIC)
     async def get_one(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> LISTING_OUT:  # type: ignore[valid-type]
         listing = await service.get_listing(db_session, listing_id, request.user)
         return (await service.listings_out(db_session, [listing], request.user))[0]
@@ -180,7 +182,7 @@ class ListingController(Controller):
     async def list_village(
         self,
         db_session: AsyncSession,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         code: str,
         status: ListingStatus | None = None,
         page: int = Parameter(default=1, ge=1, le=100_000),
@@ -191,7 +193,7 @@ class ListingController(Controller):
 
     @get("/listings/{listing_id:int}/events", operation_id="GetListingEvents", opt=PUBLIC)
     async def events(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> list[schemas.ListingEvent]:
         return await service.listing_events(db_session, listing_id, request.user)
 

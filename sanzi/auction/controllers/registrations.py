@@ -1,5 +1,5 @@
-"""Auction HTTP API: registrations — a bidder applies, the village confirms the deposit, the township qualifies
-or rejects; the lists of registrations as each role may see them."""
+"""Auction HTTP API: registrations — a bidder applies, the village confirms the deposit, the township
+qualifies or rejects; the lists of registrations as each role may see them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.status_codes import HTTP_200_OK
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.models import Listing
@@ -17,6 +16,8 @@ from sanzi.platform.auth import client_address, roles
 from sanzi.platform.models import Role
 
 DEVICE_HEADER = "X-Device-Fingerprint"
+
+AnyRequest = Request[Any, Any, Any]
 
 
 def _now() -> datetime:
@@ -32,11 +33,13 @@ class RegistrationController(Controller):
     path = "/api"
     tags = ["auction"]
 
-    @post("/listings/{listing_id:int}/registrations", operation_id="RegisterForListing", opt=roles(Role.BIDDER))
+    @post(
+        "/listings/{listing_id:int}/registrations", operation_id="RegisterForListing", opt=roles(Role.BIDDER)
+    )
     async def register(
         self,
         db_session: AsyncSession,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         listing_id: int,
         data: schemas.RegistrationCreate,
     ) -> schemas.Registration:
@@ -55,12 +58,12 @@ class RegistrationController(Controller):
         "/registrations/{registration_id:int}/deposit",
         operation_id="ConfirmDeposit",
         opt=roles(Role.ADMIN, Role.COMMITTEE),
-        status_code=HTTP_200_OK,
+        status_code=200,
     )
     async def confirm_deposit(
         self,
         db_session: AsyncSession,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         registration_id: int,
         data: schemas.DepositIn,
     ) -> schemas.Registration:
@@ -71,10 +74,10 @@ class RegistrationController(Controller):
         "/registrations/{registration_id:int}/qualify",
         operation_id="QualifyRegistration",
         opt=roles(Role.ADMIN, Role.SUPERVISOR),
-        status_code=HTTP_200_OK,
+        status_code=200,
     )
     async def qualify(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], registration_id: int
+        self, db_session: AsyncSession, request: AnyRequest, registration_id: int
     ) -> schemas.Registration:
         registration = await service.qualify(db_session, registration_id, request.user, _now())
         return await _out(db_session, registration)
@@ -83,12 +86,12 @@ class RegistrationController(Controller):
         "/registrations/{registration_id:int}/reject",
         operation_id="RejectRegistration",
         opt=roles(Role.ADMIN, Role.SUPERVISOR),
-        status_code=HTTP_200_OK,
+        status_code=200,
     )
     async def reject(
         self,
         db_session: AsyncSession,
-        request: Request[Any, Any, Any],
+        request: AnyRequest,
         registration_id: int,
         data: schemas.RejectIn,
     ) -> schemas.Registration:
@@ -101,12 +104,14 @@ class RegistrationController(Controller):
         opt=roles(Role.ADMIN, Role.COMMITTEE, Role.SUPERVISOR),
     )
     async def list_for_listing(
-        self, db_session: AsyncSession, request: Request[Any, Any, Any], listing_id: int
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> schemas.ListingRegistrations:
         return await service.listing_registrations(db_session, listing_id, request.user)
 
     @get("/registrations/mine", operation_id="ListMyRegistrations", opt=roles(Role.BIDDER))
-    async def mine(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> list[schemas.Registration]:
+    async def mine(
+        self, db_session: AsyncSession, request: AnyRequest
+    ) -> list[schemas.Registration]:
         return await service.my_registrations(db_session, request.user)
 
 

@@ -1,4 +1,5 @@
-"""Listing API schemas: terms in (yuan strings, aware times), listings out (the reserve only in the officials' view).
+"""Listing API schemas: terms in (yuan strings, aware times), listings out (the reserve only in the
+officials' view).
 
 Checks of one field live here (a 400 naming it); checks across fields and against the database live in the
 service (a 422 naming the field to correct).
@@ -107,7 +108,7 @@ class ResumeIn(StrictSchema):
 
 
 class RelistIn(StrictSchema):
-    """A failed listing offered again: new dates and a new starting price; other terms are copied unless given."""
+    """A failed listing offered again: new dates, a new starting price; other terms copied unless given."""
 
     starting_price: PositiveYuanIn
     reserve_price: PositiveYuanIn | None = None

@@ -1,5 +1,5 @@
-"""Registration API schemas: a bidder's application, the deposit's arrival, the township's decision, and three
-views of the registrations of a listing (the bidder's own, the committee's numbers-only, the supervisor's full)."""
+"""Registration API schemas: a bidder's application, the deposit's arrival, the township's decision, and
+three views of registrations (the bidder's own, the committee's numbers-only, the supervisor's full)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Listings: the village's draft terms, the villagers' resolution, the township's review, announcement,
 suspension, termination and relisting, and the public and official reads.
 
-Every change to an existing listing takes :func:`lock_listing` first (so it queues behind bids and the close) and
-goes through :func:`transition`, which records the actor and time. Creating a listing first takes its
+Every change to an existing listing takes :func:`lock_listing` first (so it queues behind bids and the close)
+and goes through :func:`transition`, which records the actor and time. Creating a listing first takes its
 collective's row, so listing numbers of one village are handed out one at a time.
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH, lock_listing, transition
-from sanzi.auction.models import Listing, ListingAsset, ListingEvent, Registration
+from sanzi.auction.models import DepositState, Listing, ListingAsset, ListingEvent, Registration
 from sanzi.auction.models import ListingStatus as S
 from sanzi.auction.schemas import listings as schemas
 from sanzi.ledger.models import AreaUnit, Asset, AssetKind, AssetStatus, PriceBasis, TradeType
@@ -155,11 +155,12 @@ async def _check_terms(session: AsyncSession, listing: Listing, district_code: s
     """Refuse terms that do not hold together, naming the field to correct."""
     if listing.reserve_price_fen is not None and listing.reserve_price_fen < listing.starting_price_fen:
         raise _refuse("reserve_price", "保留价不得低于起始价", "the reserve price may not be below the starting price")
-    if listing.max_increment_fen < listing.min_increment_fen or listing.max_increment_fen % listing.min_increment_fen:
+    minimum, maximum = listing.min_increment_fen, listing.max_increment_fen
+    if maximum < minimum or maximum % minimum:
         raise _refuse(
             "max_increment",
             f"最高加价幅度须为最低加价幅度（{_yuan(listing.min_increment_fen)} 元）的整数倍",
-            f"the maximum increment must be a whole multiple of the minimum ({_yuan(listing.min_increment_fen)})",
+            f"the maximum increment must be a whole multiple of the minimum ({_yuan(minimum)})",
         )
     if listing.deposit_fen > listing.starting_price_fen:
         raise _refuse("deposit", "竞买保证金不得高于起始价", "the deposit may not be above the starting price")
@@ -169,12 +170,12 @@ async def _check_terms(session: AsyncSession, listing: Listing, district_code: s
             "按亩计价须填写面积（亩）：标的资产不全以亩计量",
             "a per-mu price needs the area in mu: the assets are not all measured in mu",
         )
-    minimum = int(await get_parameter(session, MIN_ANNOUNCEMENT_DAYS.key, district_code))
-    if listing.announcement_days < minimum:
+    shortest = int(await get_parameter(session, MIN_ANNOUNCEMENT_DAYS.key, district_code))
+    if listing.announcement_days < shortest:
         raise _refuse(
             "announcement_days",
-            f"公告期不得少于 {minimum} 天",
-            f"the announcement period must be at least {minimum} days in this district",
+            f"公告期不得少于 {shortest} 天",
+            f"the announcement period must be at least {shortest} days in this district",
         )
     if listing.registration_deadline < now + timedelta(days=listing.announcement_days):
         raise _refuse(
@@ -205,7 +206,9 @@ async def _assets_for(
         asset = assets.get(asset_id)
         if asset is None or asset.collective_id != listing.collective_id:
             raise _refuse(
-                "asset_ids", f"资产 {asset_id} 不是本村集体的资产", f"asset {asset_id} is not an asset of this collective"
+                "asset_ids",
+                f"资产 {asset_id} 不是本村集体的资产",
+                f"asset {asset_id} is not an asset of this collective",
             )
         if asset.status in (AssetStatus.SOLD.value, AssetStatus.DISPOSED.value):
             raise _refuse(
@@ -213,13 +216,17 @@ async def _assets_for(
                 f"资产“{asset.name}”已转让或处置，不能挂牌",
                 f"asset {asset_id} is sold or disposed and cannot be listed",
             )
-    holding = select(Listing.number, ListingAsset.asset_id).join(ListingAsset, ListingAsset.listing_id == Listing.id)
-    holding = holding.where(ListingAsset.asset_id.in_(asset_ids), Listing.status.in_(OPEN_STATUSES))
+    holding = (
+        select(Listing.number, ListingAsset.asset_id)
+        .join(ListingAsset, ListingAsset.listing_id == Listing.id)
+        .where(ListingAsset.asset_id.in_(asset_ids), Listing.status.in_(OPEN_STATUSES))
+    )
     if exclude_listing_id is not None:
         holding = holding.where(Listing.id != exclude_listing_id)
     for number, asset_id in (await session.execute(holding)).all():
         raise Conflict(
-            f"资产“{assets[asset_id].name}”已在交易项目 {number} 中", f"asset {asset_id} is already in listing {number}",
+            f"资产“{assets[asset_id].name}”已在交易项目 {number} 中",
+            f"asset {asset_id} is already in listing {number}",
             field="asset_ids",
         )
     return [assets[i] for i in asset_ids]
@@ -234,7 +241,9 @@ def _apply(listing: Listing, changes: dict[str, Any]) -> None:
         setattr(listing, f"{name}_fen" if name in _MONEY_FIELDS else name, value)
 
 
-async def _set_assets(session: AsyncSession, listing: Listing, assets: Sequence[Asset], explicit_area: bool) -> None:
+async def _set_assets(
+    session: AsyncSession, listing: Listing, assets: Sequence[Asset], explicit_area: bool
+) -> None:
     existing = list(await session.scalars(select(ListingAsset).where(ListingAsset.listing_id == listing.id)))
     for row in existing:
         await session.delete(row)
@@ -309,7 +318,7 @@ async def create_listing(
     session.add(listing)
     await session.flush()
     await _set_assets(session, listing, assets, explicit_area=True)
-    session.add(ListingEvent(listing_id=listing.id, from_status=None, to_status=S.DRAFT.value, actor_id=actor.id, at=now))
+    session.add(ListingEvent(listing_id=listing.id, to_status=S.DRAFT.value, actor_id=actor.id, at=now))
     await session.flush()
     return listing
 
@@ -411,7 +420,7 @@ async def send_back_listing(
 
 
 async def announce_listing(session: AsyncSession, listing_id: int, actor: User, now: datetime) -> Listing:
-    """Publish an approved listing: registration opens now and stays open for the whole announcement period."""
+    """Publish an approved listing: registration opens now and stays open through the announcement period."""
     listing = await lock_listing(session, listing_id)
     require_supervisor(actor, listing)
     transition(session, listing, S.ANNOUNCED, actor, None, now)
@@ -419,8 +428,8 @@ async def announce_listing(session: AsyncSession, listing_id: int, actor: User, 
         raise _refuse(
             "registration_deadline",
             f"报名截止时间早于公告期（{listing.announcement_days} 天）届满，请退回村委会更新交易时间",
-            f"the registration deadline falls inside the announcement period ({listing.announcement_days} days "
-            "from now): send the listing back for its dates to be updated",
+            f"the registration deadline falls inside the announcement period "
+            f"({listing.announcement_days} days from now): send the listing back for its dates to be updated",
         )
     assets = await _listing_assets(session, listing.id)
     service = AssetService(session)
@@ -501,7 +510,9 @@ async def terminate_listing(
             if asset.status == AssetStatus.LISTED.value:
                 await service.change_status(asset, AssetStatus.IDLE, f"交易项目 {listing.number} 终止", actor)
     held = await session.scalars(
-        select(Registration).where(Registration.listing_id == listing.id, Registration.deposit_state == "held")
+        select(Registration).where(
+            Registration.listing_id == listing.id, Registration.deposit_state == DepositState.HELD.value
+        )
     )
     for registration in list(held):
         await refund_deposit(session, registration, actor, now)
@@ -533,7 +544,8 @@ async def relist_listing(
             raise _refuse(
                 "reserve_price",
                 f"重新挂牌的保留价不得低于 {_yuan(reserve_floor)} 元",
-                f"the new reserve may fall at most {cut:.0%} below the last one: at least {_yuan(reserve_floor)}",
+                f"the new reserve may fall at most {cut:.0%} below the last one: "
+                f"at least {_yuan(reserve_floor)}",
             )
     listing = Listing(
         collective_id=collective.id,
@@ -579,7 +591,7 @@ async def get_listing(session: AsyncSession, listing_id: int, user: User | None)
 async def listings_out(
     session: AsyncSession, listings: Sequence[Listing], user: User | None
 ) -> list[schemas.Listing | schemas.ListingDetail]:
-    """Listings as this caller may see them: the officials' view (with the reserve) only for their villages."""
+    """Listings as this caller may see them: the officials' view (with the reserve) for their villages."""
     if not listings:
         return []
     ids = [listing.id for listing in listings]
@@ -592,15 +604,15 @@ async def listings_out(
     )
     for listing_id, asset in rows:
         assets[listing_id].append(schemas.ListingAsset.model_validate(asset))
-    villages = {
-        v.code: v
-        for v in await session.scalars(select(Village).where(Village.code.in_({x.village_code for x in listings})))
-    }
+    codes = {listing.village_code for listing in listings}
+    villages = {v.code: v for v in await session.scalars(select(Village).where(Village.code.in_(codes)))}
     out: list[schemas.Listing | schemas.ListingDetail] = []
     for listing in listings:
         village = villages[listing.village_code]
         values: dict[str, Any] = {
-            name: getattr(listing, name) for name in schemas.ListingDetail.model_fields if hasattr(listing, name)
+            name: getattr(listing, name)
+            for name in schemas.ListingDetail.model_fields
+            if hasattr(listing, name)
         }
         for name in _MONEY_FIELDS | {"current_price", "final_price"}:
             values[name] = getattr(listing, f"{name}_fen")
@@ -661,7 +673,9 @@ async def search_listings(
         )
     if q:
         pattern = _like(q)
-        conditions.append(Listing.title.ilike(pattern, escape="\\") | Listing.number.ilike(pattern, escape="\\"))
+        conditions.append(
+            Listing.title.ilike(pattern, escape="\\") | Listing.number.ilike(pattern, escape="\\")
+        )
     total = await session.scalar(select(func.count()).select_from(Listing).where(*conditions)) or 0
     order = (Listing.announced_at.desc(), Listing.id.desc()) if published_only else (Listing.id.desc(),)
     rows = await session.scalars(
@@ -681,11 +695,19 @@ async def village_listings(
 ) -> Page[Any]:
     """All listings of one village, drafts included, for its officials."""
     return await search_listings(
-        session, user, village=village_code, status=status, published_only=False, page=page, page_size=page_size
+        session,
+        user,
+        village=village_code,
+        status=status,
+        published_only=False,
+        page=page,
+        page_size=page_size,
     )
 
 
-async def listing_events(session: AsyncSession, listing_id: int, user: User | None) -> list[schemas.ListingEvent]:
+async def listing_events(
+    session: AsyncSession, listing_id: int, user: User | None
+) -> list[schemas.ListingEvent]:
     """The lifecycle history; actor names and internal notes only for the listing's officials."""
     listing = await get_listing(session, listing_id, user)
     official = is_official_of(user, listing.village_code)

@@ -1,9 +1,9 @@
-"""Registrations: a bidder applies, the village confirms the deposit (posted to its books as a deposit held), the
-township qualifies (a bidder number, 竞买号) or rejects (the deposit goes back at once).
+"""Registrations: a bidder applies, the village confirms the deposit (posted to its books as a deposit held),
+the township qualifies (a bidder number, 竞买号) or rejects (the deposit goes back at once).
 
-Every write takes the listing's lock first, so registrations, bidder numbers and deposits of one listing change
-one at a time and never race its bidding or close. Deposits are posted in the collective's books: Dr 102 银行存款 /
-Cr 21101 应付款—竞买保证金 when they arrive, the mirror when they are refunded.
+Every write takes the listing's lock first, so registrations, bidder numbers and deposits of one listing
+change one at a time and never race its bidding or close. Deposits are posted in the collective's books:
+Dr 102 银行存款 / Cr 21101 应付款—竞买保证金 when they arrive, the mirror when they are refunded.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.lifecycle import lock_listing
@@ -50,9 +50,12 @@ async def _bidder_of(session: AsyncSession, user: User) -> Bidder:
     return bidder
 
 
-async def _registration_locked(session: AsyncSession, registration_id: int, user: User) -> tuple[Registration, Listing]:
+async def _registration_locked(
+    session: AsyncSession, registration_id: int, user: User
+) -> tuple[Registration, Listing]:
     """The registration and its listing, the listing locked first; outsiders get 404."""
-    listing_id = await session.scalar(select(Registration.listing_id).where(Registration.id == registration_id))
+    query = select(Registration.listing_id).where(Registration.id == registration_id)
+    listing_id = await session.scalar(query)
     if listing_id is None:
         raise NotFound("报名记录", "registration")
     # end the read so the lock below is this transaction's first statement (SQLite cannot upgrade a read
@@ -60,7 +63,9 @@ async def _registration_locked(session: AsyncSession, registration_id: int, user
     await session.commit()
     listing = await lock_listing(session, listing_id)
     registration = await session.scalar(
-        select(Registration).where(Registration.id == registration_id).execution_options(populate_existing=True)
+        select(Registration)
+        .where(Registration.id == registration_id)
+        .execution_options(populate_existing=True)
     )
     assert registration is not None
     if not is_official_of(user, listing.village_code):
@@ -100,7 +105,9 @@ async def register(
         raise _conflict("报名已截止", "the registration deadline has passed", field="registration_deadline")
     bidder = await _bidder_of(session, user)
     existing = await session.scalar(
-        select(Registration.id).where(Registration.listing_id == listing.id, Registration.bidder_id == bidder.id)
+        select(Registration.id).where(
+            Registration.listing_id == listing.id, Registration.bidder_id == bidder.id
+        )
     )
     if existing is not None:
         raise _conflict("您已报名该交易项目", "you have already registered for this listing", field="listing_id")
@@ -148,7 +155,8 @@ async def confirm_deposit(
             LineIn(account_code=DEPOSITS_HELD, credit=amount),
         ],
     )
-    entry, _ = await BooksService(session).post_entry(await _collective(session, listing), entry_data, actor, source="deposit")
+    collective = await _collective(session, listing)
+    entry, _ = await BooksService(session).post_entry(collective, entry_data, actor, source="deposit")
     registration.status = RegistrationStatus.DEPOSIT_PAID.value
     registration.deposit_state = DepositState.HELD.value
     registration.deposit_payer_name = data.payer_name
@@ -213,7 +221,9 @@ async def reject(
     return registration
 
 
-async def refund_deposit(session: AsyncSession, registration: Registration, actor: User | None, now: datetime) -> None:
+async def refund_deposit(
+    session: AsyncSession, registration: Registration, actor: User | None, now: datetime
+) -> None:
     """Give a held deposit back (Dr 21101 / Cr 102); nothing happens when it is not held. The caller holds the
     listing's lock."""
     if registration.deposit_state != DepositState.HELD.value:
@@ -239,7 +249,9 @@ async def refund_deposit(session: AsyncSession, registration: Registration, acto
     await session.flush()
 
 
-async def qualified_registration(session: AsyncSession, listing_id: int, bidder_id: int) -> Registration | None:
+async def qualified_registration(
+    session: AsyncSession, listing_id: int, bidder_id: int
+) -> Registration | None:
     """The bidder's registration for the listing if it is qualified with its deposit held (may bid)."""
     return await session.scalar(
         select(Registration).where(
@@ -257,7 +269,7 @@ async def qualified_registration(session: AsyncSession, listing_id: int, bidder_
 async def listing_registrations(
     session: AsyncSession, listing_id: int, user: User
 ) -> schemas.ListingRegistrations:
-    """Supervisors of the area and admins see identities; the committee sees numbers and counts until the close."""
+    """Supervisors of the area and admins see identities; the committee numbers and counts until the close."""
     listing = await get_listing(session, listing_id, user)
     if not is_official_of(user, listing.village_code):
         raise Forbidden("无权查看该交易项目的报名情况", "you may not see the registrations of this listing")
@@ -278,7 +290,7 @@ async def listing_registrations(
         items = [
             schemas.RegistrationFull.model_validate(
                 {
-                    **{name: getattr(r, name) for name in schemas.RegistrationFull.model_fields if hasattr(r, name)},
+                    **_fields(r, schemas.RegistrationFull),
                     "bidder_kind": b.kind,
                     "bidder_name": b.name,
                     "bidder_id_number": b.id_number,
@@ -307,12 +319,15 @@ async def my_registrations(session: AsyncSession, user: User) -> list[schemas.Re
     return [registration_out(registration, listing) for registration, listing in rows]
 
 
+def _fields(row: Any, model: type[Any]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in model.model_fields if hasattr(row, name)}
+
+
 def registration_out(registration: Registration, listing: Listing) -> schemas.Registration:
     """A registration as its bidder sees it, with the listing it is for."""
-    fields = {name: getattr(registration, name) for name in schemas.Registration.model_fields if hasattr(registration, name)}
     return schemas.Registration.model_validate(
         {
-            **fields,
+            **_fields(registration, schemas.Registration),
             "listing_number": listing.number,
             "listing_title": listing.title,
             "listing_status": listing.status,
