@@ -468,9 +468,10 @@ async def resend(
     """Send the same client key and amount again on another worker, as a client does after a lost answer;
     waits out the rate limit (a repeat counts against it like any bid), at most ``tries`` times."""
     attempt = first
-    for _ in range(tries):
-        others = [s for s in servers if s != first.server] or list(servers)
-        attempt = await post_bid(http, random.choice(others), listing_id, bidder, first.client_key, first.amount_fen)
+    order = [s for s in servers if s != first.server] + [first.server]  # another worker first, then this one
+    for n in range(tries):
+        server = order[n % len(order)]
+        attempt = await post_bid(http, server, listing_id, bidder, first.client_key, first.amount_fen)
         log.attempts.append(attempt)
         if attempt.status == 429:
             await asyncio.sleep(1.0)

@@ -89,6 +89,7 @@ async def test_many_bidders_on_one_listing_lose_no_bid(auction_database: str, se
     await asyncio.wait_for(asyncio.gather(*watching), 15)
 
     acknowledged = log.acknowledged(listing.id)
+    print(f"one listing: {summary(log)}; watcher reconnects {[w.reconnects for w in watchers]}")
     assert len(acknowledged) >= 20, f"too few bids got through to prove anything: {summary(log)}"
     assert any(a.server == urls[0] for a in acknowledged) and any(a.server == urls[1] for a in acknowledged)
     bids = await check_invariants(auction_database, urls[0], listing, log)

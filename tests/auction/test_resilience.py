@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.auction.harness import (
@@ -62,6 +63,21 @@ async def finish(database_url: str, listing_id: int) -> None:
         await advance_clock(database_url, listing_id, remaining - 2)
 
 
+async def all_healthy(urls: list[str], seconds: float = 10.0) -> bool:
+    """Whether every worker answers its health check with 200 (database and Redis ok) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            try:
+                answers = [(await http.get(f"{url}/api/health")).status_code for url in urls]
+                if answers == [200] * len(urls):
+                    return True
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    return False
+
+
 async def test_worker_killed_mid_auction_loses_no_acknowledged_bid(
     auction_database: str, servers_on_shared_redis: list[AppServer]  # noqa: F811
 ) -> None:
@@ -88,6 +104,8 @@ async def test_worker_killed_mid_auction_loses_no_acknowledged_bid(
     await wait_closed(survivor.base_url, listing.id)
     await asyncio.wait_for(asyncio.gather(*watching), 15)
 
+    unanswered = [a for a in log.attempts if a.error]
+    print(f"kill: {summary(log)}; unanswered {len(unanswered)}; watcher reconnects {on_victim.reconnects}")
     after_kill = [a for a in log.attempts[killed_at[0]:] if a.acknowledged and a.server == survivor.base_url]
     assert after_kill, f"no bid was acknowledged after the kill: {summary(log)}"
     assert victim.process is not None and victim.process.returncode is not None
@@ -123,7 +141,7 @@ async def test_bidding_goes_on_while_redis_is_down(
             await asyncio.sleep(0.2)
         down["seen"] = all(w.seqs and w.seqs[-1] >= max(during, default=0) for w in watchers)
         await asyncio.to_thread(own_redis.start)
-        await asyncio.sleep(1.0)
+        down["healthy"] = await all_healthy(urls)
         await finish(auction_database, listing.id)
 
     await asyncio.gather(run_bidders(urls, [listing], log, max_attempts=80, seconds=35), outage_then_finish())
@@ -131,8 +149,11 @@ async def test_bidding_goes_on_while_redis_is_down(
     await asyncio.wait_for(asyncio.gather(*watching), 15)
 
     during_outage = [a for a in log.attempts[down["from"]:down["to"]] if a.status == 201]
+    print(f"redis outage: {summary(log)}; 201 during the outage {len(during_outage)}; "
+          f"watcher reconnects {[w.reconnects for w in watchers]}")
     assert len(during_outage) >= 3, f"bids were not accepted while Redis was down: {summary(log)}"
     assert {a.server for a in during_outage} == set(urls), "both workers kept accepting bids"
+    assert down["healthy"], "the workers did not report Redis healthy again after its restart"
     assert down["seen"], f"watchers did not get the outage's bids: {[w.seqs[-3:] for w in watchers]}"
     bids = await check_invariants(auction_database, urls[1], listing, log)
     for watcher in watchers:
