@@ -756,6 +756,15 @@ async def check_invariants(database_url: str, server: str, listing: SeededListin
     return bids
 
 
+async def stored_bids(database_url: str, listing_id: int) -> list[Bid]:
+    engine = create_engine(make_settings(database_url))
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            return list(await session.scalars(select(Bid).where(Bid.listing_id == listing_id).order_by(Bid.seq)))
+    finally:
+        await engine.dispose()
+
+
 def time_inversions(bids: Sequence[Bid]) -> list[tuple[int, float]]:
     """Bids stamped earlier than the bid before them in sequence: (seq, how many milliseconds earlier)."""
     return [

@@ -32,7 +32,9 @@ from tests.auction.harness import (
     seconds_to_end,
     seed_listing,
     start_servers,
+    stored_bids,
     summary,
+    time_inversions,
     wait_closed,
 )
 
@@ -142,6 +144,21 @@ async def test_several_listings_at_once(auction_database: str, servers: list[App
     async with httpx.AsyncClient(timeout=10) as http:
         outcomes = [(await http.get(f"{urls[0]}/api/listings/{x.id}/result")).json()["outcome"] for x in listings]
     assert outcomes == ["sold", "sold", "failed"]
+
+
+async def test_bid_history_times_follow_the_sequence(auction_database: str, servers: list[AppServer]) -> None:  # noqa: F811
+    """The bid history is a public record read in sequence order: bid n+1 may not be stamped earlier than bid n.
+
+    (The extension rule is computed from these stamps, so they must be the order in which bids took the lock.)
+    """
+    urls = [server.base_url for server in servers]
+    listing = await seed_listing(auction_database, bidders=20, window_seconds=600, max_extensions=0)
+    log = BidLog()
+    await run_bidders(urls, [listing], log, max_attempts=40, seconds=4, seed=13)
+    bids = await stored_bids(auction_database, listing.id)
+    print(f"history: {len(bids)} bids, {summary(log)}, stamped out of order: {time_inversions(bids)}")
+    assert len(bids) >= 20, summary(log)
+    assert time_inversions(bids) == [], "(seq, ms earlier than the bid before it)"
 
 
 async def post_with_client(
