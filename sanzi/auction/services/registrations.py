@@ -230,6 +230,9 @@ async def refund_deposit(
         return
     listing = await session.get(Listing, registration.listing_id)
     assert listing is not None
+    if listing.deposit_fen == 0:  # nothing was paid in, nothing to post
+        registration.deposit_state = DepositState.REFUNDED.value
+        return
     amount = fen_to_yuan(listing.deposit_fen)
     entry_data = EntryCreate(
         entry_date=_local_date(now),
