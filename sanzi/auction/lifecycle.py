@@ -16,7 +16,7 @@ from sanzi.platform.problems import DomainError, NotFound
 TRANSITIONS: dict[S, set[S]] = {
     S.DRAFT: {S.SUBMITTED, S.TERMINATED},
     S.SUBMITTED: {S.APPROVED, S.DRAFT, S.TERMINATED},  # approved, or sent back to draft with a reason
-    S.APPROVED: {S.ANNOUNCED, S.TERMINATED},
+    S.APPROVED: {S.ANNOUNCED, S.DRAFT, S.TERMINATED},  # sent back when its dates went stale
     S.ANNOUNCED: {S.BIDDING, S.SUSPENDED, S.TERMINATED},
     S.BIDDING: {S.CLOSED, S.SUSPENDED, S.TERMINATED},
     S.CLOSED: {S.SOLD, S.FAILED},
