@@ -75,6 +75,15 @@ async def publish_safely(publish: Publish | None, listing_id: int, event: dict[s
                     type(exc).__name__, exc)
 
 
+async def release(session: AsyncSession) -> None:
+    """End the transaction after a refusal whose savepoint was rolled back, so the lock is not held on."""
+    try:
+        await session.commit()
+    except Exception:  # noqa: BLE001 - the refusal is what the caller must see
+        log.exception("could not end the transaction after a refusal")
+        await session.rollback()
+
+
 def _refuse(zh: str, en: str, *, status: int = 422, code: str, field: str | None = None, **extra: Any) -> DomainError:
     return DomainError(zh, en, field=field, status_code=status, code=code, extra=extra)
 
@@ -162,7 +171,8 @@ async def place_bid(
     """Place a bid; (bid, created). A repeat of an acknowledged client key answers that bid (created False).
 
     The lock is the first statement, so no read happens before it (SQLite would otherwise refuse to upgrade a
-    stale read snapshot). A refusal rolls the savepoint back: nothing written, the row lock released at once.
+    stale read snapshot). A refusal rolls the savepoint back and ends the transaction: nothing written, the
+    lock released at once (a caller's pending changes in the session are committed with it).
     """
     try:
         async with session.begin_nested():
@@ -170,6 +180,9 @@ async def place_bid(
     except _Replay as replay:
         await session.commit()
         return replay.bid, False
+    except DomainError:
+        await release(session)
+        raise
     await session.commit()  # durable before it is acknowledged or announced
     await publish_safely(publish, listing_id, bid_event(placed.listing, placed.bid, placed.registration, now))
     return placed.bid, True

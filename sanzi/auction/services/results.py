@@ -33,6 +33,7 @@ from sanzi.auction.services.bidding import (
     bids_after,
     end_of,
     publish_safely,
+    release,
 )
 from sanzi.ledger.models import Asset, AssetStatus, AssetStatusChange, ContractReceipt, PriceBasis, TradeType
 from sanzi.ledger.schemas.books import EntryCreate, LineIn
@@ -43,7 +44,7 @@ from sanzi.platform.access import check_village
 from sanzi.platform.models import Bidder, Collective, User, Village
 from sanzi.platform.money import fen_to_yuan
 from sanzi.platform.parameters import Parameter, get_parameter, register
-from sanzi.platform.problems import NotFound
+from sanzi.platform.problems import DomainError, NotFound
 from sanzi.platform.schemas import Page
 from sanzi.platform.settings import get_settings
 
@@ -155,56 +156,66 @@ async def close_listing(
     failed listing, commits, then publishes ``closed``. Refuses (changing nothing) if it is not yet due or not
     bidding; an announced listing whose window passed without a bid closes as failed.
     """
-    async with session.begin_nested():
-        listing = await lock_listing(session, listing_id)
-        end = end_of(listing)
-        if listing.status not in (ListingStatus.BIDDING.value, ListingStatus.ANNOUNCED.value):
-            raise _refuse(
-                "该交易项目不在竞价中，不能结束", "the listing is not open for bidding", status=409, code="not_bidding"
-            )
-        if now < end:
-            raise _refuse(
-                "竞价尚未结束", "bidding has not reached its end", status=409, code="not_due", current_end_at=end.isoformat()
-            )
-        if listing.status == ListingStatus.ANNOUNCED.value:
-            transition(session, listing, ListingStatus.BIDDING, None, "竞价期届满（无人出价）", end)
-            listing.current_end_at = end
-        transition(session, listing, ListingStatus.CLOSED, None, "竞价结束", now)
-        price = listing.current_price_fen
-        sold = bool(listing.bid_count) and price is not None and (
-            listing.reserve_price_fen is None or price >= listing.reserve_price_fen
-        )
-        district = listing.village_code[:6] + "000000"
-        publicity_days = await get_parameter(session, "auction.publicity_days", district)
-        listing.closed_at = now
-        listing.publicity_ends_at = now + timedelta(days=publicity_days)
-        if sold:
-            listing.final_price_fen = price
-            listing.winner_registration_id = listing.leading_registration_id
-            sign_days = await get_parameter(session, "auction.sign_days", district)
-            listing.sign_deadline = local_date(now) + timedelta(days=sign_days)
-            note = f"成交，成交价 {fen_to_yuan(price or 0)} 元"
-        else:
-            note = "流拍：无人出价" if not listing.bid_count else "流拍：最高出价未达保留价"
-        transition(session, listing, ListingStatus.SOLD if sold else ListingStatus.FAILED, None, note, now)
-        held = await session.scalars(
-            select(Registration)
-            .where(
-                Registration.listing_id == listing.id,
-                Registration.deposit_state == DepositState.HELD.value,
-            )
-            .order_by(Registration.id)
-        )
-        for registration in list(held):
-            if sold and registration.id == listing.winner_registration_id:
-                continue
-            await _refund(session, registration, None, now)
-        if not sold:
-            await _release_assets(session, listing, f"交易项目 {listing.number} 流拍", None, now)
-        await session.flush()
+    try:
+        async with session.begin_nested():
+            listing = await _close_locked(session, listing_id, now)
+    except DomainError:
+        await release(session)
+        raise
     await session.commit()
     result = await result_of(session, listing)
+    await session.commit()  # end the read (on SQLite every transaction holds the write lock)
     await publish_safely(publish, listing.id, {"type": "closed", "result": result.model_dump(mode="json")})
+    return listing
+
+
+async def _close_locked(session: AsyncSession, listing_id: int, now: datetime) -> Listing:
+    listing = await lock_listing(session, listing_id)
+    end = end_of(listing)
+    if listing.status not in (ListingStatus.BIDDING.value, ListingStatus.ANNOUNCED.value):
+        raise _refuse(
+            "该交易项目不在竞价中，不能结束", "the listing is not open for bidding", status=409, code="not_bidding"
+        )
+    if now < end:
+        raise _refuse(
+            "竞价尚未结束", "bidding has not reached its end", status=409, code="not_due", current_end_at=end.isoformat()
+        )
+    if listing.status == ListingStatus.ANNOUNCED.value:
+        transition(session, listing, ListingStatus.BIDDING, None, "竞价期届满（无人出价）", end)
+        listing.current_end_at = end
+    transition(session, listing, ListingStatus.CLOSED, None, "竞价结束", now)
+    price = listing.current_price_fen
+    sold = bool(listing.bid_count) and price is not None and (
+        listing.reserve_price_fen is None or price >= listing.reserve_price_fen
+    )
+    district = listing.village_code[:6] + "000000"
+    publicity_days = await get_parameter(session, "auction.publicity_days", district)
+    listing.closed_at = now
+    listing.publicity_ends_at = now + timedelta(days=publicity_days)
+    if sold:
+        listing.final_price_fen = price
+        listing.winner_registration_id = listing.leading_registration_id
+        sign_days = await get_parameter(session, "auction.sign_days", district)
+        listing.sign_deadline = local_date(now) + timedelta(days=sign_days)
+        note = f"成交，成交价 {fen_to_yuan(price or 0)} 元"
+    else:
+        note = "流拍：无人出价" if not listing.bid_count else "流拍：最高出价未达保留价"
+    transition(session, listing, ListingStatus.SOLD if sold else ListingStatus.FAILED, None, note, now)
+    held = await session.scalars(
+        select(Registration)
+        .where(
+            Registration.listing_id == listing.id,
+            Registration.deposit_state == DepositState.HELD.value,
+        )
+        .order_by(Registration.id)
+    )
+    for registration in list(held):
+        if sold and registration.id == listing.winner_registration_id:
+            continue
+        await _refund(session, registration, None, now)
+    if not sold:
+        await _release_assets(session, listing, f"交易项目 {listing.number} 流拍", None, now)
+    await session.flush()
     return listing
 
 
