@@ -1,5 +1,6 @@
-"""Real processes for the auction proofs: uvicorn app workers, a private Redis, an auction seeded in PostgreSQL,
-bidders and SSE watchers talking HTTP to the workers, and the invariants every finished auction must satisfy.
+"""Real processes for the auction proofs: uvicorn app workers, a private Redis, an auction seeded in
+PostgreSQL, bidders and SSE watchers talking HTTP to the workers, and the invariants every finished auction
+must satisfy.
 
 Everything listens on 127.0.0.1 and every loop here is bounded in count and in time.
 """
@@ -67,7 +68,7 @@ def _stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
         process.wait(grace)
 
 
-# ---- Redis -----------------------------------------------------------------------------------------------------
+# ---- Redis -------------------------------------------------------------------------------------------------
 
 
 class RedisServer:
@@ -112,13 +113,15 @@ class RedisServer:
             self.process = None
 
 
-# ---- app workers -----------------------------------------------------------------------------------------------
+# ---- app workers -------------------------------------------------------------------------------------------
 
 
 class AppServer:
     """One uvicorn process of the app, sharing the database and Redis with its siblings."""
 
-    def __init__(self, name: str, database_url: str, redis_url: str | None, directory: Path, **env: str) -> None:
+    def __init__(
+        self, name: str, database_url: str, redis_url: str | None, directory: Path, **env: str
+    ) -> None:
         self.name = name
         self.database_url = database_url
         self.redis_url = redis_url
@@ -146,8 +149,8 @@ class AppServer:
         if self.redis_url:
             env["REDIS_URL"] = self.redis_url
         self.process = subprocess.Popen(
-            [str(UVICORN), "sanzi.platform.asgi:create_app", "--factory", "--host", HOST, "--port", str(self.port),
-             "--log-level", "warning", "--timeout-graceful-shutdown", "2"],
+            [str(UVICORN), "sanzi.platform.asgi:create_app", "--factory", "--host", HOST,
+             "--port", str(self.port), "--log-level", "warning", "--timeout-graceful-shutdown", "2"],
             cwd=PROJECT,
             env=env,
             stdout=self.log_path.open("ab"),
@@ -160,7 +163,8 @@ class AppServer:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"app {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+                code = self.process.returncode
+                raise RuntimeError(f"app {self.name} exited with {code}:\n{self.log_tail()}")
             try:
                 response = httpx.get(f"{self.base_url}/api/health", timeout=1.0)
                 if response.status_code == 200:
@@ -205,7 +209,7 @@ def start_servers(
     return servers
 
 
-# ---- seeding ---------------------------------------------------------------------------------------------------
+# ---- seeding -----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -262,7 +266,9 @@ async def seed_listing(
     now = datetime.now(UTC)
     try:
         async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            collective = await session.scalar(select(Collective).where(Collective.village_code == village_code))
+            collective = await session.scalar(
+                select(Collective).where(Collective.village_code == village_code)
+            )
             assert collective is not None, village_code
             ends_at = now + timedelta(seconds=window_seconds)
             listing = Listing(
@@ -296,7 +302,10 @@ async def seed_listing(
                 _serial[0] += 1
                 name = f"bidder-{_serial[0]}-{uuid.uuid4().hex[:6]}"
                 user = User(
-                    username=name, password_hash=_cheap.hash(PASSWORD), display_name=name, role=Role.BIDDER.value
+                    username=name,
+                    password_hash=_cheap.hash(PASSWORD),
+                    display_name=name,
+                    role=Role.BIDDER.value,
                 )
                 session.add(user)
                 await session.flush()
@@ -359,9 +368,9 @@ async def seed_listing(
 async def advance_clock(database_url: str, listing_id: int, seconds: float) -> None:
     """Let ``seconds`` pass for one listing without waiting them out.
 
-    The workers run on the real clock and an extension cycle lasts whole minutes, so instead of sleeping we move
-    every stored time of the listing and its bids back by the same amount, under the listing's own lock (so it
-    interleaves with bids like any other change): to the auction this is the clock jumping forward.
+    The workers run on the real clock and an extension cycle lasts whole minutes, so instead of sleeping we
+    move every stored time of the listing and its bids back by the same amount, under the listing's own lock
+    (so it interleaves with bids like any other change): to the auction this is the clock jumping forward.
     """
     shift = timedelta(seconds=seconds)
     engine = create_engine(make_settings(database_url))
@@ -393,7 +402,7 @@ async def seconds_to_end(database_url: str, listing_id: int) -> float:
         await engine.dispose()
 
 
-# ---- bidders ---------------------------------------------------------------------------------------------------
+# ---- bidders -----------------------------------------------------------------------------------------------
 
 
 def yuan(fen: int) -> str:
@@ -407,7 +416,7 @@ def fen(amount: str) -> int:
 
 @dataclass
 class Attempt:
-    """One bid request as its client saw it: acknowledged (2xx), refused (4xx), or unknown (error/timeout/5xx)."""
+    """One bid request as its client saw it: acknowledged (2xx), refused (4xx) or unknown (no answer, 5xx)."""
 
     listing_id: int
     bidder_number: str
@@ -442,8 +451,9 @@ class BidLog:
         return [a for a in self.attempts if a.listing_id == listing_id and a.acknowledged]
 
 
-async def post_bid(http: httpx.AsyncClient, server: str, listing_id: int, bidder: SeededBidder, key: str,
-                   amount_fen: int) -> Attempt:
+async def post_bid(
+    http: httpx.AsyncClient, server: str, listing_id: int, bidder: SeededBidder, key: str, amount_fen: int
+) -> Attempt:
     attempt = Attempt(listing_id, bidder.number, key, amount_fen, server)
     try:
         response = await http.post(
@@ -494,10 +504,10 @@ async def bidder_loop(
     rng: random.Random,
     repeat_every: int = 4,
 ) -> None:
-    """Read the live state, bid the next minimum or a little more, until the auction closes or the budget ends.
-
-    A request that fails without an answer (the worker died, a timeout) is sent again with the same client key on
-    another worker, as a real client would; every ``repeat_every``-th acknowledged bid is repeated on purpose.
+    """Read the live state, bid the next minimum or a little more, until the auction closes or the budget
+    ends. A request that fails without an answer (the worker died, a timeout) is sent again with the same
+    client key on another worker, as a real client would; every ``repeat_every``-th acknowledged bid is
+    repeated on purpose.
     """
     acknowledged = 0
     for _ in range(max_attempts):
@@ -512,7 +522,7 @@ async def bidder_loop(
         if live.get("status") != ListingStatus.BIDDING.value:
             return
         if live["bids"] and live["bids"][-1]["bidder_number"] == bidder.number:
-            await asyncio.sleep(rng.uniform(0.02, 0.1))  # the leader may not outbid themselves: wait to be outbid
+            await asyncio.sleep(rng.uniform(0.02, 0.1))  # the leader may not raise alone: wait to be outbid
             continue
         low, high = fen(live["next_min_bid"]), fen(live["next_max_bid"])
         amount = min(high, low + listing.min_increment_fen * rng.choice([0, 0, 1, 2, 3, 4]))
@@ -549,7 +559,9 @@ async def run_bidders(
             *(
                 bidder_loop(
                     http, servers, listing, bidder, log,
-                    max_attempts=max_attempts, deadline=deadline, rng=random.Random(f"{seed}-{listing.id}-{n}"),
+                    max_attempts=max_attempts,
+                    deadline=deadline,
+                    rng=random.Random(f"{seed}-{listing.id}-{n}"),
                 )
                 for listing in listings
                 for n, bidder in enumerate(listing.bidders)
@@ -557,7 +569,7 @@ async def run_bidders(
         )
 
 
-# ---- watchers --------------------------------------------------------------------------------------------------
+# ---- watchers ----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -591,7 +603,8 @@ class Watcher:
                     self.reconnects += 1
                 params = {"after": self.after} if self.after is not None and not self.seqs else {}
                 try:
-                    await asyncio.wait_for(self._read(http, server, headers, params), max(0.1, deadline - time.monotonic()))
+                    remaining = max(0.1, deadline - time.monotonic())
+                    await asyncio.wait_for(self._read(http, server, headers, params), remaining)
                 except (httpx.HTTPError, asyncio.TimeoutError) as exc:
                     self.errors.append(f"{server}: {type(exc).__name__}: {exc}")
                     await asyncio.sleep(0.1)
@@ -634,7 +647,7 @@ def assert_watched_every_bid(watcher: Watcher, bid_count: int) -> None:
     )
 
 
-# ---- closing and invariants ------------------------------------------------------------------------------------
+# ---- closing and invariants --------------------------------------------------------------------------------
 
 
 async def wait_closed(server: str, listing_id: int, seconds: float = 20.0) -> dict[str, Any]:
@@ -663,9 +676,13 @@ async def check_invariants(database_url: str, server: str, listing: SeededListin
         async with async_sessionmaker(engine, expire_on_commit=False)() as session:
             row = await session.scalar(select(Listing).where(Listing.id == listing.id))
             assert row is not None
-            bids = list(await session.scalars(select(Bid).where(Bid.listing_id == listing.id).order_by(Bid.seq)))
+            bids = list(
+                await session.scalars(select(Bid).where(Bid.listing_id == listing.id).order_by(Bid.seq))
+            )
             rows = await session.execute(
-                select(Registration.id, Registration.bidder_number).where(Registration.listing_id == listing.id)
+                select(Registration.id, Registration.bidder_number).where(
+                    Registration.listing_id == listing.id
+                )
             )
             numbers = {registration_id: number for registration_id, number in rows}
     finally:
@@ -714,7 +731,7 @@ async def check_invariants(database_url: str, server: str, listing: SeededListin
     for bid in bids:
         assert bid.placed_at < end, f"bid {bid.seq} placed at {bid.placed_at}, not before the end {end}"
         if end - bid.placed_at < extension and used < listing.max_extensions:
-            assert bid.extended_end_at == bid.placed_at + extension, (bid.seq, bid.placed_at, bid.extended_end_at)
+            assert bid.extended_end_at == bid.placed_at + extension, (bid.seq, bid.extended_end_at)
             end, used = bid.extended_end_at, used + 1
         else:
             assert bid.extended_end_at is None, (bid.seq, bid.placed_at, end, used)
@@ -723,7 +740,8 @@ async def check_invariants(database_url: str, server: str, listing: SeededListin
     assert row.current_end_at == end
     assert row.bid_count == len(bids)
 
-    # the result: final price the highest acknowledged bid, one winner (the last bidder) unless under the reserve
+    # the result: the final price is the highest acknowledged bid; one winner (the last bidder) unless under
+    # the reserve
     highest = max(bids, key=lambda b: b.amount_fen)
     assert highest.seq == len(bids)
     if acknowledged:
@@ -760,7 +778,8 @@ async def stored_bids(database_url: str, listing_id: int) -> list[Bid]:
     engine = create_engine(make_settings(database_url))
     try:
         async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            return list(await session.scalars(select(Bid).where(Bid.listing_id == listing_id).order_by(Bid.seq)))
+            query = select(Bid).where(Bid.listing_id == listing_id).order_by(Bid.seq)
+            return list(await session.scalars(query))
     finally:
         await engine.dispose()
 
@@ -783,12 +802,12 @@ def summary(log: BidLog, listing_id: int | None = None) -> str:
     return json.dumps(counts, sort_keys=True)
 
 
-# ---- fixtures (imported by the test modules) -------------------------------------------------------------------
+# ---- fixtures (imported by the test modules) ---------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def auction_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh PostgreSQL database for the module, migrated and holding the villages (skips if unreachable)."""
+    """A fresh PostgreSQL database for the module, migrated, with the villages (skips if unreachable)."""
     url, drop = create_database("postgres", tmp_path_factory.mktemp("auction-db"))
     try:
         run_sync(lambda: load_villages(url))

@@ -1,5 +1,5 @@
-"""Failures mid-auction: a worker killed with SIGKILL, Redis stopped. No acknowledged bid is lost either way, bidding
-goes on, watchers catch up, and the auction still closes with every invariant of the concurrency proof."""
+"""Failures mid-auction: a worker killed with SIGKILL, Redis stopped. No acknowledged bid is lost either way,
+bidding goes on, watchers catch up, and the auction closes with every invariant of the concurrency proof."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ async def test_worker_killed_mid_auction_loses_no_acknowledged_bid(
     auction_database: str, servers_on_shared_redis: list[AppServer]  # noqa: F811
 ) -> None:
     victim, survivor = servers_on_shared_redis
-    in_use = [victim.base_url, survivor.base_url]  # the bidders' list of workers; the dead one is dropped later
+    in_use = [victim.base_url, survivor.base_url]  # the bidders' workers; the dead one is dropped later
     listing = await seed_listing(auction_database, bidders=20, window_seconds=3, max_extensions=3)
     log = BidLog()
     on_victim = Watcher(listing.id, [victim.base_url, survivor.base_url])  # falls over to the survivor
@@ -95,7 +95,7 @@ async def test_worker_killed_mid_auction_loses_no_acknowledged_bid(
         await asyncio.sleep(2.0)
         killed_at.append(len(log.attempts))
         await asyncio.to_thread(victim.kill)
-        await asyncio.sleep(0.5)  # bidders keep picking the dead worker for a moment, as a load balancer might
+        await asyncio.sleep(0.5)  # bidders keep picking the dead worker a moment, as a load balancer might
         in_use.remove(victim.base_url)
         await asyncio.sleep(1.5)
         await finish(auction_database, listing.id)
