@@ -192,7 +192,7 @@ class BiddingController(Controller):
             user,
             data.amount,
             data.client_key,
-            utcnow(),
+            utcnow,  # read once the listing's lock is held
             ip=client_address(request)[:64],
             device=device,
             publish=engine.channels_publisher(channels),

@@ -163,7 +163,7 @@ async def place_bid(
     bidder: Bidder | User | int,
     amount_fen: int,
     client_key: str,
-    now: datetime,
+    now: datetime | Callable[[], datetime],
     ip: str | None = None,
     device: str | None = None,
     publish: Publish | None = None,
@@ -173,6 +173,10 @@ async def place_bid(
     The lock is the first statement, so no read happens before it (SQLite would otherwise refuse to upgrade a
     stale read snapshot). A refusal rolls the savepoint back and ends the transaction: nothing written, the
     lock released at once (a caller's pending changes in the session are committed with it).
+
+    ``now`` is a time (tests inject the clock) or a clock read once the lock is held (the API passes one, so
+    that under contention bid n+1 is never stamped before bid n; it is also kept from going back in time
+    behind the previous bid, should workers' clocks differ).
     """
     try:
         async with session.begin_nested():
@@ -184,7 +188,9 @@ async def place_bid(
         await release(session)
         raise
     await session.commit()  # durable before it is acknowledged or announced
-    await publish_safely(publish, listing_id, bid_event(placed.listing, placed.bid, placed.registration, now))
+    await publish_safely(
+        publish, listing_id, bid_event(placed.listing, placed.bid, placed.registration, placed.bid.placed_at)
+    )
     return placed.bid, True
 
 
@@ -194,11 +200,20 @@ async def _place_locked(
     bidder: Bidder | User | int,
     amount_fen: int,
     client_key: str,
-    now: datetime,
+    clock: datetime | Callable[[], datetime],
     ip: str | None,
     device: str | None,
 ) -> _Placed:
     listing = await lock_listing(session, listing_id)
+    if callable(clock):
+        now = clock()
+        if listing.bid_count:
+            previous = await session.scalar(
+                select(Bid.placed_at).where(Bid.listing_id == listing.id, Bid.seq == listing.bid_count)
+            )
+            now = max(now, previous or now)
+    else:
+        now = clock
     if listing.status not in PUBLIC_STATUSES:
         raise NotFound("交易项目", "listing")
     bidder_id = await _bidder_id(session, bidder)
