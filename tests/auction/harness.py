@@ -34,6 +34,7 @@ from sanzi.ledger.services.books import BooksService
 from sanzi.platform.auth import Passwords, issue_token
 from sanzi.platform.database import create_engine
 from sanzi.platform.models import Bidder, Collective, Role, User
+from sanzi.platform.money import fen_to_yuan
 from tests.conftest import (
     PASSWORD,
     VILLAGE_A,
@@ -326,8 +327,8 @@ async def seed_listing(
                         memo=f"{listing.number} 竞买保证金",
                         client_key=f"deposit-{listing.number}-{index}",
                         lines=[
-                            LineIn(account_code="102", debit=deposit_fen),
-                            LineIn(account_code="21101", credit=deposit_fen),
+                            LineIn(account_code="102", debit=fen_to_yuan(deposit_fen)),
+                            LineIn(account_code="21101", credit=fen_to_yuan(deposit_fen)),
                         ],
                     ),
                     None,

@@ -151,13 +151,6 @@ async def test_several_listings_at_once(
     assert outcomes == ["sold", "sold", "failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the bid controller stamps placed_at = utcnow() BEFORE place_bid waits for the listing "
-    "lock, so under contention bid n+1 is often stamped earlier than bid n (seen up to 245 ms); placed_at "
-    "should be taken once the lock is held (e.g. max(now, the previous bid's placed_at) or a clock read "
-    "inside the lock)",
-)
 async def test_bid_history_times_follow_the_sequence(
     auction_database: str, servers: list[AppServer]  # noqa: F811
 ) -> None:
