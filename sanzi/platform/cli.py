@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -90,7 +91,13 @@ def demo_load() -> None:
 
     from sanzi.platform.auth import Passwords
     from sanzi.platform.database import create_engine, session_scope
-    from sanzi.platform.demo import DEMO_LOGINS, DEMO_PASSWORD, load_demo_books, load_demo_users
+    from sanzi.platform.demo import (
+        DEMO_LOGINS,
+        DEMO_PASSWORD,
+        load_demo_auctions,
+        load_demo_books,
+        load_demo_users,
+    )
     from sanzi.platform.settings import get_settings
 
     settings = get_settings()
@@ -104,6 +111,8 @@ def demo_load() -> None:
                 users = await load_demo_users(session, Passwords(cheap=settings.environment == "test"))
             async with session_scope(engine) as session:
                 books = await load_demo_books(session)
+            async with session_scope(engine) as session:
+                await load_demo_auctions(session, datetime.now(UTC))
             return users, books
         finally:
             await engine.dispose()
@@ -117,7 +126,10 @@ def demo_load() -> None:
     console = Console()
     console.print(table)
     console.print(f"{created} demo users created ({len(DEMO_LOGINS) - created} already present)")
-    console.print("demo village 永兴村: " + ("assets, books and contracts loaded" if books_loaded else "already loaded"))
+    console.print(
+        "demo village 永兴村 (440111020200): "
+        + ("assets, books, contracts and auctions loaded" if books_loaded else "already loaded")
+    )
 
 
 @click.group(name="users", help="用户 / officials' accounts (bidders register themselves)")

@@ -6,6 +6,7 @@ Refused in production: the demo password is printed on the console.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -162,4 +163,78 @@ async def load_demo_books(session: AsyncSession) -> bool:
             receipt = ReceiptCreate(amount=amount, received_on=date.fromisoformat(day), account="bank", client_key=key)
             await contracts.receive(contract.id, receipt, actor, today=date.fromisoformat(day))
     await books.publish_root()
+    return True
+
+
+# ---- the demo village's auctions: a finished one with its contract, and a live one to bid in ----------------
+
+
+async def load_demo_auctions(session: AsyncSession, now: datetime) -> bool:
+    """Run two listings through the real services with the clock set back: the shop sold three weeks ago
+    (result published, contract signed with the deposit applied), the factory building bidding now until
+    three days from now. False if the village already has listings."""
+    from sanzi.auction.models import Listing
+    from sanzi.auction.schemas.bidding import ContractFromResult
+    from sanzi.auction.schemas.listings import ListingCreate, ResolutionIn
+    from sanzi.auction.schemas.registrations import DepositIn, RegistrationCreate
+    from sanzi.auction.services import bidding, listings, registrations, results
+    from sanzi.ledger.models import Asset
+
+    if await session.scalar(select(Listing.id).where(Listing.village_code == DEMO_VILLAGE).limit(1)):
+        return False
+    users = {u.username: u for u in await session.scalars(select(User).where(User.username.in_(
+        ["yongxing", "longgui", "bidder1", "bidder2"])))}
+    committee, supervisor = users["yongxing"], users["longgui"]
+    bidders = [users["bidder1"], users["bidder2"]]
+    assets = {a.code: a.id for a in await session.scalars(select(Asset).where(Asset.village_code == DEMO_VILLAGE))}
+
+    async def prepare(asset_code: str, title: str, start_fen: int, created: datetime, ends: datetime) -> int:
+        terms = ListingCreate.model_validate({
+            "asset_ids": [assets[asset_code]], "title": title, "trade_type": "lease", "term_years": 5,
+            "price_basis": "per_year", "starting_price": f"{start_fen // 100}", "min_increment": "500",
+            "max_increment": "5000", "deposit": "5000", "performance_bond": "20000",
+            "qualification_conditions": "具有完全民事行为能力的个人或依法设立的企业", "announcement_days": 10,
+            "registration_deadline": (created + timedelta(days=11)).isoformat(),
+            "bidding_starts_at": (created + timedelta(days=12)).isoformat(),
+            "bidding_ends_at": ends.isoformat(), "extension_minutes": 5, "max_extensions": 30,
+            "description": "水电齐全，交通便利。租期五年，租金按年支付。",
+        })
+        listing = await listings.create_listing(session, DEMO_VILLAGE, terms, committee, created)
+        resolution = ResolutionIn(meeting_date=(created - timedelta(days=3)).date(), members_present=35,
+                                  votes_for=31, votes_against=2, note="村民代表会议表决通过")
+        await listings.submit_listing(session, listing.id, resolution, committee, created)
+        await listings.approve_listing(session, listing.id, supervisor, created + timedelta(hours=2))
+        await listings.announce_listing(session, listing.id, supervisor, created + timedelta(hours=3))
+        for n, bidder in enumerate(bidders):
+            at = created + timedelta(days=2 + n)
+            registration = await registrations.register(
+                session, listing.id, RegistrationCreate(), bidder, "127.0.0.1", f"demo-device-{n}", at)
+            deposit = DepositIn(payer_name=bidder.display_name, payer_account=f"62220200000000{n + 1:02d}",
+                                paid_at=at + timedelta(hours=1))
+            await registrations.confirm_deposit(session, registration.id, deposit, committee, at + timedelta(hours=2))
+            await registrations.qualify(session, registration.id, supervisor, created + timedelta(days=11, hours=2))
+        await session.commit()
+        return listing.id
+
+    # the shop: bidding ran three weeks ago and sold; the contract was signed with the deposit applied
+    sold_start = now - timedelta(days=35)
+    opens = sold_start + timedelta(days=12)
+    shop = await prepare("YX-SP-01", "永兴村口商铺 3 号五年租赁", 4_800_000, sold_start, opens + timedelta(hours=1))
+    await bidding.open_due(session, opens)
+    for seq, (bidder, amount) in enumerate([(0, 4_800_000), (1, 4_850_000), (0, 4_950_000), (1, 5_020_000)]):
+        await bidding.place_bid(session, shop, bidders[bidder], amount, f"demo-shop-{seq}",
+                                opens + timedelta(minutes=10 + 7 * seq), "127.0.0.1", f"demo-device-{bidder}")
+    await results.close_listing(session, shop, opens + timedelta(hours=1, seconds=1))
+    signing = opens + timedelta(days=3)
+    contract = ContractFromResult(number="YX-HT-2026-SP3", signed_on=signing.date(),
+                                  start_date=(signing + timedelta(days=7)).date(), payment_frequency="annual")
+    await results.contract_from_result(session, shop, contract, committee, signing)
+    await session.commit()
+
+    # the factory building: announced a fortnight ago, bidding now, ends in three days
+    created = now - timedelta(days=12, hours=1)
+    factory = await prepare("YX-CF-01", "永兴工业区旧厂房 A 栋五年租赁", 36_000_000, created, now + timedelta(days=3))
+    await bidding.open_due(session, now)
+    await bidding.place_bid(session, factory, bidders[0], 36_000_000, "demo-factory-0", now, "127.0.0.1", "demo-device-0")
+    await session.commit()
     return True

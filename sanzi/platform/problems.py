@@ -106,14 +106,23 @@ def _field_of(key: str | None) -> str:
     return key or "body"
 
 
+def _bilingual(name: str, message: str) -> tuple[str, str]:
+    """Split our validators' "中文 / English" messages; give pydantic's English ones a Chinese lead."""
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    zh, sep, en = message.partition(" / ")
+    if sep and any("\u4e00" <= ch <= "\u9fff" for ch in zh):
+        return zh, en
+    if any("\u4e00" <= ch <= "\u9fff" for ch in message):
+        return message, message
+    return f"字段 {name} 的值无效：{message}", message
+
+
 def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     errors: list[FieldError] = []
     for item in exc.extra or []:
         if isinstance(item, dict):
             name = _field_of(item.get("key"))
-            en = str(item.get("message", "invalid value"))
-            zh = en if any("\u4e00" <= ch <= "\u9fff" for ch in en) else f"字段 {name} 的值无效：{en}"
-            errors.append(FieldError(name, zh, en))
+            errors.append(FieldError(name, *_bilingual(name, str(item.get("message", "invalid value")))))
     first = errors[0] if errors else None
     return problem(
         request,
