@@ -61,6 +61,8 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         from sanzi.auction.controllers import controllers as auction_controllers
         from sanzi.auction.scheduler import scheduler_lifespan
         from sanzi.ledger.controllers import controllers as ledger_controllers
+        from sanzi.warnings.controllers import controllers as warnings_controllers
+        from sanzi.warnings.engine import engine_lifespan
         from sanzi.platform.controllers import controllers as platform_controllers
 
         settings = self.settings
@@ -99,8 +101,10 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         )
         app_config.plugins.append(SQLAlchemyPlugin(config=db_config))
         app_config.plugins.append(ChannelsPlugin(backend=channels_backend, arbitrary_channels_allowed=True))
-        app_config.route_handlers.extend([*platform_controllers, *ledger_controllers, *auction_controllers])
-        app_config.lifespan.append(scheduler_lifespan)
+        app_config.route_handlers.extend(
+            [*platform_controllers, *ledger_controllers, *auction_controllers, *warnings_controllers]
+        )
+        app_config.lifespan.extend([scheduler_lifespan, engine_lifespan])
         app_config.guards.append(access_guard)
         app_config.middleware.extend(
             [

@@ -259,4 +259,10 @@ def _ledger_groups() -> list[click.Group]:
     return list(getattr(ledger_cli, "groups", []))
 
 
-_GROUP_LOADERS: list[Callable[[], list[click.Group]]] = [_platform_groups, _ledger_groups]
+def _warnings_groups() -> list[click.Group]:
+    from sanzi.warnings import cli as warnings_cli
+
+    return list(getattr(warnings_cli, "groups", []))
+
+
+_GROUP_LOADERS: list[Callable[[], list[click.Group]]] = [_platform_groups, _ledger_groups, _warnings_groups]

@@ -29,6 +29,7 @@ def import_all_models() -> None:
     import sanzi.auction.models  # noqa: F401
     import sanzi.ledger.models  # noqa: F401
     import sanzi.platform.models  # noqa: F401
+    import sanzi.warnings.models  # noqa: F401
 
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:

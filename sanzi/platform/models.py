@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from advanced_alchemy.base import BigIntAuditBase, BigIntBase, DefaultBase
@@ -150,3 +150,48 @@ class Setting(BigIntBase):
     value: Mapped[Any] = mapped_column(JSON)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     updated_at: Mapped[datetime]
+
+
+class Cadre(BigIntAuditBase):
+    """A member of a village's committee (村委会) or Party branch (党支部), with the term served."""
+
+    __tablename__ = "cadre"
+    __table_args__ = (CheckConstraint("body in ('committee','party_branch')", name="body_known"),)
+    village_code: Mapped[str] = mapped_column(ForeignKey("village.code"), index=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    id_number: Mapped[str | None] = mapped_column(String(18), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    body: Mapped[str] = mapped_column(String(16))
+    position: Mapped[str] = mapped_column(String(32))  # 书记、主任、委员、出纳 ...
+    term_start: Mapped[date]
+    term_end: Mapped[date | None]
+
+
+class CadreRelative(BigIntBase):
+    """A relative a cadre has declared (配偶、子女、兄弟姐妹 ...)."""
+
+    __tablename__ = "cadre_relative"
+    cadre_id: Mapped[int] = mapped_column(ForeignKey("cadre.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    id_number: Mapped[str | None] = mapped_column(String(18), index=True)
+    relation: Mapped[str] = mapped_column(String(16))
+
+
+class Election(BigIntAuditBase):
+    """A re-election (换届选举) of a village's committee, on the village's election calendar."""
+
+    __tablename__ = "election"
+    __table_args__ = (UniqueConstraint("village_code", "election_date", name="uq_election_village_date"),)
+    village_code: Mapped[str] = mapped_column(ForeignKey("village.code"), index=True)
+    election_date: Mapped[date] = mapped_column(index=True)
+    note: Mapped[str | None] = mapped_column(String(500))
+
+
+class Candidate(BigIntBase):
+    """A registered candidate of an election."""
+
+    __tablename__ = "candidate"
+    election_id: Mapped[int] = mapped_column(ForeignKey("election.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    id_number: Mapped[str | None] = mapped_column(String(18), index=True)
+    position: Mapped[str] = mapped_column(String(32))

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sanzi.auction.lifecycle import lock_listing, transition
 from sanzi.auction.models import Bid, DepositState, Listing, ListingStatus, Registration, RegistrationStatus
 from sanzi.auction.schemas import bidding as schemas
+from sanzi.platform import events
 from sanzi.platform.models import Bidder, User
 from sanzi.platform.money import fen_to_yuan
 from sanzi.platform.problems import Conflict, DomainError, NotFound
@@ -289,6 +290,7 @@ async def _place_locked(
     listing.bid_count = seq
     session.add(bid)
     await session.flush()
+    events.record(session, "bid_placed", listing.village_code, listing_id=listing.id, bid_id=bid.id)
     return _Placed(bid, listing, registration)
 
 

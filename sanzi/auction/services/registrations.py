@@ -28,6 +28,7 @@ from sanzi.auction.services.listings import (
 )
 from sanzi.ledger.schemas.books import EntryCreate, LineIn
 from sanzi.ledger.services.books import BooksService
+from sanzi.platform import events
 from sanzi.platform.models import Bidder, Collective, Role, User
 from sanzi.platform.money import fen_to_yuan
 from sanzi.platform.problems import Conflict, DomainError, Forbidden, NotFound
@@ -199,6 +200,7 @@ async def qualify(session: AsyncSession, registration_id: int, actor: User, now:
     registration.decided_by_id = actor.id
     registration.decided_at = now
     await session.flush()
+    events.record(session, "bidder_qualified", listing.village_code, listing_id=listing.id, registration_id=registration.id)
     return registration
 
 

@@ -40,6 +40,7 @@ from sanzi.ledger.schemas.books import EntryCreate, LineIn
 from sanzi.ledger.schemas.contracts import ContractCreate
 from sanzi.ledger.services.books import BooksService
 from sanzi.ledger.services.contracts import ContractService
+from sanzi.platform import events
 from sanzi.platform.access import check_village
 from sanzi.platform.models import Bidder, Collective, User, Village
 from sanzi.platform.money import fen_to_yuan
@@ -216,6 +217,7 @@ async def _close_locked(session: AsyncSession, listing_id: int, now: datetime) -
     if not sold:
         await _release_assets(session, listing, f"交易项目 {listing.number} 流拍", None, now)
     await session.flush()
+    events.record(session, "listing_closed", listing.village_code, listing_id=listing.id)
     return listing
 
 

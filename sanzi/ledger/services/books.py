@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sanzi.ledger import chain
 from sanzi.ledger.models import Account, JournalEntry, JournalLine, LedgerRoot, LedgerRootLeaf
 from sanzi.ledger.schemas import books as schemas
+from sanzi.platform import events
 from sanzi.platform.models import Collective, User
 from sanzi.platform.problems import Conflict, DomainError, NotFound
 from sanzi.platform.settings import get_settings
@@ -119,6 +120,7 @@ class BooksService:
                     field="client_key",
                 ) from None
             return first, False
+        events.record(self.session, "entry_posted", collective.village_code, entry_id=entry.id)
         return entry, True
 
     async def reverse_entry(

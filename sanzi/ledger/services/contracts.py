@@ -29,6 +29,7 @@ from sanzi.ledger.models import (
 from sanzi.ledger.schemas import contracts as schemas
 from sanzi.ledger.schemas.contracts import ContractStatus, PaymentFrequency
 from sanzi.ledger.services.assets import AssetService
+from sanzi.platform import events
 from sanzi.platform.access import check_village
 from sanzi.platform.models import Collective, User
 from sanzi.platform.money import fen_to_yuan, round_fen
@@ -261,6 +262,7 @@ class ContractService:
         self.session.add(contract)
         await self.session.flush()
         await self.session.refresh(contract)
+        events.record(self.session, "contract_recorded", collective.village_code, contract_id=contract.id)
         return contract
 
     @staticmethod
