@@ -13,7 +13,7 @@ from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, FromClause, Select
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Date
+from sqlalchemy.types import Date, String
 
 
 def quartile_fences(
@@ -116,4 +116,29 @@ def within_days(earlier: ColumnElement, later: ColumnElement, days: float) -> Co
     return and_(days_between(earlier, later) >= 0, days_between(earlier, later) <= days)
 
 
-__all__ = ["as_date", "days_between", "quartile_fences", "within_days"]
+
+
+class id_list(FunctionElement):  # noqa: N801
+    """An aggregate: the distinct values of a column joined by commas (``group_concat`` / ``string_agg``);
+    read back with :func:`parse_ids`."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(id_list)
+def _id_list_default(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    return f"string_agg(DISTINCT CAST({compiler.process(element.clauses, **kw)} AS TEXT), ',')"
+
+
+@compiles(id_list, "sqlite")
+def _id_list_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    return f"group_concat(DISTINCT {compiler.process(element.clauses, **kw)})"
+
+
+def parse_ids(text: str | None) -> list[int]:
+    """The sorted integers of an :class:`id_list` value."""
+    return sorted({int(part) for part in (text or "").split(",") if part})
+
+
+__all__ = ["as_date", "days_between", "id_list", "parse_ids", "quartile_fences", "within_days"]
