@@ -128,7 +128,7 @@ def index_command(month: str | None) -> None:
                     .where(IntegrityIndex.month == first_day)
                     .group_by(IntegrityIndex.level)
                 )
-                return count, {level: n for level, n in rows.tuples()}
+                return count, {level: n for level, n in rows}
         finally:
             await engine.dispose()
 

@@ -444,7 +444,7 @@ class AlertService:
                     )
                     | (User.id == alert.assigned_to_id)
                 )
-            )).tuples()
+            ))
         )
         events = await self.session.scalars(
             select(AlertEvent).where(AlertEvent.alert_id == alert.id).order_by(AlertEvent.at, AlertEvent.id)
