@@ -436,16 +436,11 @@ class AlertService:
 
     async def detail(self, alert_id: int, user: User, today: date) -> schemas.AlertDetail:
         alert = await self._visible_alert(alert_id, user)
-        names = dict(
-            (await self.session.execute(
-                select(User.id, User.display_name).where(
-                    User.id.in_(
-                        select(AlertEvent.actor_id).where(AlertEvent.alert_id == alert.id, AlertEvent.actor_id.is_not(None))
-                    )
-                    | (User.id == alert.assigned_to_id)
-                )
-            ))
+        actors = select(AlertEvent.actor_id).where(AlertEvent.alert_id == alert.id, AlertEvent.actor_id.is_not(None))
+        rows = await self.session.execute(
+            select(User.id, User.display_name).where(User.id.in_(actors) | (User.id == alert.assigned_to_id))
         )
+        names = {row.id: row.display_name for row in rows}
         events = await self.session.scalars(
             select(AlertEvent).where(AlertEvent.alert_id == alert.id).order_by(AlertEvent.at, AlertEvent.id)
         )
