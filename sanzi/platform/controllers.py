@@ -327,3 +327,4 @@ controllers: list[Any] = [
     BidderController,
     LoginPageController,
 ]
+from sanzi.platform.governance import controllers as _governance; controllers.extend(_governance)  # noqa: E402
