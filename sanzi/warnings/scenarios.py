@@ -69,6 +69,12 @@ RESULT_NOT_PUBLISHED = "UND-RESULT-NOT-PUBLISHED"
 RENT_ARREARS = "UND-RENT-ARREARS"
 
 
+def group_subject_id(bidder_ids: list[int]) -> str:
+    """A group of bidders' subject id as BID-ROTATION writes it: sorted ids joined, hashed when too long."""
+    joined = "-".join(str(i) for i in sorted(bidder_ids))
+    return joined if len(joined) <= 40 else "g" + hashlib.sha1(joined.encode()).hexdigest()
+
+
 def party_subject(village_code: str, party: str) -> str:
     """A counterparty's subject id as the undisclosed rules write it (village code and name or ID number)."""
     subject = f"{village_code}:{party}"
@@ -253,6 +259,7 @@ class Generator:
         self.last_winners: dict[str, list[int]] = {}  # per village, newest last
         self.system_user_id: int | None = None
         self.asset_status: dict[int, tuple[datetime, str]] = {}
+        self.sold_on: dict[str, list[date]] = {}
 
     # -- small helpers
 
@@ -372,8 +379,9 @@ class Generator:
             for index, start in enumerate(starts):
                 end = starts[index + 1] - timedelta(days=1) if index + 1 < len(starts) else None
                 if index:
-                    # one or two members change at each election; the sitting team and two challengers stand
-                    candidates = [*team, self.person(), self.person()]
+                    # the sitting team and three challengers stand; one or two challengers win a seat, the third
+                    # always loses (so a losing candidate is never a cadre)
+                    candidates = [*team, self.person(), self.person(), self.person()]
                     for k, slot in enumerate(self.rng.sample(range(6), self.rng.choice((1, 2)))):
                         team[slot] = candidates[6 + k]
                     self.candidate_people[(village, start)] = candidates
@@ -389,6 +397,9 @@ class Generator:
         self.session.add_all(rows)
         await self.session.flush()
         declared: dict[str, list[Person]] = {}
+        self.declared = declared
+        self.cadre_terms = {v: [(p, start, end) for code, p, _, _, start, end in cadres if code == v]
+                            for v in self.scenario.villages}
         for row in rows:
             if row.id_number not in declared:
                 declared[row.id_number] = [self.person() for _ in range(self.rng.choice((1, 2)))]
@@ -525,6 +536,7 @@ class Generator:
         contract_overrides: dict[str, Any] | None = None,
         registration_overrides: dict[int, dict[str, Any]] | None = None,
         silent: tuple[int, ...] = (),
+        winner: int | None = None,
         pay: bool = True,
     ) -> tuple[Listing, Contract | None, list[Registration]]:
         """A listing of one asset from announcement to result (and contract), with the bids as planned.
@@ -598,7 +610,7 @@ class Generator:
         self.session.add_all(registrations)
         await self.session.flush()
         if plan is None:
-            plan = self.bid_plan(len(bidders), start, increment, final, silent)
+            plan = self.bid_plan(len(bidders), start, increment, final, silent, winner)
         bids = []
         moment = bidding_starts
         for seq, (index, amount) in enumerate(plan, start=1):
@@ -649,6 +661,7 @@ class Generator:
         self.session.add(ListingEvent(listing_id=listing.id, from_status="closed", to_status="sold", actor_id=None,
                                       at=closed_at, note=f"成交，成交价 {price / 100:.2f} 元"))
         self.last_winners[village].append(bidders[plan[-1][0]].id)
+        self.sold_on.setdefault(village, []).append(closed_at.astimezone(ZONE).date())
         if not contract:
             await self.session.flush()
             return listing, None, registrations
@@ -667,22 +680,32 @@ class Generator:
     async def id_number_of(self, bidder_id: int) -> str:
         return (await self.session.scalar(select(Bidder.id_number).where(Bidder.id == bidder_id))) or ""
 
-    def bid_plan(self, n: int, start: int, increment: int, final: int, silent: tuple[int, ...] = ()) -> list[tuple[int, int]]:
+    def bid_plan(
+        self,
+        n: int,
+        start: int,
+        increment: int,
+        final: int,
+        silent: tuple[int, ...] = (),
+        winner: int | None = None,
+    ) -> list[tuple[int, int]]:
         """Competitive ascending bidding: everyone bids once, then the bidders outbid the leader by one to three
-        increments until the price reaches ``final``; the last bidder wins."""
+        increments until the price reaches ``final``; the last bidder (``winner`` if given) wins."""
         active = [i for i in range(n) if i not in silent]
-        plan: list[tuple[int, int]] = []
-        price = start - increment
-        for index in active:
-            price += increment * (1 if plan else 0) or increment
-            plan.append((index, price if plan else start))
-            price = plan[-1][1]
-        while price < final or len(plan) < len(active) + 3:
+        if len(active) == 1:
+            return [(active[0], start)]
+        plan = [(index, start + k * increment) for k, index in enumerate(active)]
+        price = plan[-1][1]
+        while True:
             leader = plan[-1][0]
-            index = self.rng.choice([i for i in active if i != leader])
+            if price >= final and len(plan) >= len(active) + 2 and winner in (None, leader):
+                return plan
+            if winner is not None and price >= final:
+                index = winner
+            else:
+                index = self.rng.choice([i for i in active if i != leader])
             price += increment * self.rng.randint(1, 3)
             plan.append((index, price))
-        return plan
 
     # -- contracts and money
 
@@ -945,8 +968,10 @@ class Generator:
         """A day between the two such that the ``span`` days from it (and the days ``also`` after it) keep out
         of the village's election windows."""
         offsets = list(range(0, span + 1, 5)) + (list(range(also[0], also[1] + 1, 5)) if also else [])
-        for _ in range(400):
-            day = earliest + timedelta(days=self.rng.randint(0, max(0, (latest - earliest).days)))
+        for attempt in range(600):
+            # widen the range past ``latest`` a month at a time when it lies wholly inside a window
+            stretch = (latest - earliest).days + 30 * (attempt // 40)
+            day = earliest + timedelta(days=self.rng.randint(0, max(0, stretch)))
             if not any(self.quiet(day + timedelta(days=d), village) for d in offsets):
                 return day
         raise ScenarioError(f"no clear period for {village} between {earliest} and {latest}")
@@ -960,6 +985,9 @@ class Generator:
     async def inject(self) -> None:
         self.cycle = self.villages_cycle()
         await self.inject_undisclosed()
+        await self.inject_bids()
+        await self.inject_election()
+        await self.inject_dominant_winners()
 
     async def clean_auction(self, village: str, kind: str, announce_on: date, **options: Any) -> tuple[AssetRow, Listing, Contract | None]:
         asset = await self.new_asset(village, kind, options.pop("area", None))
@@ -1057,6 +1085,282 @@ class Generator:
             for item in contract.installments[: 1 + (n == 2)]:
                 self.receipt(village, contract, item.amount_fen, max(contract.signed_on, item.due_date))
             self.record(UNDISCLOSED, RENT_ARREARS, "contract", contract.id, village, "years of rent unpaid")
+
+    def clear_recent(self, village: str, span: int = 60) -> date:
+        return self.clear_date(village, self.today - timedelta(days=4 * 365), self.today - timedelta(days=150), span)
+
+    async def inject_bids(self) -> None:
+        for n in range(3):
+            # one bidder, sold at the starting price
+            village = next(self.cycle)
+            asset = await self.new_asset(village, "farmland")
+            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 1),
+                                               start=self.price_band(village, "farmland", asset.area))
+            self.record(BID, "BID-SINGLE-BIDDER", "listing", listing.id, village, "one bidder")
+        for n in range(3):
+            # three bidders, yet sold one increment above the start
+            village = next(self.cycle)
+            asset = await self.new_asset(village, "fish_pond")
+            start = self.price_band(village, "fish_pond", asset.area)
+            increment = start * 3 // 100 // 100 * 100
+            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 3),
+                                               start=start, increment=increment,
+                                               plan=[(0, start), (1 + n % 2, start + increment)])
+            self.record(BID, "BID-RESERVE-HUGGING", "listing", listing.id, village, "sold at start + 1 increment")
+        for n in range(3):
+            # the runner-up stops one (tiny) increment short of the winner
+            village = next(self.cycle)
+            asset = await self.new_asset(village, "farmland")
+            final = self.price_band(village, "farmland", asset.area)
+            start = int(final / 1.4) // 100 * 100
+            increment = max(100, start // 500 // 100 * 100)
+            plan, price, bidder = [], start, 0
+            while price < final:
+                plan.append((bidder, price))
+                bidder = (bidder + 1) % 3
+                price += increment * self.rng.randint(5, 10)
+            runner_up = plan[-1][0]
+            winner = (runner_up + 1) % 3
+            plan.append((winner, plan[-1][1] + increment))
+            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 3),
+                                               start=start, increment=increment, plan=plan)
+            self.record(BID, "BID-CLOSE-SECOND", "listing", listing.id, village, "gap of one small increment")
+        for n in range(3):
+            # two bidders offer the very same amount (an imported offline bid)
+            village = next(self.cycle)
+            asset = await self.new_asset(village, "shop")
+            final = self.price_band(village, "shop", asset.area)
+            start = int(final / 1.4) // 100 * 100
+            increment = start * 3 // 100 // 100 * 100
+            plan = self.bid_plan(4, start, increment, final)
+            plan.insert(3, (plan[2][0] ^ 1 if plan[2][0] < 2 else 0, plan[2][1]))
+            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 4),
+                                               start=start, increment=increment, final=final, plan=plan)
+            self.record(BID, "BID-IDENTICAL-AMOUNTS", "listing", listing.id, village, "two equal bids")
+        for trait in ("phone", "address", "bank_account", "deposit_payer", "network", "device"):
+            # two bidders of one listing share an identity trait
+            village = next(self.cycle)
+            township = self.township_of[village]
+            first = await self.new_bidder(township)
+            overrides: dict[str, Any] = {}
+            registration: dict[int, dict[str, Any]] = {}
+            if trait in ("phone", "address", "bank_account"):
+                overrides = {trait: getattr(first, {"bank_account": "account"}.get(trait, trait))}
+            second = await self.new_bidder(township, **overrides)
+            if trait == "deposit_payer":
+                registration = {1: {"deposit_payer_name": first.name, "deposit_payer_account": first.account}}
+            elif trait == "network":
+                second.ip = first.ip
+            elif trait == "device":
+                second.device = first.device
+            if trait == "bank_account":
+                registration = {1: {"deposit_payer_account": first.account}}
+            asset = await self.new_asset(village, "farmland")
+            bidders = [first, second, *self.pick_bidders(village, 2)]
+            listing, _, _ = await self.auction(asset, self.clear_recent(village), bidders,
+                                               registration_overrides=registration)
+            self.record(BID, "BID-SHARED-IDENTITY", "listing", listing.id, village, f"shared {trait}")
+        for n in range(3):
+            # a sitting cadre (by ID number, or by name and phone) or a declared relative bids
+            village = next(self.cycle)
+            day = self.clear_recent(village)
+            in_office = [c for c in self.cadre_terms[village] if c[1] <= day and (c[2] is None or c[2] >= day)]
+            person = in_office[n % len(in_office)][0]
+            if n == 0:
+                bidder = await self.new_bidder(self.township_of[village], company=False, name=person.name,
+                                               id_number=person.id_number)
+            elif n == 1:
+                bidder = await self.new_bidder(self.township_of[village], company=False, name=person.name,
+                                               phone=person.phone)
+            else:
+                relative = self.declared[person.id_number][0]
+                bidder = await self.new_bidder(self.township_of[village], company=False, name=relative.name,
+                                               id_number=relative.id_number)
+            asset = await self.new_asset(village, "fish_pond")
+            _, _, registrations = await self.auction(asset, day, [bidder, *self.pick_bidders(village, 3)], winner=0)
+            self.record(BID, "BID-RELATED-TO-OFFICIAL", "registration", registrations[0].id, village,
+                        ("cadre by ID", "cadre by name and phone", "declared relative")[n])
+        for n in range(3):
+            # a bidder qualifies with a deposit in three lots within months, never bids, and others win
+            village = next(self.cycle)
+            cover = await self.new_bidder(self.township_of[village])
+            day = self.clear_date(village, self.today - timedelta(days=4 * 365), self.today - timedelta(days=500), 300)
+            for k in range(3):
+                lot_village = self.scenario.villages[(self.scenario.villages.index(village) + k) %
+                                                    len(self.scenario.villages)]
+                if self.township_of[lot_village] != self.township_of[village]:
+                    lot_village = village
+                when = self.clear_date(lot_village, day + timedelta(days=100 * k), day + timedelta(days=100 * k + 40))
+                asset = await self.new_asset(lot_village, "farmland")
+                await self.auction(asset, when, [*self.pick_bidders(lot_village, 3), cover], silent=(3,))
+            self.record(BID, "BID-COVER-BIDDING", "bidder", cover.id, village, "qualified three times, never bid")
+        for n in range(3):
+            # three bidders meet in four lots of the township and take turns winning
+            township = self.scenario.townships[n % len(self.scenario.townships)]
+            villages = [v for v in self.scenario.villages if self.township_of[v] == township]
+            group = [await self.new_bidder(township) for _ in range(3)]
+            earliest = self.today - timedelta(days=(3 + 3 * n) * 365 // 2)
+            for k in range(4):
+                village = villages[(n + k) % len(villages)]
+                when = self.clear_date(village, earliest + timedelta(days=120 * k), earliest + timedelta(days=120 * k + 60))
+                asset = await self.new_asset(village, "farmland")
+                outsider = self.pick_bidders(village, 1)
+                await self.auction(asset, when, [*group, *outsider], winner=k % 3)
+            self.record(BID, "BID-ROTATION", "bidder_group", group_subject_id([b.id for b in group]), villages[n % len(villages)],
+                        "four lots, wins rotate in the group")
+        for n in range(3):
+            # sold far below the township's prices for the kind
+            village = next(self.cycle)
+            asset = await self.new_asset(village, "farmland")
+            final = self.median_price(village, "farmland", asset.area) * (40 + 5 * n) // 100 // 100 * 100
+            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 4),
+                                               final=final)
+            self.record(BID, "BID-BELOW-MARKET", "listing", listing.id, village, "final at 40-50% of the median")
+        for n in range(3):
+            # announced two days before registration closed: bidding began four days after the announcement
+            village = next(self.cycle)
+            asset = await self.new_asset(village, "fish_pond")
+            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 4),
+                                               announcement_days=2 - (n == 2))
+            self.record(BID, "BID-SHORT-ANNOUNCEMENT", "listing", listing.id, village, "3-4 days of announcement")
+        for n in range(3):
+            # a failed lot relisted with its starting price cut by 30-40 %
+            village = next(self.cycle)
+            asset = await self.new_asset(village, "farmland")
+            final = self.price_band(village, "farmland", asset.area)
+            start = int(final / 1.3) // 100 * 100
+            day = self.clear_recent(village, 90)
+            failed, _, _ = await self.auction(asset, day, [], start=start, plan=[], sold=False)
+            relisted, _, _ = await self.auction(asset, day + timedelta(days=40), self.pick_bidders(village, 4),
+                                                start=start * (70 - 5 * n) // 100 // 100 * 100, final=final,
+                                                relisted_from=failed.id)
+            self.record(BID, "BID-RELISTED-CHEAPER", "listing", relisted.id, village, "start cut beyond 20 %")
+
+    async def inject_dominant_winners(self) -> None:
+        """Last, once every other lot is placed: one bidder wins most of a village's lots within two years."""
+        for n in range(3):
+            village = next(self.cycle)
+            dominant = await self.new_bidder(self.township_of[village])
+            first = self.clear_date(village, self.today - timedelta(days=5 * 365), self.today - timedelta(days=900), 0)
+            days, wins = [], 0
+            while True:
+                day = self.clear_date(village, first + timedelta(days=45 * wins), first + timedelta(days=45 * wins + 20), 30)
+                days.append(day)
+                wins += 1
+                latest = day + timedelta(days=20)
+                others = sum(1 for d in self.sold_on.get(village, []) if latest - timedelta(days=740) <= d <= latest)
+                if wins >= 4 and wins >= others + 3:
+                    break
+            for k, day in enumerate(days):
+                asset = await self.new_asset(village, ("farmland", "fish_pond", "shop")[k % 3])
+                await self.auction(asset, day, [dominant, *self.pick_bidders(village, 3)], winner=0)
+            self.record(BID, "BID-DOMINANT-WINNER", "bidder", f"{dominant.id}:{village}", village,
+                        f"wins {wins} of {wins + others} lots")
+
+    def election_in(self, village: str, years: tuple[int, ...] = (2017, 2021, 2026)) -> date:
+        choices = [d for d in self.elections[village] if d.year in years]
+        return self.rng.choice(choices)
+
+    async def inject_election(self) -> None:
+        used: set[tuple[str, date]] = set()
+
+        def fresh(years: tuple[int, ...] = (2017, 2021, 2026), township: str | None = None) -> tuple[str, date]:
+            while True:
+                village = next(self.cycle)
+                if township and self.township_of[village] != township:
+                    continue
+                election = self.election_in(village, years)
+                if (village, election) not in used:
+                    used.add((village, election))
+                    return village, election
+
+        for n in range(3):
+            # a 3-year lease auctioned and signed in the months before the election
+            village, election = fresh()
+            asset = await self.new_asset(village, "farmland", Decimal(40 + 5 * n))
+            announce = election - timedelta(days=self.rng.randint(60, 150))
+            listing, _, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=36,
+                                               announcement_days=10)
+            self.record(ELECTION, "ELE-DISPOSAL-BEFORE-ELECTION", "listing", listing.id, village,
+                        f"sold {(election - announce).days - 12} days before the election")
+        for n in range(2):
+            # a twenty-year lease signed by the outgoing committee
+            village, election = fresh()
+            asset = await self.new_asset(village, "fish_pond")
+            announce = election - timedelta(days=self.rng.randint(215, 300))
+            _, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=240,
+                                                announcement_days=10)
+            assert contract is not None
+            self.record(ELECTION, "ELE-LEASE-BEYOND-TERM", "contract", contract.id, village, "20-year lease")
+        for n in range(2):
+            # three years' rent taken in advance in the year before the election
+            village, election = fresh((2021, 2026))
+            asset = await self.new_asset(village, "farmland")
+            announce = self.clear_date(village, election - timedelta(days=800), election - timedelta(days=650))
+            _, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=60,
+                                                pay=False)
+            assert contract is not None
+            schedule = contract.installments
+            lump_day = election - timedelta(days=250)
+            paid = [i for i in schedule if i.due_date < lump_day]
+            for item in paid:
+                self.receipt(village, contract, item.amount_fen, item.due_date)
+            rest = [i for i in schedule if i.due_date >= lump_day]
+            self.receipt(village, contract, sum(i.amount_fen for i in rest[:3]), lump_day)
+            for item in rest[3:]:
+                if item.due_date <= self.today:
+                    self.receipt(village, contract, item.amount_fen, item.due_date)
+            self.record(ELECTION, "ELE-LEASE-BEYOND-TERM", "contract", contract.id, village, "3 years in advance")
+        townships = self.scenario.townships
+        for n in range(3):
+            # hospitality several times the usual in the six months before the election
+            village, election = fresh((2021, 2026) if n < 2 else (2021,), townships[n % len(townships)])
+            for k in range(6):
+                amount = self.rng.randint(10, 16) * 100_000
+                self.entry(village, election - timedelta(days=170 - 28 * k), "接待来访及慰问", "某酒家",
+                           [("53101", amount, 0, None), ("102", 0, amount, None)])
+            self.record(ELECTION, "ELE-HOSPITALITY-SPIKE", "village", f"{village}:{election.isoformat()}", village,
+                        "hospitality ×5")
+        for n in range(3):
+            # dozens of small cash payments to villagers just before the vote
+            village, election = fresh()
+            for k in range(32):
+                amount = self.rng.randint(3, 15) * 10_000
+                self.entry(village, election - timedelta(days=60 - k), "慰问金", self.ids.person_name(),
+                           [("53301", amount, 0, None), ("101", 0, amount, None)])
+            self.record(ELECTION, "ELE-MANY-SMALL-PAYOUTS", "village", f"{village}:{election.isoformat()}", village,
+                        "32 small payouts")
+        for n in range(3):
+            # the outgoing committee cuts a running lease's rent (a new direct contract) before the vote
+            village, election = fresh((2021, 2026))
+            asset = await self.new_asset(village, "fish_pond", Decimal(12 + n))
+            announce = self.clear_date(village, election - timedelta(days=900), election - timedelta(days=700))
+            _, first, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=60, pay=False)
+            assert first is not None
+            signed = election - timedelta(days=self.rng.randint(40, 150))
+            for item in first.installments:
+                if item.due_date <= signed:
+                    self.receipt(village, first, item.amount_fen, item.due_date)
+            first.status = "terminated"
+            cut = await self.contract(asset, first.counterparty_name, first.counterparty_id_number,
+                                      unit_price_fen=first.unit_price_fen * 7 // 10 // 100 * 100, term_months=24,
+                                      start_date=signed + timedelta(days=1), signed_on=signed,
+                                      price_basis="per_mu_year", area=asset.area, trade_type="contracting",
+                                      origin_reason="承包户经营困难，经协商降低租金", set_status=False)
+            self.record(ELECTION, "ELE-RENT-CUT-IN-WINDOW", "contract", cut.id, village, "rent cut by 30 %")
+            # re-signing the same asset to the same tenant without a trade is also a renewal without re-bidding
+            self.record(UNDISCLOSED, RENEWAL_WITHOUT_REBID, "contract", cut.id, village, "the rent cut's new contract")
+        for n in range(3):
+            # a losing candidate of the election wins a small lot in the months before it
+            village, election = fresh()
+            candidate = self.candidate_people[(village, election)][-1]
+            bidder = await self.new_bidder(self.township_of[village], company=False, name=candidate.name,
+                                           id_number=candidate.id_number)
+            asset = await self.new_asset(village, "farmland", Decimal(8 + n))
+            announce = election - timedelta(days=self.rng.randint(50, 150))
+            listing, _, _ = await self.auction(asset, announce, [bidder, *self.pick_bidders(village, 3)],
+                                               term_months=36, announcement_days=10, winner=0)
+            self.record(ELECTION, "ELE-RELATED-TO-CANDIDATE", "listing", listing.id, village, "won by a candidate")
 
     # -- entry point
 
