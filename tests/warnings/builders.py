@@ -20,8 +20,15 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sanzi.auction.models import Bid, DepositState, Listing, ListingAsset, ListingStatus, Registration
-from sanzi.auction.models import RegistrationStatus
+from sanzi.auction.models import (
+    Bid,
+    DepositState,
+    Listing,
+    ListingAsset,
+    ListingStatus,
+    Registration,
+    RegistrationStatus,
+)
 from sanzi.ledger.models import Asset, AssetStatus, Contract
 from sanzi.platform.models import Bidder, Cadre, CadreRelative, Collective, Role, User, Village
 from tests.auction.factories import resident_id_number
@@ -43,7 +50,9 @@ async def collective_of(session: AsyncSession, village_code: str) -> Collective:
 async def villages_of_township(session: AsyncSession, township_code: str) -> list[str]:
     """The codes of a township's villages, in code order (for comparables in one township)."""
     return list(
-        await session.scalars(select(Village.code).where(Village.township_code == township_code).order_by(Village.code))
+        await session.scalars(
+            select(Village.code).where(Village.township_code == township_code).order_by(Village.code)
+        )
     )
 
 
@@ -64,7 +73,10 @@ async def make_bidder(
     """A bidder with its (never logged-in) user; every trait distinct unless given."""
     n = _n()
     user = User(
-        username=f"wb-{uuid.uuid4().hex[:12]}", password_hash="!", display_name="竞买人", role=Role.BIDDER.value
+        username=f"wb-{uuid.uuid4().hex[:12]}",
+        password_hash="!",
+        display_name="竞买人",
+        role=Role.BIDDER.value,
     )
     session.add(user)
     await session.flush()
@@ -88,7 +100,7 @@ async def make_asset(
     village_code: str,
     *,
     kind: str = "fish_pond",
-    area: Decimal | str | int = Decimal("10"),
+    area: Decimal | str | int = Decimal(10),
     area_unit: str = "mu",
     status: str = AssetStatus.LEASED.value,
 ) -> Asset:
@@ -115,7 +127,7 @@ async def make_listing(
     *,
     status: str = ListingStatus.SOLD.value,
     kind: str = "fish_pond",
-    area: Decimal | str | int | None = Decimal("10"),
+    area: Decimal | str | int | None = Decimal(10),
     area_unit: str = "mu",
     asset: Asset | None = None,
     trade_type: str = "lease",
@@ -134,12 +146,17 @@ async def make_listing(
     days before bidding started (default ``announcement_days``); its asset made on the fly unless given."""
     collective = await collective_of(session, village_code)
     asset = asset or await make_asset(
-        session, village_code, kind=kind, area=area if area is not None else Decimal("10"), area_unit=area_unit
+        session,
+        village_code,
+        kind=kind,
+        area=area if area is not None else Decimal(10),
+        area_unit=area_unit,
     )
     ends_at = closed_at or DEFAULT_CLOSED_AT
     starts_at = ends_at - timedelta(hours=bidding_hours)
-    announced_at = starts_at - timedelta(days=announcement_days if announced_days_before is None
-                                        else announced_days_before)
+    announced_at = starts_at - timedelta(
+        days=announcement_days if announced_days_before is None else announced_days_before
+    )
     finished = status in {ListingStatus.SOLD.value, ListingStatus.FAILED.value, ListingStatus.CLOSED.value}
     listing = Listing(
         collective_id=collective.id,
@@ -287,11 +304,15 @@ async def make_auction(
 ) -> Lot:
     """A lot with registered bidders (new ones, or those given; by default as many as ``amounts`` names) and
     bids ``amounts`` = [(bidder index, amount in fen), ...] in order, then closed (sold to the highest)."""
-    listing_terms.setdefault("status", ListingStatus.BIDDING.value if not close else ListingStatus.CLOSED.value)
+    listing_terms.setdefault(
+        "status", ListingStatus.BIDDING.value if not close else ListingStatus.CLOSED.value
+    )
     listing = await make_listing(session, village_code, **listing_terms)  # type: ignore[arg-type]
     if bidders is None:
         bidders = max((index for index, _ in amounts), default=-1) + 1
-    people = [await make_bidder(session) for _ in range(bidders)] if isinstance(bidders, int) else list(bidders)
+    people = (
+        [await make_bidder(session) for _ in range(bidders)] if isinstance(bidders, int) else list(bidders)
+    )
     lot = Lot(listing, people)
     for bidder in people:
         lot.registrations.append(await add_registration(session, listing, bidder))
@@ -329,7 +350,9 @@ async def make_cadre(
     session.add(cadre)
     await session.flush()
     for relative_name, relative_id, relation in relatives:
-        session.add(CadreRelative(cadre_id=cadre.id, name=relative_name, id_number=relative_id, relation=relation))
+        session.add(
+            CadreRelative(cadre_id=cadre.id, name=relative_name, id_number=relative_id, relation=relation)
+        )
     await session.flush()
     return cadre
 
@@ -366,7 +389,9 @@ async def make_contract(
         asset_id=asset.id if asset else None,
         trade_type=trade_type,
         counterparty_name=counterparty_bidder.name if counterparty_bidder else counterparty_name,
-        counterparty_id_number=counterparty_bidder.id_number if counterparty_bidder else counterparty_id_number,
+        counterparty_id_number=counterparty_bidder.id_number
+        if counterparty_bidder
+        else counterparty_id_number,
         counterparty_bidder_id=counterparty_bidder.id if counterparty_bidder else None,
         start_date=start,
         term_months=term_months,

@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.platform.models import Village
-
 from sanzi.warnings.rules.base import Finding, Scope
 from sanzi.warnings.rules.bids import RULES
 from tests.conftest import VILLAGE_A, VILLAGE_B
@@ -44,7 +43,9 @@ async def township_villages(db: AsyncSession, village_code: str = VILLAGE_A) -> 
 
 
 async def test_single_bidder_raised_for_one_bidder_not_for_two(db: AsyncSession) -> None:
-    lonely = await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_000_00)], bidders=2)  # the second stays silent
+    lonely = await b.make_auction(
+        db, VILLAGE_A, amounts=[(0, 1_000_00)], bidders=2
+    )  # the second stays silent
     contested = await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_010_00)])
     findings = await found(db, "BID-SINGLE-BIDDER")
     assert subjects(findings) >= {str(lonely.listing.id)}
@@ -79,10 +80,18 @@ async def test_reserve_hugging_at_one_increment_not_at_two(db: AsyncSession) -> 
 
 async def test_close_second_at_the_gap_ratio_not_above(db: AsyncSession) -> None:
     at_ratio = await b.make_auction(  # 10 / 2000 = 0.5 %
-        db, VILLAGE_A, amounts=[(0, 1_990_00), (1, 2_000_00)], starting_price_fen=1_990_00, min_increment_fen=1_00
+        db,
+        VILLAGE_A,
+        amounts=[(0, 1_990_00), (1, 2_000_00)],
+        starting_price_fen=1_990_00,
+        min_increment_fen=1_00,
     )
     above = await b.make_auction(  # 10.01 / 2000.01 > 0.5 %
-        db, VILLAGE_A, amounts=[(0, 1_990_00), (1, 2_000_01)], starting_price_fen=1_990_00, min_increment_fen=1
+        db,
+        VILLAGE_A,
+        amounts=[(0, 1_990_00), (1, 2_000_01)],
+        starting_price_fen=1_990_00,
+        min_increment_fen=1,
     )
     findings = await found(db, "BID-CLOSE-SECOND")
     assert str(at_ratio.listing.id) in subjects(findings)
@@ -96,13 +105,17 @@ async def gap_comparables(db: AsyncSession, count: int) -> None:
     villages = await township_villages(db)
     for i in range(count):
         await b.make_auction(
-            db, villages[i % len(villages)], amounts=[(0, 1_000_00), (1, 1_000_00 + (50 + i) * 1_00)],
+            db,
+            villages[i % len(villages)],
+            amounts=[(0, 1_000_00), (1, 1_000_00 + (50 + i) * 1_00)],
             min_increment_fen=50_00,
         )
 
 
 @pytest.mark.parametrize(("others", "raised"), [(7, True), (6, False)])
-async def test_close_second_below_the_fence_of_enough_comparables(db: AsyncSession, others: int, raised: bool) -> None:
+async def test_close_second_below_the_fence_of_enough_comparables(
+    db: AsyncSession, others: int, raised: bool
+) -> None:
     await gap_comparables(db, others)
     close = await b.make_auction(  # 20 / 1020 ≈ 2 %: above the ratio, far below the others' 5 %
         db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_020_00)], min_increment_fen=20_00
@@ -184,12 +197,16 @@ async def test_shared_identity_ignores_rejected_registrations(db: AsyncSession) 
 
 
 @pytest.mark.parametrize(("term_end", "raised"), [("2025-06-20", True), ("2025-06-19", False)])
-async def test_a_cadre_in_office_over_the_listing_is_raised(db: AsyncSession, term_end: str, raised: bool) -> None:
+async def test_a_cadre_in_office_over_the_listing_is_raised(
+    db: AsyncSession, term_end: str, raised: bool
+) -> None:
     from datetime import date
 
     lot = await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_010_00)])  # announced 2025-06-20
     winner = lot.bidders[1]
-    await b.make_cadre(db, VILLAGE_A, name="黄主任", id_number=winner.id_number, term_end=date.fromisoformat(term_end))
+    await b.make_cadre(
+        db, VILLAGE_A, name="黄主任", id_number=winner.id_number, term_end=date.fromisoformat(term_end)
+    )
     findings = await found(db, "BID-RELATED-TO-OFFICIAL")
     assert (str(lot.registrations[1].id) in subjects(findings)) is raised
     if raised:
@@ -207,7 +224,9 @@ async def test_other_villages_cadres_do_not_count(db: AsyncSession) -> None:
 async def test_relatives_by_id_red_by_name_only_orange(db: AsyncSession) -> None:
     lot = await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_010_00)])
     son, namesake = lot.bidders
-    await b.make_cadre(db, VILLAGE_A, relatives=[("某子", son.id_number, "儿子"), (namesake.name, None, "配偶")])
+    await b.make_cadre(
+        db, VILLAGE_A, relatives=[("某子", son.id_number, "儿子"), (namesake.name, None, "配偶")]
+    )
     by_subject = {f.subject_id: f for f in await found(db, "BID-RELATED-TO-OFFICIAL")}
     by_id, by_name = by_subject[str(lot.registrations[0].id)], by_subject[str(lot.registrations[1].id)]
     assert by_id.severity is None and "申报的亲属（儿子）" in by_id.explanation
@@ -225,19 +244,28 @@ async def test_name_and_phone_match_but_name_alone_does_not(db: AsyncSession) ->
 # --- cover bidding -------------------------------------------------------------------------------------------
 
 
-async def cover_lots(db: AsyncSession, silent: Any, days_ago: list[int], village: str = VILLAGE_A) -> list[b.Lot]:
+async def cover_lots(
+    db: AsyncSession, silent: Any, days_ago: list[int], village: str = VILLAGE_A
+) -> list[b.Lot]:
     lots = []
     for days in days_ago:
         lot = await b.make_auction(
-            db, village, amounts=[(1, 1_000_00)], bidders=[silent, await b.make_bidder(db)],
+            db,
+            village,
+            amounts=[(1, 1_000_00)],
+            bidders=[silent, await b.make_bidder(db)],
             closed_at=b.DEFAULT_CLOSED_AT - timedelta(days=days),
         )
         lots.append(lot)
     return lots
 
 
-@pytest.mark.parametrize(("days_ago", "raised"), [([0, 300, 600], True), ([0, 300], False), ([0, 400, 800], False)])
-async def test_cover_bidding_three_silent_lots_in_24_months(db: AsyncSession, days_ago: list[int], raised: bool) -> None:
+@pytest.mark.parametrize(
+    ("days_ago", "raised"), [([0, 300, 600], True), ([0, 300], False), ([0, 400, 800], False)]
+)
+async def test_cover_bidding_three_silent_lots_in_24_months(
+    db: AsyncSession, days_ago: list[int], raised: bool
+) -> None:
     silent = await b.make_bidder(db)
     lots = await cover_lots(db, silent, days_ago)
     findings = [f for f in await found(db, "BID-COVER-BIDDING") if f.subject_id == str(silent.id)]
@@ -250,14 +278,18 @@ async def test_cover_bidding_three_silent_lots_in_24_months(db: AsyncSession, da
 async def test_a_bidder_who_bid_once_is_not_a_cover(db: AsyncSession) -> None:
     silent = await b.make_bidder(db)
     await cover_lots(db, silent, [0, 300])
-    await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_010_00)], bidders=[silent, await b.make_bidder(db)])
+    await b.make_auction(
+        db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_010_00)], bidders=[silent, await b.make_bidder(db)]
+    )
     assert str(silent.id) not in subjects(await found(db, "BID-COVER-BIDDING"))
 
 
 # --- rotation ------------------------------------------------------------------------------------------------
 
 
-async def rotate(db: AsyncSession, ring: list[Any], winners: list[int], extra: dict[int, Any] | None = None) -> list[b.Lot]:
+async def rotate(
+    db: AsyncSession, ring: list[Any], winners: list[int], extra: dict[int, Any] | None = None
+) -> list[b.Lot]:
     """Lots in village A's township where the ring qualifies and ``winners[i]`` (an index of the ring, or
     of ``extra`` bidders joining that lot) takes lot i with the highest bid."""
     villages = await township_villages(db)
@@ -266,10 +298,15 @@ async def rotate(db: AsyncSession, ring: list[Any], winners: list[int], extra: d
         people = list(ring) + ([extra[i]] if extra and i in extra else [])
         amounts = [(j, 1_000_00 + j * 10_00) for j in range(len(people)) if j != winner]
         amounts.append((winner, 1_100_00))
-        lots.append(await b.make_auction(
-            db, villages[i % len(villages)], amounts=amounts, bidders=people,
-            closed_at=b.DEFAULT_CLOSED_AT - timedelta(days=30 * (len(winners) - i)),
-        ))
+        lots.append(
+            await b.make_auction(
+                db,
+                villages[i % len(villages)],
+                amounts=amounts,
+                bidders=people,
+                closed_at=b.DEFAULT_CLOSED_AT - timedelta(days=30 * (len(winners) - i)),
+            )
+        )
     return lots
 
 
@@ -279,11 +316,15 @@ async def test_rotation_of_three_over_four_lots_not_three(db: AsyncSession) -> N
     findings = await found(db, "BID-ROTATION")
     subject = b"-".join(str(x.id).encode() for x in sorted(ring, key=lambda x: x.id)).decode()
     finding = next(f for f in findings if f.subject_id == subject)
-    assert finding.subject_type == "bidder_group" and finding.evidence["listings"] == sorted(l.listing.id for l in lots)
+    assert finding.subject_type == "bidder_group" and finding.evidence["listings"] == sorted(
+        l.listing.id for l in lots
+    )
     assert finding.village_code == lots[-1].listing.village_code and finding.numbers["lots"] == 4
     short = [await b.make_bidder(db) for _ in range(3)]
     await rotate(db, short, [0, 1, 2])
-    assert not any(str(x.id) in f.subject_id.split("-") for f in await found(db, "BID-ROTATION") for x in short)
+    assert not any(
+        str(x.id) in f.subject_id.split("-") for f in await found(db, "BID-ROTATION") for x in short
+    )
 
 
 async def test_rotation_broken_by_an_outsider_win(db: AsyncSession) -> None:
@@ -304,13 +345,22 @@ async def test_a_ring_of_four_is_one_group(db: AsyncSession) -> None:
 
 
 @pytest.mark.parametrize(("wins", "others", "raised"), [(4, 4, True), (4, 5, False), (3, 3, False)])
-async def test_dominant_winner_share_and_count(db: AsyncSession, wins: int, others: int, raised: bool) -> None:
+async def test_dominant_winner_share_and_count(
+    db: AsyncSession, wins: int, others: int, raised: bool
+) -> None:
     champion = await b.make_bidder(db)
     for i in range(wins + others):
         people = [champion] if i < wins else None
-        await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_000_00)], bidders=people or 1,
-                             closed_at=b.DEFAULT_CLOSED_AT - timedelta(days=20 * i))
-    findings = [f for f in await found(db, "BID-DOMINANT-WINNER") if f.subject_id == f"{champion.id}:{VILLAGE_A}"]
+        await b.make_auction(
+            db,
+            VILLAGE_A,
+            amounts=[(0, 1_000_00)],
+            bidders=people or 1,
+            closed_at=b.DEFAULT_CLOSED_AT - timedelta(days=20 * i),
+        )
+    findings = [
+        f for f in await found(db, "BID-DOMINANT-WINNER") if f.subject_id == f"{champion.id}:{VILLAGE_A}"
+    ]
     assert bool(findings) is raised
     if raised:
         assert findings[0].numbers == {"wins": 4, "lots": 8, "share": 0.5}
@@ -323,8 +373,9 @@ async def test_dominant_winner_share_and_count(db: AsyncSession, wins: int, othe
 async def market(db: AsyncSession, villages: list[str], count: int = 7) -> None:
     """Sold fish ponds at ¥1000.00 … ¥1060.00 per mu per year."""
     for i in range(count):
-        await b.make_auction(db, villages[i % len(villages)], amounts=[(0, 1_000_00 + i * 10_00)],
-                             starting_price_fen=500_00)
+        await b.make_auction(
+            db, villages[i % len(villages)], amounts=[(0, 1_000_00 + i * 10_00)], starting_price_fen=500_00
+        )
 
 
 @pytest.mark.parametrize(("price_fen", "raised"), [(954_99, True), (955_00, False)])
@@ -335,19 +386,33 @@ async def test_below_market_under_the_lower_fence(db: AsyncSession, price_fen: i
     findings = [f for f in await found(db, "BID-BELOW-MARKET") if f.subject_id == str(lot.listing.id)]
     assert bool(findings) is raised
     if raised:
-        assert findings[0].explanation == "成交价 每亩每年 ¥954.99，低于同镇街同类资产下限 ¥955.00（样本 8 宗，中位数 ¥1025.00）"
+        assert (
+            findings[0].explanation
+            == "成交价 每亩每年 ¥954.99，低于同镇街同类资产下限 ¥955.00（样本 8 宗，中位数 ¥1025.00）"
+        )
 
 
 @pytest.mark.parametrize(("basis", "price_fen"), [("per_year", 9_549_90), ("total", 47_749_50)])
-async def test_below_market_takes_yearly_and_total_prices_per_mu(db: AsyncSession, basis: str, price_fen: int) -> None:
+async def test_below_market_takes_yearly_and_total_prices_per_mu(
+    db: AsyncSession, basis: str, price_fen: int
+) -> None:
     await market(db, await township_villages(db))
-    lot = await b.make_auction(db, VILLAGE_A, amounts=[(0, price_fen)], starting_price_fen=500_00,
-                               price_basis=basis, area=Decimal("10"), term_months=60)  # ¥954.99 per mu-year
+    lot = await b.make_auction(
+        db,
+        VILLAGE_A,
+        amounts=[(0, price_fen)],
+        starting_price_fen=500_00,
+        price_basis=basis,
+        area=Decimal(10),
+        term_months=60,
+    )  # ¥954.99 per mu-year
     findings = [f for f in await found(db, "BID-BELOW-MARKET") if f.subject_id == str(lot.listing.id)]
     assert findings and findings[0].numbers["unit_price_fen"] == pytest.approx(954_99)
 
 
-async def test_below_market_quiet_with_too_few_comparables_and_falls_back_to_the_district(db: AsyncSession) -> None:
+async def test_below_market_quiet_with_too_few_comparables_and_falls_back_to_the_district(
+    db: AsyncSession,
+) -> None:
     await market(db, await township_villages(db), count=6)
     lot = await b.make_auction(db, VILLAGE_A, amounts=[(0, 100_00)], starting_price_fen=100_00)
     assert str(lot.listing.id) not in subjects(await found(db, "BID-BELOW-MARKET"))
@@ -361,8 +426,10 @@ async def test_below_market_quiet_with_too_few_comparables_and_falls_back_to_the
 async def other_township_village(db: AsyncSession, village_code: str) -> str:
     village = await db.get_one(Village, village_code)
     return await db.scalar(
-        select(Village.code).where(Village.district_code == village.district_code,
-                                   Village.township_code != village.township_code).order_by(Village.code).limit(1)
+        select(Village.code)
+        .where(Village.district_code == village.district_code, Village.township_code != village.township_code)
+        .order_by(Village.code)
+        .limit(1)
     )
 
 
@@ -382,10 +449,12 @@ async def test_short_announcement(db: AsyncSession, days: float, raised: bool) -
 @pytest.mark.parametrize(("new_start", "raised"), [(799_99, True), (800_00, False)])
 async def test_relisted_cheaper(db: AsyncSession, new_start: int, raised: bool) -> None:
     failed = (await b.make_auction(db, VILLAGE_A, amounts=[], starting_price_fen=1_000_00)).listing
-    relisted = await b.make_listing(db, VILLAGE_A, status="announced", closed_at=None, relisted_from=failed,
-                                    starting_price_fen=new_start)
-    draft = await b.make_listing(db, VILLAGE_A, status="draft", closed_at=None, relisted_from=failed,
-                                 starting_price_fen=100_00)
+    relisted = await b.make_listing(
+        db, VILLAGE_A, status="announced", closed_at=None, relisted_from=failed, starting_price_fen=new_start
+    )
+    draft = await b.make_listing(
+        db, VILLAGE_A, status="draft", closed_at=None, relisted_from=failed, starting_price_fen=100_00
+    )
     got = {f.subject_id: f for f in await found(db, "BID-RELISTED-CHEAPER")}
     assert (str(relisted.id) in got) is raised and str(draft.id) not in got
     if raised:
@@ -409,12 +478,18 @@ async def test_a_village_scope_finds_exactly_that_villages_share_of_the_full_sca
         await market(db, villages)
         await b.make_auction(db, village, amounts=[(0, 100_00)], starting_price_fen=100_00)
         failed = (await b.make_auction(db, village, amounts=[])).listing
-        await b.make_listing(db, village, status="announced", closed_at=None, relisted_from=failed,
-                             starting_price_fen=100_00)
+        await b.make_listing(
+            db, village, status="announced", closed_at=None, relisted_from=failed, starting_price_fen=100_00
+        )
         champion = await b.make_bidder(db)  # wins all of the village's lots in the 24 months after these
         for days in range(800, 804):
-            await b.make_auction(db, village, amounts=[(0, 1_000_00)], bidders=[champion],
-                                 closed_at=b.DEFAULT_CLOSED_AT + timedelta(days=days))
+            await b.make_auction(
+                db,
+                village,
+                amounts=[(0, 1_000_00)],
+                bidders=[champion],
+                closed_at=b.DEFAULT_CLOSED_AT + timedelta(days=days),
+            )
     district_b = (await db.get_one(Village, VILLAGE_B)).district_code
     for rule in RULES:
         full = await rule.evaluate(db, Scope(), {})
@@ -435,10 +510,21 @@ async def rotate_in(db: AsyncSession, villages: list[str]) -> None:
     ring = [await b.make_bidder(db) for _ in range(3)]
     for i, winner in enumerate([0, 1, 2, 0]):
         amounts = [(j, 1_000_00 + j * 10_00) for j in range(3) if j != winner] + [(winner, 1_100_00)]
-        await b.make_auction(db, villages[(i + 1) % len(villages)] if i < 3 else villages[0], amounts=amounts,
-                             bidders=ring, closed_at=b.DEFAULT_CLOSED_AT - timedelta(days=10 * (4 - i)))
+        await b.make_auction(
+            db,
+            villages[(i + 1) % len(villages)] if i < 3 else villages[0],
+            amounts=amounts,
+            bidders=ring,
+            closed_at=b.DEFAULT_CLOSED_AT - timedelta(days=10 * (4 - i)),
+        )
 
 
 def key(finding: Finding) -> tuple:
-    return (finding.subject_type, finding.subject_id, finding.village_code, finding.explanation,
-            repr(sorted(finding.evidence.items())), round(finding.score, 6))
+    return (
+        finding.subject_type,
+        finding.subject_id,
+        finding.village_code,
+        finding.explanation,
+        repr(sorted(finding.evidence.items())),
+        round(finding.score, 6),
+    )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import column, literal, select, union_all
+from sqlalchemy import literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.warnings.rules.stats import as_date, days_between, quartile_fences
@@ -21,7 +21,9 @@ def values_select(rows: list[tuple[str, float | None]]):
 
 
 def expected(values: list[float]) -> tuple[float, float, float]:
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    q1, median, q3 = (
+        statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
+    )
     return q1, median, q3
 
 
@@ -36,7 +38,9 @@ async def test_quartiles_interpolate_linearly_per_group(db: AsyncSession) -> Non
     found = await fences(db, rows)
     a, b = found["a"], found["b"]
     assert (a.n, a.q1, a.median, a.q3) == (4, 1.75, 2.5, 3.25)
-    assert a.lower_fence == pytest.approx(1.75 - 1.5 * 1.5) and a.upper_fence == pytest.approx(3.25 + 1.5 * 1.5)
+    assert a.lower_fence == pytest.approx(1.75 - 1.5 * 1.5) and a.upper_fence == pytest.approx(
+        3.25 + 1.5 * 1.5
+    )
     assert (b.n, b.q1, b.median, b.q3) == (5, 20.0, 30.0, 40.0)
     assert (b.lower_fence, b.upper_fence) == (-10.0, 70.0)
 

@@ -41,7 +41,9 @@ DAYS_PER_MONTH = 365.25 / 12
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _parameter(rule_id: str, name: str, default: Any, kind: type, minimum: float, maximum: float, text: str) -> Parameter:
+def _parameter(
+    rule_id: str, name: str, default: Any, kind: type, minimum: float, maximum: float, text: str
+) -> Parameter:
     return register(Parameter(f"warnings.{rule_id}.{name}", default, kind, minimum, maximum, text))
 
 
@@ -56,7 +58,9 @@ def _in_scope(village: ColumnElement, when: ColumnElement | None, scope: Scope) 
     if scope.village_codes is not None:
         conditions.append(village.in_(scope.village_codes))
     if scope.district_codes is not None:
-        conditions.append(village.in_(select(Village.code).where(Village.district_code.in_(scope.district_codes))))
+        conditions.append(
+            village.in_(select(Village.code).where(Village.district_code.in_(scope.district_codes)))
+        )
     if scope.since is not None and when is not None:
         conditions.append(when >= datetime.combine(scope.since, time(), UTC))
     return conditions
@@ -66,8 +70,8 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _yuan(fen: float | int | None) -> str:
-    return "¥" + fen_to_yuan(int(round(fen or 0)))
+def _yuan(fen: float | None) -> str:
+    return "¥" + fen_to_yuan(round(fen or 0))
 
 
 def _bidders_per_listing() -> Any:
@@ -129,7 +133,10 @@ def _fenced(values: Any, min_comparables: int) -> Any:
             *(pick(c) for c in ("q1", "median", "q3", "lower_fence", "upper_fence")),
         )
         .outerjoin(town, and_(town.c.township_code == values.c.township_code, town.c.kind == values.c.kind))
-        .outerjoin(district, and_(district.c.district_code == values.c.district_code, district.c.kind == values.c.kind))
+        .outerjoin(
+            district,
+            and_(district.c.district_code == values.c.district_code, district.c.kind == values.c.kind),
+        )
         .subquery("fenced")
     )
 
@@ -141,8 +148,17 @@ async def _rows(session: AsyncSession, statement: Select) -> list[Any]:
 class _BidRule(Rule):
     family = Family.BID
 
-    def finding(self, subject_type: str, subject_id: Any, village_code: str, score: float, explanation: str,
-                evidence: dict[str, list[Any]], occurred_at: datetime, **numbers: Any) -> Finding:
+    def finding(
+        self,
+        subject_type: str,
+        subject_id: Any,
+        village_code: str,
+        score: float,
+        explanation: str,
+        evidence: dict[str, list[Any]],
+        occurred_at: datetime,
+        **numbers: Any,
+    ) -> Finding:
         return Finding(
             rule_id=self.id,
             subject_type=subject_type,
@@ -173,7 +189,15 @@ class SingleBidder(_BidRule):
     ocds_code = "R018"
     triggers = frozenset({"listing_closed"})
     parameters = (
-        _parameter(id, "max_bidders", 1, int, 1, 5, "出价竞买人不超过此数即预警 / raise when at most this many bidders bid"),
+        _parameter(
+            id,
+            "max_bidders",
+            1,
+            int,
+            1,
+            5,
+            "出价竞买人不超过此数即预警 / raise when at most this many bidders bid",
+        ),
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
@@ -181,14 +205,23 @@ class SingleBidder(_BidRule):
         bidders, qualified = _bidders_per_listing(), _qualified_per_listing()
         statement = (
             select(
-                Listing.id, Listing.village_code, Listing.closed_at, Listing.final_price_fen,
-                Listing.starting_price_fen, Listing.winner_registration_id, bidders.c.bidders, bidders.c.bid_ids,
+                Listing.id,
+                Listing.village_code,
+                Listing.closed_at,
+                Listing.final_price_fen,
+                Listing.starting_price_fen,
+                Listing.winner_registration_id,
+                bidders.c.bidders,
+                bidders.c.bid_ids,
                 func.coalesce(qualified.c.qualified, 0).label("qualified"),
             )
             .join(bidders, bidders.c.listing_id == Listing.id)
             .outerjoin(qualified, qualified.c.listing_id == Listing.id)
-            .where(Listing.status == SOLD, bidders.c.bidders <= p["max_bidders"],
-                   *_in_scope(Listing.village_code, Listing.closed_at, scope))
+            .where(
+                Listing.status == SOLD,
+                bidders.c.bidders <= p["max_bidders"],
+                *_in_scope(Listing.village_code, Listing.closed_at, scope),
+            )
         )
         findings = []
         for row in await _rows(session, statement):
@@ -198,11 +231,23 @@ class SingleBidder(_BidRule):
                 + (f"，其中 {silent} 名未出价" if silent else "")
                 + f"），成交价 {_yuan(row.final_price_fen)}，起始价 {_yuan(row.starting_price_fen)}"
             )
-            findings.append(self.finding(
-                "listing", row.id, row.village_code, 60 + 10 * min(silent, 2), text,
-                {"listings": [row.id], "registrations": [row.winner_registration_id], "bids": parse_ids(row.bid_ids)},
-                row.closed_at, bidders=row.bidders, qualified=row.qualified,
-            ))
+            findings.append(
+                self.finding(
+                    "listing",
+                    row.id,
+                    row.village_code,
+                    60 + 10 * min(silent, 2),
+                    text,
+                    {
+                        "listings": [row.id],
+                        "registrations": [row.winner_registration_id],
+                        "bids": parse_ids(row.bid_ids),
+                    },
+                    row.closed_at,
+                    bidders=row.bidders,
+                    qualified=row.qualified,
+                )
+            )
         return findings
 
 
@@ -218,8 +263,15 @@ class ReserveHugging(_BidRule):
     severity = Severity.ORANGE
     triggers = frozenset({"listing_closed"})
     parameters = (
-        _parameter(id, "increments", 1, int, 0, 20,
-                   "成交价不超过起始价加此数个最小加价幅度即预警 / raise at or below start + this many increments"),
+        _parameter(
+            id,
+            "increments",
+            1,
+            int,
+            0,
+            20,
+            "成交价不超过起始价加此数个最小加价幅度即预警 / raise at or below start + this many increments",
+        ),
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
@@ -228,13 +280,23 @@ class ReserveHugging(_BidRule):
         ceiling = Listing.starting_price_fen + p["increments"] * Listing.min_increment_fen
         statement = (
             select(
-                Listing.id, Listing.village_code, Listing.closed_at, Listing.final_price_fen,
-                Listing.starting_price_fen, Listing.min_increment_fen, Listing.winner_registration_id,
-                bidders.c.bidders, bidders.c.bid_ids,
+                Listing.id,
+                Listing.village_code,
+                Listing.closed_at,
+                Listing.final_price_fen,
+                Listing.starting_price_fen,
+                Listing.min_increment_fen,
+                Listing.winner_registration_id,
+                bidders.c.bidders,
+                bidders.c.bid_ids,
             )
             .join(bidders, bidders.c.listing_id == Listing.id)
-            .where(Listing.status == SOLD, bidders.c.bidders >= 2, Listing.final_price_fen <= ceiling,
-                   *_in_scope(Listing.village_code, Listing.closed_at, scope))
+            .where(
+                Listing.status == SOLD,
+                bidders.c.bidders >= 2,
+                Listing.final_price_fen <= ceiling,
+                *_in_scope(Listing.village_code, Listing.closed_at, scope),
+            )
         )
         findings = []
         for row in await _rows(session, statement):
@@ -244,11 +306,23 @@ class ReserveHugging(_BidRule):
                 f"{_yuan(row.starting_price_fen)} 高 {steps:g} 个加价幅度（每个 {_yuan(row.min_increment_fen)}，"
                 f"预警线 {p['increments']} 个）"
             )
-            findings.append(self.finding(
-                "listing", row.id, row.village_code, 55 + 5 * min(row.bidders, 5), text,
-                {"listings": [row.id], "registrations": [row.winner_registration_id], "bids": parse_ids(row.bid_ids)},
-                row.closed_at, bidders=row.bidders, increments_above_start=steps,
-            ))
+            findings.append(
+                self.finding(
+                    "listing",
+                    row.id,
+                    row.village_code,
+                    55 + 5 * min(row.bidders, 5),
+                    text,
+                    {
+                        "listings": [row.id],
+                        "registrations": [row.winner_registration_id],
+                        "bids": parse_ids(row.bid_ids),
+                    },
+                    row.closed_at,
+                    bidders=row.bidders,
+                    increments_above_start=steps,
+                )
+            )
         return findings
 
 
@@ -266,18 +340,35 @@ class CloseSecondBid(_BidRule):
     ocds_code = "R024"
     triggers = frozenset({"listing_closed"})
     parameters = (
-        _parameter(id, "max_gap_ratio", 0.005, float, 0.0, 0.5,
-                   "成交价与第二名最高报价之差不超过成交价的此比例即预警 / raise at or below this gap share"),
-        _parameter(id, "min_comparables", 8, int, 3, 1000,
-                   "稳健界限所需最少可比成交数 / fewest comparables for the robust fence"),
+        _parameter(
+            id,
+            "max_gap_ratio",
+            0.005,
+            float,
+            0.0,
+            0.5,
+            "成交价与第二名最高报价之差不超过成交价的此比例即预警 / raise at or below this gap share",
+        ),
+        _parameter(
+            id,
+            "min_comparables",
+            8,
+            int,
+            3,
+            1000,
+            "稳健界限所需最少可比成交数 / fewest comparables for the robust fence",
+        ),
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
         runner_bid = aliased(Bid)
         runner_up = (
-            select(runner_bid.listing_id, func.max(runner_bid.amount_fen).label("runner_up"),
-                   id_list(runner_bid.id).label("bid_ids"))
+            select(
+                runner_bid.listing_id,
+                func.max(runner_bid.amount_fen).label("runner_up"),
+                id_list(runner_bid.id).label("bid_ids"),
+            )
             .join(Listing, Listing.id == runner_bid.listing_id)
             .where(Listing.status == SOLD, runner_bid.registration_id != Listing.winner_registration_id)
             .group_by(runner_bid.listing_id)
@@ -286,8 +377,13 @@ class CloseSecondBid(_BidRule):
         kinds = _listing_kind()
         gap_ratio = cast(Listing.final_price_fen - runner_up.c.runner_up, Float) / Listing.final_price_fen
         values = (
-            select(Listing.id.label("listing_id"), Village.township_code, Village.district_code,
-                   kinds.c.kind, gap_ratio.label("value"))
+            select(
+                Listing.id.label("listing_id"),
+                Village.township_code,
+                Village.district_code,
+                kinds.c.kind,
+                gap_ratio.label("value"),
+            )
             .join(runner_up, runner_up.c.listing_id == Listing.id)
             .join(Village, Village.code == Listing.village_code)
             .join(kinds, kinds.c.listing_id == Listing.id)
@@ -298,15 +394,26 @@ class CloseSecondBid(_BidRule):
         below_fence = and_(fenced.c.n >= p["min_comparables"], fenced.c.value < fenced.c.lower_fence)
         statement = (
             select(
-                Listing.id, Listing.village_code, Listing.closed_at, Listing.final_price_fen,
-                Listing.winner_registration_id, runner_up.c.runner_up, runner_up.c.bid_ids, fenced.c.value,
-                fenced.c.n, fenced.c.median, fenced.c.lower_fence, fenced.c.area_level,
+                Listing.id,
+                Listing.village_code,
+                Listing.closed_at,
+                Listing.final_price_fen,
+                Listing.winner_registration_id,
+                runner_up.c.runner_up,
+                runner_up.c.bid_ids,
+                fenced.c.value,
+                fenced.c.n,
+                fenced.c.median,
+                fenced.c.lower_fence,
+                fenced.c.area_level,
                 below_fence.label("below_fence"),
             )
             .join(runner_up, runner_up.c.listing_id == Listing.id)
             .join(fenced, fenced.c.listing_id == Listing.id)
-            .where(or_(fenced.c.value <= p["max_gap_ratio"], below_fence),
-                   *_in_scope(Listing.village_code, Listing.closed_at, scope))
+            .where(
+                or_(fenced.c.value <= p["max_gap_ratio"], below_fence),
+                *_in_scope(Listing.village_code, Listing.closed_at, scope),
+            )
         )
         findings = []
         for row in await _rows(session, statement):
@@ -316,14 +423,29 @@ class CloseSecondBid(_BidRule):
                 f"（{row.value:.2%}，预警线 {p['max_gap_ratio']:.2%}"
             )
             if row.n:
-                text += (f"；同{row.area_level}同类成交 {row.n} 宗的差距中位数 {row.median:.2%}，"
-                         f"下限 {row.lower_fence:.2%}")
+                text += (
+                    f"；同{row.area_level}同类成交 {row.n} 宗的差距中位数 {row.median:.2%}，"
+                    f"下限 {row.lower_fence:.2%}"
+                )
             text += "）"
-            findings.append(self.finding(
-                "listing", row.id, row.village_code, 70 if row.below_fence else 55, text,
-                {"listings": [row.id], "registrations": [row.winner_registration_id], "bids": parse_ids(row.bid_ids)},
-                row.closed_at, gap_fen=gap, gap_ratio=row.value, comparables=row.n,
-            ))
+            findings.append(
+                self.finding(
+                    "listing",
+                    row.id,
+                    row.village_code,
+                    70 if row.below_fence else 55,
+                    text,
+                    {
+                        "listings": [row.id],
+                        "registrations": [row.winner_registration_id],
+                        "bids": parse_ids(row.bid_ids),
+                    },
+                    row.closed_at,
+                    gap_fen=gap,
+                    gap_ratio=row.value,
+                    comparables=row.n,
+                )
+            )
         return findings
 
 
@@ -345,9 +467,13 @@ class IdenticalAmounts(_BidRule):
         when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
         statement = (
             select(
-                Bid.listing_id, Bid.amount_fen, Listing.village_code, when.label("occurred_at"),
+                Bid.listing_id,
+                Bid.amount_fen,
+                Listing.village_code,
+                when.label("occurred_at"),
                 func.count(func.distinct(Bid.registration_id)).label("bidders"),
-                id_list(Bid.id).label("bid_ids"), id_list(Bid.registration_id).label("registration_ids"),
+                id_list(Bid.id).label("bid_ids"),
+                id_list(Bid.registration_id).label("registration_ids"),
             )
             .join(Listing, Listing.id == Bid.listing_id)
             .where(*_in_scope(Listing.village_code, when, scope))
@@ -361,12 +487,22 @@ class IdenticalAmounts(_BidRule):
         findings = []
         for listing_id, rows in by_listing.items():
             parts = "；".join(f"{row.bidders} 名竞买人均报价 {_yuan(row.amount_fen)}" for row in rows)
-            findings.append(self.finding(
-                "listing", listing_id, rows[0].village_code, 75, f"同一标的不同竞买人报价相同：{parts}",
-                {"listings": [listing_id], "bids": [i for r in rows for i in parse_ids(r.bid_ids)],
-                 "registrations": [i for r in rows for i in parse_ids(r.registration_ids)]},
-                rows[0].occurred_at, amounts=[row.amount_fen for row in rows],
-            ))
+            findings.append(
+                self.finding(
+                    "listing",
+                    listing_id,
+                    rows[0].village_code,
+                    75,
+                    f"同一标的不同竞买人报价相同：{parts}",
+                    {
+                        "listings": [listing_id],
+                        "bids": [i for r in rows for i in parse_ids(r.bid_ids)],
+                        "registrations": [i for r in rows for i in parse_ids(r.registration_ids)],
+                    },
+                    rows[0].occurred_at,
+                    amounts=[row.amount_fen for row in rows],
+                )
+            )
         return findings
 
 
@@ -402,18 +538,30 @@ class SharedIdentity(_BidRule):
         R, B = Registration, Bidder
         active = R.status != REJECTED
 
-        def from_registration(trait: str, value: Any, paid_for_other: Any = literal(0)) -> Select:
+        def from_registration(trait: str, value: Any, paid_for_other: Any = None) -> Select:
             return (
-                select(R.listing_id, R.id.label("registration_id"), R.bidder_id, literal(trait).label("trait"),
-                       _normalised(value).label("value"), paid_for_other.label("paid_for_other"))
+                select(
+                    R.listing_id,
+                    R.id.label("registration_id"),
+                    R.bidder_id,
+                    literal(trait).label("trait"),
+                    _normalised(value).label("value"),
+                    (literal(0) if paid_for_other is None else paid_for_other).label("paid_for_other"),
+                )
                 .join(B, B.id == R.bidder_id)
                 .where(active)
             )
 
         def from_bids(trait: str, value: Any) -> Select:
             return (
-                select(R.listing_id, R.id.label("registration_id"), R.bidder_id, literal(trait).label("trait"),
-                       _normalised(value).label("value"), literal(0).label("paid_for_other"))
+                select(
+                    R.listing_id,
+                    R.id.label("registration_id"),
+                    R.bidder_id,
+                    literal(trait).label("trait"),
+                    _normalised(value).label("value"),
+                    literal(0).label("paid_for_other"),
+                )
                 .join(Bid, Bid.registration_id == R.id)
                 .where(active)
             )
@@ -425,8 +573,9 @@ class SharedIdentity(_BidRule):
             from_registration("address", B.address),
             from_registration("bank_account", R.deposit_payer_account),
             from_registration("bank_account", B.bank_account),
-            from_registration("deposit_payer", R.deposit_payer_name,
-                              case((R.deposit_payer_name != B.name, 1), else_=0)),
+            from_registration(
+                "deposit_payer", R.deposit_payer_name, case((R.deposit_payer_name != B.name, 1), else_=0)
+            ),
             from_registration("deposit_payer", B.name),
             from_registration("network", R.applied_ip),
             from_bids("network", Bid.ip_address),
@@ -434,14 +583,20 @@ class SharedIdentity(_BidRule):
             from_bids("device", Bid.device_fingerprint),
         ).subquery("traits")
         shared = (
-            select(traits.c.listing_id, traits.c.trait, traits.c.value,
-                   func.count(func.distinct(traits.c.bidder_id)).label("bidders"),
-                   id_list(traits.c.registration_id).label("registration_ids"),
-                   id_list(traits.c.bidder_id).label("bidder_ids"))
+            select(
+                traits.c.listing_id,
+                traits.c.trait,
+                traits.c.value,
+                func.count(func.distinct(traits.c.bidder_id)).label("bidders"),
+                id_list(traits.c.registration_id).label("registration_ids"),
+                id_list(traits.c.bidder_id).label("bidder_ids"),
+            )
             .where(traits.c.value.is_not(None), traits.c.value != "")
             .group_by(traits.c.listing_id, traits.c.trait, traits.c.value)
-            .having(func.count(func.distinct(traits.c.bidder_id)) >= 2,
-                    or_(traits.c.trait != "deposit_payer", func.max(traits.c.paid_for_other) == 1))
+            .having(
+                func.count(func.distinct(traits.c.bidder_id)) >= 2,
+                or_(traits.c.trait != "deposit_payer", func.max(traits.c.paid_for_other) == 1),
+            )
             .subquery("shared")
         )
         when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
@@ -458,13 +613,23 @@ class SharedIdentity(_BidRule):
         for listing_id, rows in by_listing.items():
             parts = "；".join(f"{TRAIT_NAMES[r.trait]} {r.value} 为 {r.bidders} 名竞买人共用" for r in rows)
             kinds = sorted({r.trait for r in rows})
-            findings.append(self.finding(
-                "listing", listing_id, rows[0].village_code, 75 + 5 * len(kinds),
-                f"同一标的的竞买人身份特征相同：{parts}",
-                {"listings": [listing_id], "registrations": [i for r in rows for i in parse_ids(r.registration_ids)],
-                 "bidders": [i for r in rows for i in parse_ids(r.bidder_ids)], "traits": kinds},
-                rows[0].occurred_at, traits=kinds,
-            ))
+            findings.append(
+                self.finding(
+                    "listing",
+                    listing_id,
+                    rows[0].village_code,
+                    75 + 5 * len(kinds),
+                    f"同一标的的竞买人身份特征相同：{parts}",
+                    {
+                        "listings": [listing_id],
+                        "registrations": [i for r in rows for i in parse_ids(r.registration_ids)],
+                        "bidders": [i for r in rows for i in parse_ids(r.bidder_ids)],
+                        "traits": kinds,
+                    },
+                    rows[0].occurred_at,
+                    traits=kinds,
+                )
+            )
         return findings
 
 
@@ -486,58 +651,110 @@ class RelatedToOfficial(_BidRule):
         R, B, L = Registration, Bidder, Listing
         starts = as_date(func.coalesce(L.announced_at, L.bidding_starts_at))
         ends = as_date(func.coalesce(L.closed_at, L.bidding_ends_at))
-        in_office = and_(Cadre.village_code == L.village_code, Cadre.term_start <= ends,
-                         or_(Cadre.term_end.is_(None), Cadre.term_end >= starts))
+        in_office = and_(
+            Cadre.village_code == L.village_code,
+            Cadre.term_start <= ends,
+            or_(Cadre.term_end.is_(None), Cadre.term_end >= starts),
+        )
         when = func.coalesce(L.closed_at, L.bidding_starts_at)
         base = [R.status != REJECTED, *_in_scope(L.village_code, when, scope)]
-        columns = (R.id.label("registration_id"), R.listing_id, R.bidder_number, L.village_code,
-                   when.label("occurred_at"), (L.winner_registration_id == R.id).label("won"), L.final_price_fen,
-                   B.id.label("bidder_id"), B.name.label("bidder_name"), Cadre.id.label("cadre_id"),
-                   Cadre.name.label("cadre_name"), Cadre.body, Cadre.position)
+        columns = (
+            R.id.label("registration_id"),
+            R.listing_id,
+            R.bidder_number,
+            L.village_code,
+            when.label("occurred_at"),
+            (L.winner_registration_id == R.id).label("won"),
+            L.final_price_fen,
+            B.id.label("bidder_id"),
+            B.name.label("bidder_name"),
+            Cadre.id.label("cadre_id"),
+            Cadre.name.label("cadre_name"),
+            Cadre.body,
+            Cadre.position,
+        )
         same_id = Cadre.id_number == B.id_number
         cadres = (
-            select(*columns, literal(None).label("relative_id"), literal(None).label("relation"),
-                   case((same_id, "id_number"), else_="name_phone").label("matched"))
-            .join(L, L.id == R.listing_id).join(B, B.id == R.bidder_id).join(Cadre, in_office)
-            .where(*base, or_(same_id, and_(Cadre.name == B.name,
-                                            or_(Cadre.phone == B.phone, Cadre.phone == R.contact_phone))))
+            select(
+                *columns,
+                literal(None).label("relative_id"),
+                literal(None).label("relation"),
+                case((same_id, "id_number"), else_="name_phone").label("matched"),
+            )
+            .join(L, L.id == R.listing_id)
+            .join(B, B.id == R.bidder_id)
+            .join(Cadre, in_office)
+            .where(
+                *base,
+                or_(
+                    same_id,
+                    and_(Cadre.name == B.name, or_(Cadre.phone == B.phone, Cadre.phone == R.contact_phone)),
+                ),
+            )
         )
         relative_same_id = CadreRelative.id_number == B.id_number
         relatives = (
-            select(*columns, CadreRelative.id.label("relative_id"), CadreRelative.relation,
-                   case((relative_same_id, "id_number"), else_="name").label("matched"))
-            .join(L, L.id == R.listing_id).join(B, B.id == R.bidder_id).join(Cadre, in_office)
+            select(
+                *columns,
+                CadreRelative.id.label("relative_id"),
+                CadreRelative.relation,
+                case((relative_same_id, "id_number"), else_="name").label("matched"),
+            )
+            .join(L, L.id == R.listing_id)
+            .join(B, B.id == R.bidder_id)
+            .join(Cadre, in_office)
             .join(CadreRelative, CadreRelative.cadre_id == Cadre.id)
-            .where(*base, or_(relative_same_id,
-                              and_(CadreRelative.id_number.is_(None), CadreRelative.name == B.name)))
+            .where(
+                *base,
+                or_(relative_same_id, and_(CadreRelative.id_number.is_(None), CadreRelative.name == B.name)),
+            )
         )
         matches = union_all(cadres, relatives).subquery("matches")
-        rows = await _rows(session, select(matches).order_by(matches.c.registration_id, matches.c.cadre_id,
-                                                             matches.c.relative_id))
+        rows = await _rows(
+            session,
+            select(matches).order_by(matches.c.registration_id, matches.c.cadre_id, matches.c.relative_id),
+        )
         by_registration: dict[int, list[Any]] = defaultdict(list)
         for row in rows:
             by_registration[row.registration_id].append(row)
         findings = []
         body_names = {"committee": "村委会", "party_branch": "党支部"}
-        how = {"id_number": "身份证号相同", "name_phone": "姓名和电话相同", "name": "姓名相同（亲属未申报身份证号）"}
+        how = {
+            "id_number": "身份证号相同",
+            "name_phone": "姓名和电话相同",
+            "name": "姓名相同（亲属未申报身份证号）",
+        }
         for registration_id, matched in by_registration.items():
             first = matched[0]
             parts = []
             for m in matched:
                 office = f"{body_names.get(m.body, m.body)}{m.position} {m.cadre_name}"
-                parts.append(f"与本村{office}{how[m.matched]}" if m.relative_id is None
-                             else f"为本村{office}申报的亲属（{m.relation}），{how[m.matched]}")
-            text = f"竞买人 {first.bidder_name}（竞买号 {first.bidder_number or '未编号'}）" + "；".join(parts)
+                parts.append(
+                    f"与本村{office}{how[m.matched]}"
+                    if m.relative_id is None
+                    else f"为本村{office}申报的亲属（{m.relation}），{how[m.matched]}"
+                )
+            text = f"竞买人 {first.bidder_name}（竞买号 {first.bidder_number or '未编号'}）" + "；".join(
+                parts
+            )
             if first.won:
                 text += f"，并竞得该标的（成交价 {_yuan(first.final_price_fen)}）"
             weak = all(m.matched == "name" for m in matched)
             finding = self.finding(
-                "registration", registration_id, first.village_code, (60 if weak else 85) + (10 if first.won else 0),
+                "registration",
+                registration_id,
+                first.village_code,
+                (60 if weak else 85) + (10 if first.won else 0),
                 text,
-                {"listings": [first.listing_id], "registrations": [registration_id], "bidders": [first.bidder_id],
-                 "cadres": [m.cadre_id for m in matched],
-                 "relatives": [m.relative_id for m in matched if m.relative_id is not None]},
-                first.occurred_at, won=bool(first.won),
+                {
+                    "listings": [first.listing_id],
+                    "registrations": [registration_id],
+                    "bidders": [first.bidder_id],
+                    "cadres": [m.cadre_id for m in matched],
+                    "relatives": [m.relative_id for m in matched if m.relative_id is not None],
+                },
+                first.occurred_at,
+                won=bool(first.won),
             )
             finding.severity = Severity.ORANGE if weak else None
             findings.append(finding)
@@ -556,7 +773,9 @@ class CoverBidding(_BidRule):
     severity = Severity.ORANGE
     triggers = frozenset({"listing_closed"})
     parameters = (
-        _parameter(id, "min_lots", 3, int, 2, 100, "窗口内至少此数宗即预警 / lots within the window to raise"),
+        _parameter(
+            id, "min_lots", 3, int, 2, 100, "窗口内至少此数宗即预警 / lots within the window to raise"
+        ),
         _parameter(id, "window_months", 24, int, 1, 120, "统计窗口（月） / the window, in months"),
     )
 
@@ -564,47 +783,86 @@ class CoverBidding(_BidRule):
         p = _values(self, params)
         R, L = Registration, Listing
         cover = (
-            select(R.bidder_id, R.id.label("registration_id"), L.id.label("listing_id"), L.village_code,
-                   L.closed_at)
+            select(
+                R.bidder_id,
+                R.id.label("registration_id"),
+                L.id.label("listing_id"),
+                L.village_code,
+                L.closed_at,
+            )
             .join(L, L.id == R.listing_id)
-            .where(L.status == SOLD, L.winner_registration_id != R.id, R.status == QUALIFIED,
-                   R.deposit_paid_at.is_not(None), ~exists().where(Bid.registration_id == R.id))
+            .where(
+                L.status == SOLD,
+                L.winner_registration_id != R.id,
+                R.status == QUALIFIED,
+                R.deposit_paid_at.is_not(None),
+                ~exists().where(Bid.registration_id == R.id),
+            )
             .cte("cover")
         )
         anchor, member = cover.alias("anchor"), cover.alias("member")
         days = p["window_months"] * DAYS_PER_MONTH
         windows = (
-            select(anchor.c.bidder_id, anchor.c.listing_id, anchor.c.village_code, anchor.c.closed_at,
-                   func.count().label("lots"), id_list(member.c.listing_id).label("listing_ids"),
-                   id_list(member.c.registration_id).label("registration_ids"))
-            .join(member, and_(member.c.bidder_id == anchor.c.bidder_id,
-                               days_between(member.c.closed_at, anchor.c.closed_at) >= 0,
-                               days_between(member.c.closed_at, anchor.c.closed_at) <= days))
+            select(
+                anchor.c.bidder_id,
+                anchor.c.listing_id,
+                anchor.c.village_code,
+                anchor.c.closed_at,
+                func.count().label("lots"),
+                id_list(member.c.listing_id).label("listing_ids"),
+                id_list(member.c.registration_id).label("registration_ids"),
+            )
+            .join(
+                member,
+                and_(
+                    member.c.bidder_id == anchor.c.bidder_id,
+                    days_between(member.c.closed_at, anchor.c.closed_at) >= 0,
+                    days_between(member.c.closed_at, anchor.c.closed_at) <= days,
+                ),
+            )
             .group_by(anchor.c.bidder_id, anchor.c.listing_id, anchor.c.village_code, anchor.c.closed_at)
             .subquery("windows")
         )
         ranked = select(
             windows,
-            func.row_number().over(partition_by=windows.c.bidder_id,
-                                   order_by=(windows.c.lots.desc(), windows.c.closed_at.desc(),
-                                             windows.c.listing_id.desc())).label("rank"),
+            func.row_number()
+            .over(
+                partition_by=windows.c.bidder_id,
+                order_by=(windows.c.lots.desc(), windows.c.closed_at.desc(), windows.c.listing_id.desc()),
+            )
+            .label("rank"),
         ).subquery("ranked")
         statement = (
             select(ranked, Bidder.name)
             .join(Bidder, Bidder.id == ranked.c.bidder_id)
-            .where(ranked.c.rank == 1, ranked.c.lots >= p["min_lots"],
-                   *_in_scope(ranked.c.village_code, ranked.c.closed_at, scope))
+            .where(
+                ranked.c.rank == 1,
+                ranked.c.lots >= p["min_lots"],
+                *_in_scope(ranked.c.village_code, ranked.c.closed_at, scope),
+            )
         )
         findings = []
         for row in await _rows(session, statement):
-            text = (f"竞买人 {row.name} 在 {p['window_months']} 个月内 {row.lots} 宗交易中交纳保证金并取得竞买资格，"
-                    f"却从未出价，均由他人竞得（预警线 {p['min_lots']} 宗）")
-            findings.append(self.finding(
-                "bidder", row.bidder_id, row.village_code, 50 + 10 * min(row.lots, 5), text,
-                {"listings": parse_ids(row.listing_ids), "registrations": parse_ids(row.registration_ids),
-                 "bidders": [row.bidder_id]},
-                row.closed_at, lots=row.lots,
-            ))
+            text = (
+                f"竞买人 {row.name} 在 {p['window_months']} 个月内 {row.lots} 宗交易中交纳保证金并取得竞买资格，"
+                f"却从未出价，均由他人竞得（预警线 {p['min_lots']} 宗）"
+            )
+            findings.append(
+                self.finding(
+                    "bidder",
+                    row.bidder_id,
+                    row.village_code,
+                    50 + 10 * min(row.lots, 5),
+                    text,
+                    {
+                        "listings": parse_ids(row.listing_ids),
+                        "registrations": parse_ids(row.registration_ids),
+                        "bidders": [row.bidder_id],
+                    },
+                    row.closed_at,
+                    lots=row.lots,
+                )
+            )
         return findings
 
 
@@ -612,8 +870,14 @@ def _participation() -> Any:
     """Qualified bidders of sold lots with the lot's township, time and winning bidder."""
     R, winner = Registration, aliased(Registration)
     return (
-        select(R.bidder_id, Listing.id.label("listing_id"), Listing.village_code, Village.township_code,
-               Listing.closed_at, winner.bidder_id.label("winner_id"))
+        select(
+            R.bidder_id,
+            Listing.id.label("listing_id"),
+            Listing.village_code,
+            Village.township_code,
+            Listing.closed_at,
+            winner.bidder_id.label("winner_id"),
+        )
         .join(Listing, Listing.id == R.listing_id)
         .join(Village, Village.code == Listing.village_code)
         .join(winner, winner.id == Listing.winner_registration_id)
@@ -650,7 +914,12 @@ class Rotation(_BidRule):
         p = _values(self, params)
         part = _participation()
         a, b, c = part.alias("a"), part.alias("b"), part.alias("c")
-        trio = (a.c.bidder_id.label("a"), b.c.bidder_id.label("b"), c.c.bidder_id.label("c"), a.c.township_code)
+        trio = (
+            a.c.bidder_id.label("a"),
+            b.c.bidder_id.label("b"),
+            c.c.bidder_id.label("c"),
+            a.c.township_code,
+        )
         together = (
             select(*trio, a.c.listing_id, a.c.village_code, a.c.closed_at, a.c.winner_id)
             .join(b, and_(b.c.listing_id == a.c.listing_id, b.c.bidder_id > a.c.bidder_id))
@@ -661,9 +930,9 @@ class Rotation(_BidRule):
         latest = select(
             together,
             func.max(together.c.closed_at).over(partition_by=keys).label("latest"),
-            func.first_value(together.c.village_code).over(
-                partition_by=keys, order_by=(together.c.closed_at.desc(), together.c.listing_id.desc())
-            ).label("latest_village"),
+            func.first_value(together.c.village_code)
+            .over(partition_by=keys, order_by=(together.c.closed_at.desc(), together.c.listing_id.desc()))
+            .label("latest_village"),
         ).subquery("latest")
         lots = (
             select(latest)
@@ -681,7 +950,9 @@ class Rotation(_BidRule):
         )
 
         def same_trio(x: Any, y: Any) -> ColumnElement[bool]:
-            return and_(x.c.a == y.c.a, x.c.b == y.c.b, x.c.c == y.c.c, x.c.township_code == y.c.township_code)
+            return and_(
+                x.c.a == y.c.a, x.c.b == y.c.b, x.c.c == y.c.c, x.c.township_code == y.c.township_code
+            )
 
         # the group: every bidder qualified in all the trio's lots
         members = (
@@ -696,20 +967,33 @@ class Rotation(_BidRule):
             .subquery("won")
         )
         inside = members.alias("inside")
-        wins = lambda who: func.sum(case((lots.c.winner_id == who, 1), else_=0))  # noqa: E731
+        wins = lambda who: func.sum(case((lots.c.winner_id == who, 1), else_=0))
         trios = (
-            select(*trio_keys, func.count().label("n"), func.max(lots.c.latest).label("latest"),
-                   func.max(lots.c.latest_village).label("village_code"), id_list(lots.c.listing_id).label("ids"),
-                   wins(lots.c.a).label("wins_a"), wins(lots.c.b).label("wins_b"), wins(lots.c.c).label("wins_c"),
-                   func.sum(case((inside.c.bidder_id.is_(None), 1), else_=0)).label("outsider_wins"))
+            select(
+                *trio_keys,
+                func.count().label("n"),
+                func.max(lots.c.latest).label("latest"),
+                func.max(lots.c.latest_village).label("village_code"),
+                id_list(lots.c.listing_id).label("ids"),
+                wins(lots.c.a).label("wins_a"),
+                wins(lots.c.b).label("wins_b"),
+                wins(lots.c.c).label("wins_c"),
+                func.sum(case((inside.c.bidder_id.is_(None), 1), else_=0)).label("outsider_wins"),
+            )
             .outerjoin(inside, and_(same_trio(inside, lots), inside.c.bidder_id == lots.c.winner_id))
             .group_by(*trio_keys)
             .subquery("trios")
         )
         qualifying = (
             select(trios)
-            .where(trios.c.n >= p["min_lots"], trios.c.wins_a >= 1, trios.c.wins_b >= 1, trios.c.wins_c >= 1,
-                   trios.c.outsider_wins == 0, *_in_scope(trios.c.village_code, trios.c.latest, scope))
+            .where(
+                trios.c.n >= p["min_lots"],
+                trios.c.wins_a >= 1,
+                trios.c.wins_b >= 1,
+                trios.c.wins_c >= 1,
+                trios.c.outsider_wins == 0,
+                *_in_scope(trios.c.village_code, trios.c.latest, scope),
+            )
             .subquery("qualifying")
         )
         member_wins = (
@@ -717,7 +1001,13 @@ class Rotation(_BidRule):
             .join(members, same_trio(members, qualifying))
             .join(Bidder, Bidder.id == members.c.bidder_id)
             .outerjoin(won, and_(same_trio(won, qualifying), won.c.winner_id == members.c.bidder_id))
-            .order_by(qualifying.c.a, qualifying.c.b, qualifying.c.c, qualifying.c.township_code, members.c.bidder_id)
+            .order_by(
+                qualifying.c.a,
+                qualifying.c.b,
+                qualifying.c.c,
+                qualifying.c.township_code,
+                members.c.bidder_id,
+            )
         )
         trio_rows: dict[tuple, list[Any]] = defaultdict(list)
         for row in await _rows(session, member_wins):
@@ -726,19 +1016,33 @@ class Rotation(_BidRule):
         for rows in trio_rows.values():
             subject = group_subject_id([r.bidder_id for r in rows])
             best = groups.get(subject)
-            if best is None or (rows[0].n, rows[0].latest, rows[0].ids) > (best[0].n, best[0].latest, best[0].ids):
+            if best is None or (rows[0].n, rows[0].latest, rows[0].ids) > (
+                best[0].n,
+                best[0].latest,
+                best[0].ids,
+            ):
                 groups[subject] = rows
         findings = []
         for subject, rows in sorted(groups.items()):
             first = rows[0]
             shares = "、".join(f"{r.name} {r.wins} 宗" for r in rows)
-            text = (f"{len(rows)} 名竞买人在 {p['window_months']} 个月内共同参加本镇街 {first.n} 宗成交交易"
-                    f"（预警线 {p['min_lots']} 宗），均由其中之一竞得，轮流中标：{shares}")
-            findings.append(self.finding(
-                "bidder_group", subject, first.village_code, 60 + 5 * min(first.n, 8), text,
-                {"listings": parse_ids(first.ids), "bidders": [r.bidder_id for r in rows]},
-                first.latest, lots=first.n, wins={r.bidder_id: r.wins for r in rows},
-            ))
+            text = (
+                f"{len(rows)} 名竞买人在 {p['window_months']} 个月内共同参加本镇街 {first.n} 宗成交交易"
+                f"（预警线 {p['min_lots']} 宗），均由其中之一竞得，轮流中标：{shares}"
+            )
+            findings.append(
+                self.finding(
+                    "bidder_group",
+                    subject,
+                    first.village_code,
+                    60 + 5 * min(first.n, 8),
+                    text,
+                    {"listings": parse_ids(first.ids), "bidders": [r.bidder_id for r in rows]},
+                    first.latest,
+                    lots=first.n,
+                    wins={r.bidder_id: r.wins for r in rows},
+                )
+            )
         return findings
 
 
@@ -755,11 +1059,20 @@ class DominantWinner(_BidRule):
     severity = Severity.ORANGE
     triggers = frozenset({"listing_closed"})
     parameters = (
-        _parameter(id, "min_share", 0.5, float, 0.05, 1.0, "中标份额达到此比例 / share of the village's sold lots"),
+        _parameter(
+            id, "min_share", 0.5, float, 0.05, 1.0, "中标份额达到此比例 / share of the village's sold lots"
+        ),
         _parameter(id, "min_wins", 4, int, 2, 100, "且至少中标此数宗 / and at least this many wins"),
         _parameter(id, "window_months", 24, int, 1, 120, "统计窗口（月） / the window, in months"),
-        _parameter(id, "min_comparables", 8, int, 3, 1000,
-                   "稳健界限所需最少村数 / fewest villages for the robust fence"),
+        _parameter(
+            id,
+            "min_comparables",
+            8,
+            int,
+            3,
+            1000,
+            "稳健界限所需最少村数 / fewest villages for the robust fence",
+        ),
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
@@ -767,28 +1080,42 @@ class DominantWinner(_BidRule):
         days = p["window_months"] * DAYS_PER_MONTH
         winner = aliased(Registration)
         sold = (
-            select(Listing.id.label("listing_id"), Listing.village_code, Village.township_code, Listing.closed_at,
-                   winner.bidder_id)
+            select(
+                Listing.id.label("listing_id"),
+                Listing.village_code,
+                Village.township_code,
+                Listing.closed_at,
+                winner.bidder_id,
+            )
             .join(winner, winner.id == Listing.winner_registration_id)
             .join(Village, Village.code == Listing.village_code)
             .where(Listing.status == SOLD)
             .cte("sold")
         )
         pairs = (
-            select(sold.c.bidder_id, sold.c.village_code, sold.c.township_code,
-                   func.max(sold.c.closed_at).label("latest"))
+            select(
+                sold.c.bidder_id,
+                sold.c.village_code,
+                sold.c.township_code,
+                func.max(sold.c.closed_at).label("latest"),
+            )
             .group_by(sold.c.bidder_id, sold.c.village_code, sold.c.township_code)
             .subquery("pairs")
         )
         lot = sold.alias("lot")
-        in_window = and_(lot.c.village_code == pairs.c.village_code,
-                         days_between(lot.c.closed_at, pairs.c.latest) >= 0,
-                         days_between(lot.c.closed_at, pairs.c.latest) <= days)
+        in_window = and_(
+            lot.c.village_code == pairs.c.village_code,
+            days_between(lot.c.closed_at, pairs.c.latest) >= 0,
+            days_between(lot.c.closed_at, pairs.c.latest) <= days,
+        )
         mine = lot.c.bidder_id == pairs.c.bidder_id
         shares = (
-            select(pairs, func.count().label("lots"),
-                   func.sum(case((mine, 1), else_=0)).label("wins"),
-                   id_list(case((mine, lot.c.listing_id))).label("won_ids"))
+            select(
+                pairs,
+                func.count().label("lots"),
+                func.sum(case((mine, 1), else_=0)).label("wins"),
+                id_list(case((mine, lot.c.listing_id))).label("won_ids"),
+            )
             .join(lot, in_window)
             .group_by(pairs.c.bidder_id, pairs.c.village_code, pairs.c.township_code, pairs.c.latest)
             .subquery("shares")
@@ -802,25 +1129,48 @@ class DominantWinner(_BidRule):
         fences = quartile_fences(leaders, ["township_code"]).subquery("fences")
         above = and_(fences.c.n >= p["min_comparables"], share > fences.c.upper_fence)
         statement = (
-            select(shares, share.label("share"), fences.c.n, fences.c.median, fences.c.upper_fence,
-                   above.label("above_fence"), Bidder.name)
+            select(
+                shares,
+                share.label("share"),
+                fences.c.n,
+                fences.c.median,
+                fences.c.upper_fence,
+                above.label("above_fence"),
+                Bidder.name,
+            )
             .join(Bidder, Bidder.id == shares.c.bidder_id)
             .outerjoin(fences, fences.c.township_code == shares.c.township_code)
-            .where(shares.c.wins >= p["min_wins"], or_(share >= p["min_share"], above),
-                   *_in_scope(shares.c.village_code, shares.c.latest, scope))
+            .where(
+                shares.c.wins >= p["min_wins"],
+                or_(share >= p["min_share"], above),
+                *_in_scope(shares.c.village_code, shares.c.latest, scope),
+            )
         )
         findings = []
         for row in await _rows(session, statement):
-            text = (f"竞买人 {row.name} 在 {p['window_months']} 个月内竞得本村 {row.lots} 宗成交交易中的 {row.wins} 宗"
-                    f"（{row.share:.0%}，预警线 {p['min_share']:.0%} 且不少于 {p['min_wins']} 宗")
+            text = (
+                f"竞买人 {row.name} 在 {p['window_months']} 个月内竞得本村 {row.lots} 宗成交交易中的 {row.wins} 宗"
+                f"（{row.share:.0%}，预警线 {p['min_share']:.0%} 且不少于 {p['min_wins']} 宗"
+            )
             if row.n and row.n >= p["min_comparables"]:
-                text += f"；本镇街 {row.n} 个村最大中标份额的中位数 {row.median:.0%}，上限 {row.upper_fence:.0%}"
+                text += (
+                    f"；本镇街 {row.n} 个村最大中标份额的中位数 {row.median:.0%}，上限 {row.upper_fence:.0%}"
+                )
             text += "）"
-            findings.append(self.finding(
-                "bidder", f"{row.bidder_id}:{row.village_code}", row.village_code, 50 + 40 * row.share, text,
-                {"listings": parse_ids(row.won_ids), "bidders": [row.bidder_id]},
-                row.latest, wins=row.wins, lots=row.lots, share=row.share,
-            ))
+            findings.append(
+                self.finding(
+                    "bidder",
+                    f"{row.bidder_id}:{row.village_code}",
+                    row.village_code,
+                    50 + 40 * row.share,
+                    text,
+                    {"listings": parse_ids(row.won_ids), "bidders": [row.bidder_id]},
+                    row.latest,
+                    wins=row.wins,
+                    lots=row.lots,
+                    share=row.share,
+                )
+            )
         return findings
 
 
@@ -842,8 +1192,15 @@ class BelowMarket(_BidRule):
     severity = Severity.ORANGE
     triggers = frozenset({"listing_closed"})
     parameters = (
-        _parameter(id, "min_comparables", 8, int, 3, 1000,
-                   "计算稳健界限所需最少可比成交数 / fewest comparables for the robust fence"),
+        _parameter(
+            id,
+            "min_comparables",
+            8,
+            int,
+            3,
+            1000,
+            "计算稳健界限所需最少可比成交数 / fewest comparables for the robust fence",
+        ),
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
@@ -857,8 +1214,13 @@ class BelowMarket(_BidRule):
             (Listing.price_basis == "total", price / (Listing.term_months / 12.0) / area),
         )
         values = (
-            select(Listing.id.label("listing_id"), Village.township_code, Village.district_code,
-                   (kinds.c.kind + "/" + kinds.c.unit).label("kind"), unit_price.label("value"))
+            select(
+                Listing.id.label("listing_id"),
+                Village.township_code,
+                Village.district_code,
+                (kinds.c.kind + "/" + kinds.c.unit).label("kind"),
+                unit_price.label("value"),
+            )
             .join(Village, Village.code == Listing.village_code)
             .join(kinds, kinds.c.listing_id == Listing.id)
             .where(Listing.status == SOLD, area > 0)
@@ -866,25 +1228,47 @@ class BelowMarket(_BidRule):
         )
         fenced = _fenced(values, p["min_comparables"])
         statement = (
-            select(Listing.id, Listing.village_code, Listing.closed_at, Listing.final_price_fen,
-                   Listing.winner_registration_id, kinds.c.kind, kinds.c.unit, fenced)
+            select(
+                Listing.id,
+                Listing.village_code,
+                Listing.closed_at,
+                Listing.final_price_fen,
+                Listing.winner_registration_id,
+                kinds.c.kind,
+                kinds.c.unit,
+                fenced,
+            )
             .join(fenced, fenced.c.listing_id == Listing.id)
             .join(kinds, kinds.c.listing_id == Listing.id)
-            .where(fenced.c.n >= p["min_comparables"], fenced.c.value < fenced.c.lower_fence,
-                   *_in_scope(Listing.village_code, Listing.closed_at, scope))
+            .where(
+                fenced.c.n >= p["min_comparables"],
+                fenced.c.value < fenced.c.lower_fence,
+                *_in_scope(Listing.village_code, Listing.closed_at, scope),
+            )
         )
         findings = []
         for row in await _rows(session, statement):
             unit = UNIT_NAMES.get(row.unit, "每单位每年")
-            text = (f"成交价 {unit} {_yuan(row.value)}，低于同{row.area_level}同类资产下限 {_yuan(row.lower_fence)}"
-                    f"（样本 {row.n} 宗，中位数 {_yuan(row.median)}）")
+            text = (
+                f"成交价 {unit} {_yuan(row.value)}，低于同{row.area_level}同类资产下限 {_yuan(row.lower_fence)}"
+                f"（样本 {row.n} 宗，中位数 {_yuan(row.median)}）"
+            )
             depth = (row.lower_fence - row.value) / row.median if row.median else 0
-            findings.append(self.finding(
-                "listing", row.id, row.village_code, 60 + 40 * min(max(depth, 0), 1), text,
-                {"listings": [row.id], "registrations": [row.winner_registration_id]},
-                row.closed_at, unit_price_fen=row.value, lower_fence_fen=row.lower_fence, median_fen=row.median,
-                comparables=row.n,
-            ))
+            findings.append(
+                self.finding(
+                    "listing",
+                    row.id,
+                    row.village_code,
+                    60 + 40 * min(max(depth, 0), 1),
+                    text,
+                    {"listings": [row.id], "registrations": [row.winner_registration_id]},
+                    row.closed_at,
+                    unit_price_fen=row.value,
+                    lower_fence_fen=row.lower_fence,
+                    median_fen=row.median,
+                    comparables=row.n,
+                )
+            )
         return findings
 
 
@@ -907,20 +1291,33 @@ class ShortAnnouncement(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        days = case((Listing.announced_at.is_not(None), days_between(Listing.announced_at, Listing.bidding_starts_at)),
-                    else_=cast(Listing.announcement_days, Float))
-        statement = (
-            select(Listing.id, Listing.village_code, Listing.closed_at, days.label("days"))
-            .where(Listing.status.in_(FINISHED), days < p["min_days"],
-                   *_in_scope(Listing.village_code, Listing.closed_at, scope))
+        days = case(
+            (
+                Listing.announced_at.is_not(None),
+                days_between(Listing.announced_at, Listing.bidding_starts_at),
+            ),
+            else_=cast(Listing.announcement_days, Float),
+        )
+        statement = select(Listing.id, Listing.village_code, Listing.closed_at, days.label("days")).where(
+            Listing.status.in_(FINISHED),
+            days < p["min_days"],
+            *_in_scope(Listing.village_code, Listing.closed_at, scope),
         )
         findings = []
         for row in await _rows(session, statement):
             text = f"公告期 {row.days:.1f} 天（自公告至竞价开始），短于最短公告期 {p['min_days']} 天"
-            findings.append(self.finding(
-                "listing", row.id, row.village_code, 40 + 40 * (1 - max(row.days, 0) / p["min_days"]), text,
-                {"listings": [row.id]}, row.closed_at, announcement_days=row.days,
-            ))
+            findings.append(
+                self.finding(
+                    "listing",
+                    row.id,
+                    row.village_code,
+                    40 + 40 * (1 - max(row.days, 0) / p["min_days"]),
+                    text,
+                    {"listings": [row.id]},
+                    row.closed_at,
+                    announcement_days=row.days,
+                )
+            )
         return findings
 
 
@@ -937,30 +1334,61 @@ class RelistedCheaper(_BidRule):
     severity = Severity.YELLOW
     triggers = frozenset({"bidder_qualified", "bid_placed", "listing_closed"})
     parameters = (
-        _parameter(id, "max_cut", 0.2, float, 0.0, 1.0, "起始价最大降幅 / the largest allowed cut of the starting price"),
+        _parameter(
+            id,
+            "max_cut",
+            0.2,
+            float,
+            0.0,
+            1.0,
+            "起始价最大降幅 / the largest allowed cut of the starting price",
+        ),
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
         previous = aliased(Listing)
-        cut = cast(previous.starting_price_fen - Listing.starting_price_fen, Float) / previous.starting_price_fen
+        cut = (
+            cast(previous.starting_price_fen - Listing.starting_price_fen, Float)
+            / previous.starting_price_fen
+        )
         when = func.coalesce(Listing.announced_at, Listing.created_at)
         statement = (
-            select(Listing.id, Listing.village_code, when.label("occurred_at"), Listing.starting_price_fen,
-                   previous.id.label("previous_id"), previous.starting_price_fen.label("previous_price"),
-                   cut.label("cut"))
+            select(
+                Listing.id,
+                Listing.village_code,
+                when.label("occurred_at"),
+                Listing.starting_price_fen,
+                previous.id.label("previous_id"),
+                previous.starting_price_fen.label("previous_price"),
+                cut.label("cut"),
+            )
             .join(previous, previous.id == Listing.relisted_from_id)
-            .where(previous.status == "failed", Listing.status.not_in(("draft", "submitted")), cut > p["max_cut"],
-                   *_in_scope(Listing.village_code, when, scope))
+            .where(
+                previous.status == "failed",
+                Listing.status.not_in(("draft", "submitted")),
+                cut > p["max_cut"],
+                *_in_scope(Listing.village_code, when, scope),
+            )
         )
         findings = []
         for row in await _rows(session, statement):
-            text = (f"流拍后重新挂牌，起始价由 {_yuan(row.previous_price)} 降至 {_yuan(row.starting_price_fen)}，"
-                    f"降幅 {row.cut:.1%}，超过允许的 {p['max_cut']:.0%}")
-            findings.append(self.finding(
-                "listing", row.id, row.village_code, 40 + 60 * min(row.cut, 1), text,
-                {"listings": [row.previous_id, row.id]}, row.occurred_at, cut=row.cut,
-            ))
+            text = (
+                f"流拍后重新挂牌，起始价由 {_yuan(row.previous_price)} 降至 {_yuan(row.starting_price_fen)}，"
+                f"降幅 {row.cut:.1%}，超过允许的 {p['max_cut']:.0%}"
+            )
+            findings.append(
+                self.finding(
+                    "listing",
+                    row.id,
+                    row.village_code,
+                    40 + 60 * min(row.cut, 1),
+                    text,
+                    {"listings": [row.previous_id, row.id]},
+                    row.occurred_at,
+                    cut=row.cut,
+                )
+            )
         return findings
 
 

@@ -75,7 +75,7 @@ def quartile_fences(
     )
 
 
-class as_date(FunctionElement):  # noqa: N801 - reads like a SQL function
+class as_date(FunctionElement):
     """The calendar date (UTC) of a timestamp: ``date(x)`` on SQLite, ``CAST(x AS DATE)`` elsewhere."""
 
     type = Date()
@@ -92,7 +92,7 @@ def _as_date_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
     return f"date({compiler.process(element.clauses, **kw)})"
 
 
-class days_between(FunctionElement):  # noqa: N801
+class days_between(FunctionElement):
     """Days (fractional) from the first timestamp or date to the second."""
 
     type = Float()
@@ -116,9 +116,7 @@ def within_days(earlier: ColumnElement, later: ColumnElement, days: float) -> Co
     return and_(days_between(earlier, later) >= 0, days_between(earlier, later) <= days)
 
 
-
-
-class id_list(FunctionElement):  # noqa: N801
+class id_list(FunctionElement):
     """An aggregate: the distinct values of a column joined by commas (``group_concat`` / ``string_agg``);
     read back with :func:`parse_ids`."""
 
