@@ -215,6 +215,7 @@ class PoolBidder:
     phone: str
     address: str
     account: str
+    id_number: str
 
 
 @dataclass
@@ -228,11 +229,23 @@ class AssetRow:
     name: str
 
 
-@dataclass
-class Journal:
-    """The entries of one collective before they are hashed onto its chain."""
+@dataclass(frozen=True)
+class Made:
+    """The id of a row the generator wrote."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    id: int
+
+
+@dataclass
+class ContractRow:
+    id: int
+    number: str
+    counterparty_name: str
+    counterparty_id_number: str | None
+    unit_price_fen: int
+    signed_on: date
+    end_date: date
+    installments: list[Any]
 
 
 class Generator:
@@ -260,6 +273,7 @@ class Generator:
         self.system_user_id: int | None = None
         self.asset_status: dict[int, tuple[datetime, str]] = {}
         self.sold_on: dict[str, list[date]] = {}
+        self.buffer: dict[Any, list[dict[str, Any]]] = {}
 
     # -- small helpers
 
@@ -459,7 +473,7 @@ class Generator:
         self.session.add(bidder)
         await self.session.flush()
         return PoolBidder(bidder.id, name, traits["ip"], traits["device"], traits["phone"], traits["address"],
-                          traits["bank_account"])
+                          traits["bank_account"], traits["id_number"])
 
     async def bidder_pools(self) -> None:
         for township in self.scenario.townships:
@@ -474,22 +488,14 @@ class Generator:
         code = f"{self.tag}-{number:05d}"
         names = {"farmland": "耕地", "fish_pond": "鱼塘", "forest": "林地", "construction_land": "集体建设用地",
                  "shop": "商铺", "building": "厂房", "equipment": "设备", "other": "其他资产"}
-        asset = Asset(
-            collective_id=self.collective[village],
-            village_code=village,
-            code=code,
-            name=f"{names[kind]}{label or number}",
-            kind=kind,
-            area=area,
-            area_unit=unit,
-            location=f"{names[kind]}片区第{number}号",
-            book_value_fen=self.rng.randint(50, 500) * 100_000,
-            status="idle",
+        name = f"{names[kind]}{label or number}"
+        asset_id = await self.insert(
+            Asset, collective_id=self.collective[village], village_code=village, code=code, name=name, kind=kind,
+            area=area, area_unit=unit, location=f"{names[kind]}片区第{number}号",
+            book_value_fen=self.rng.randint(50, 500) * 100_000, status="idle",
         )
-        self.session.add(asset)
-        await self.session.flush()
         self.scenario.counts["assets"] += 1
-        return AssetRow(asset.id, village, kind, area, unit, code, asset.name)
+        return AssetRow(asset_id, village, kind, area, unit, code, name)
 
     def price_band(self, village: str, kind: str, area: Decimal) -> int:
         """A plausible price per the listing's basis: per mu per year for land, per year for buildings."""
@@ -511,8 +517,28 @@ class Generator:
         moment = self.at(day, 9)
         if asset_id not in self.asset_status or self.asset_status[asset_id][0] <= moment:
             self.asset_status[asset_id] = (moment, new)
-        self.session.add(AssetStatusChange(asset_id=asset_id, from_status=old, to_status=new, reason=reason,
-                                           changed_by_id=self.system_user_id, changed_at=self.at(day, 9)))
+        self.later(AssetStatusChange, asset_id=asset_id, from_status=old, to_status=new, reason=reason,
+                   changed_by_id=self.system_user_id, changed_at=moment)
+
+    async def insert(self, model: Any, **values: Any) -> int:
+        """Insert one row (Core, with the model's Python-side defaults) and return its id."""
+        table = model.__table__
+        return (await self.session.execute(insert(table).returning(table.c.id), [values])).scalar_one()
+
+    async def insert_many(self, model: Any, rows: list[dict[str, Any]]) -> list[int]:
+        table = model.__table__
+        result = await self.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        return list(result.scalars())
+
+    def later(self, model: Any, **values: Any) -> None:
+        """Queue a row nothing refers to, for one bulk insert per table at the end."""
+        self.buffer.setdefault(model, []).append(values)
+
+    async def flush_buffers(self) -> None:
+        for model, rows in self.buffer.items():
+            for start in range(0, len(rows), 2000):
+                await self.session.execute(insert(model.__table__), rows[start:start + 2000])
+        self.buffer.clear()
 
     # -- auctions
 
@@ -538,7 +564,7 @@ class Generator:
         silent: tuple[int, ...] = (),
         winner: int | None = None,
         pay: bool = True,
-    ) -> tuple[Listing, Contract | None, list[Registration]]:
+    ) -> tuple[Made, ContractRow | None, list[Made]]:
         """A listing of one asset from announcement to result (and contract), with the bids as planned.
 
         ``plan`` lists (bidder index, amount); without it the bidders outbid each other from ``start`` up to
@@ -556,12 +582,23 @@ class Generator:
         bidding_starts = self.at(announce_on + timedelta(days=days + 2), 9)
         bidding_ends = bidding_starts + timedelta(hours=2)
         number = f"{self.tag}-{village[-6:]}-{self.next_serial():05d}"
-        listing = Listing(
+        if plan is None:
+            plan = self.bid_plan(len(bidders), start, increment, final, silent, winner)
+        moments, moment = [], bidding_starts
+        for _ in plan:
+            moment += timedelta(seconds=self.rng.randint(20, 240))
+            moments.append(moment)
+        closed_at = max(bidding_ends, moment + timedelta(minutes=5))
+        price = plan[-1][1] if plan else None
+        sold = sold and price is not None and (reserve is None or price >= reserve)
+        closed_on = closed_at.astimezone(ZONE).date()
+        listing_id = await self.insert(
+            Listing,
             collective_id=self.collective[village],
             village_code=village,
             number=number,
             title=f"{asset.name}{'发包' if asset.kind in TRADE_TYPE else '出租'}",
-            status="announced",
+            status="sold" if sold else "failed",
             trade_type=TRADE_TYPE.get(asset.kind, "lease"),
             term_months=term,
             price_basis=basis,
@@ -571,22 +608,30 @@ class Generator:
             min_increment_fen=increment,
             max_increment_fen=increment * 10,
             deposit_fen=min(start, max(100, start // 10 // 100 * 100)),
+            performance_bond_fen=0,
             announcement_days=days,
             registration_deadline=registration_deadline,
             bidding_starts_at=bidding_starts,
             bidding_ends_at=bidding_ends,
             extension_minutes=5,
             max_extensions=20,
+            extensions_used=0,
+            lock_version=len(plan),
             resolution_meeting_date=announce_on - timedelta(days=20),
             resolution_present=45,
             resolution_votes_for=41,
             resolution_votes_against=2,
             announced_at=announced_at,
             relisted_from_id=relisted_from,
+            current_end_at=closed_at,
+            current_price_fen=price,
+            bid_count=len(plan),
+            closed_at=closed_at,
+            final_price_fen=price if sold else None,
+            publicity_ends_at=closed_at + timedelta(days=5) if publish else None,
+            sign_deadline=closed_on + timedelta(days=20) if sold else None,
         )
-        self.session.add(listing)
-        await self.session.flush()
-        self.session.add(ListingAsset(listing_id=listing.id, asset_id=asset.id))
+        self.later(ListingAsset, listing_id=listing_id, asset_id=asset.id)
         await self.status_change(asset.id, "idle", "listed", f"挂牌 {number}", announce_on)
         registrations = []
         for index, bidder in enumerate(bidders):
@@ -594,91 +639,60 @@ class Generator:
                       "applied_device": bidder.device, "deposit_payer_name": bidder.name,
                       "deposit_payer_account": bidder.account}
             traits.update((registration_overrides or {}).get(index, {}))
-            registrations.append(
-                Registration(
-                    listing_id=listing.id,
-                    bidder_id=bidder.id,
-                    status="qualified",
-                    bidder_number=f"{index + 1:03d}",
-                    deposit_state="refunded",
-                    deposit_paid_at=self.at(announce_on + timedelta(days=min(days - 1, 2 + index)), 11),
-                    decided_by_id=self.system_user_id,
-                    decided_at=self.at(announce_on + timedelta(days=days), 16),
-                    **traits,
-                )
-            )
-        self.session.add_all(registrations)
-        await self.session.flush()
-        if plan is None:
-            plan = self.bid_plan(len(bidders), start, increment, final, silent, winner)
-        bids = []
-        moment = bidding_starts
-        for seq, (index, amount) in enumerate(plan, start=1):
-            moment += timedelta(seconds=self.rng.randint(20, 240))
-            registration = registrations[index]
-            bids.append({
-                "listing_id": listing.id, "seq": seq, "registration_id": registration.id, "amount_fen": amount,
-                "client_key": f"{number}-{seq}", "placed_at": moment,
-                "ip_address": registration.applied_ip, "device_fingerprint": registration.applied_device,
-            })
-        if bids:
-            await self.session.execute(insert(Bid.__table__), bids)
-        self.scenario.counts["bids"] += len(bids)
-        closed_at = max(bidding_ends, moment + timedelta(minutes=5))
-        price = plan[-1][1] if plan else None
-        sold = sold and price is not None and (reserve is None or price >= reserve)
-        winner = registrations[plan[-1][0]] if sold else None
-        listing.current_end_at = closed_at
-        listing.current_price_fen = price
-        listing.bid_count = len(plan)
-        listing.leading_registration_id = registrations[plan[-1][0]].id if plan else None
-        listing.closed_at = closed_at
-        listing.publicity_ends_at = closed_at + timedelta(days=5) if publish else None
-        steps = [("draft", "submitted", announce_on - timedelta(days=15)),
-                 ("submitted", "approved", announce_on - timedelta(days=5)),
-                 ("approved", "announced", announce_on)]
-        steps += [("announced", "bidding", bidding_starts.astimezone(ZONE).date()),
-                  ("bidding", "closed", closed_at.astimezone(ZONE).date())]
-        self.session.add_all(
-            ListingEvent(listing_id=listing.id, from_status=a, to_status=b, actor_id=self.system_user_id,
-                         at=self.at(day, 9) if b != "closed" else closed_at, note=None)
-            for a, b, day in steps
-        )
+            won = sold and index == plan[-1][0]
+            registrations.append(dict(
+                listing_id=listing_id, bidder_id=bidder.id, status="qualified", bidder_number=f"{index + 1:03d}",
+                deposit_state="applied" if won else "refunded",
+                deposit_paid_at=self.at(announce_on + timedelta(days=min(days - 1, 2 + index)), 11),
+                decided_by_id=self.system_user_id, decided_at=self.at(announce_on + timedelta(days=days), 16),
+                **traits,
+            ))
+        registration_ids = await self.insert_many(Registration, registrations) if registrations else []
+        for seq, ((index, amount), when) in enumerate(zip(plan, moments, strict=True), start=1):
+            self.later(Bid, listing_id=listing_id, seq=seq, registration_id=registration_ids[index], amount_fen=amount,
+                       client_key=f"{number}-{seq}", placed_at=when, extended_end_at=None,
+                       ip_address=registrations[index]["applied_ip"],
+                       device_fingerprint=registrations[index]["applied_device"])
+        self.scenario.counts["bids"] += len(plan)
         self.scenario.counts["listings"] += 1
+        steps = [("draft", "submitted", self.at(announce_on - timedelta(days=15), 9), None),
+                 ("submitted", "approved", self.at(announce_on - timedelta(days=5), 9), None),
+                 ("approved", "announced", announced_at, None),
+                 ("announced", "bidding", bidding_starts, None),
+                 ("bidding", "closed", closed_at, "竞价结束"),
+                 ("closed", "sold" if sold else "failed", closed_at,
+                  f"成交，成交价 {price / 100:.2f} 元" if sold and price else "流拍")]
+        for old, new, at, note in steps:
+            self.later(ListingEvent, listing_id=listing_id, from_status=old, to_status=new,
+                       actor_id=self.system_user_id if note is None else None, at=at, note=note)
+        listing = Made(listing_id)
         if not sold:
-            listing.status = "failed"
-            self.session.add(ListingEvent(listing_id=listing.id, from_status="closed", to_status="failed",
-                                          actor_id=None, at=closed_at, note="流拍"))
-            await self.status_change(asset.id, "listed", "idle", f"交易项目 {number} 流拍", closed_at.date())
-            await self.session.flush()
-            return listing, None, registrations
-        assert winner is not None and price is not None
-        listing.status = "sold"
-        listing.final_price_fen = price
-        listing.winner_registration_id = winner.id
-        listing.sign_deadline = closed_at.astimezone(ZONE).date() + timedelta(days=20)
-        winner.deposit_state = "applied"
-        self.session.add(ListingEvent(listing_id=listing.id, from_status="closed", to_status="sold", actor_id=None,
-                                      at=closed_at, note=f"成交，成交价 {price / 100:.2f} 元"))
-        self.last_winners[village].append(bidders[plan[-1][0]].id)
-        self.sold_on.setdefault(village, []).append(closed_at.astimezone(ZONE).date())
-        if not contract:
-            await self.session.flush()
-            return listing, None, registrations
-        signed = closed_at.astimezone(ZONE).date() + timedelta(days=self.rng.randint(7, 12))
-        start_day = add_months(signed.replace(day=1), 1)
-        terms = {"unit_price_fen": price, "term_months": term, "area": listing.area, "start_date": start_day,
-                 "signed_on": signed, "counterparty_bidder_id": winner.bidder_id, "listing_id": listing.id,
-                 "origin": "auction", "price_basis": basis, "trade_type": listing.trade_type}
-        terms.update(contract_overrides or {})
-        bidder = next(b for b in bidders if b.id == winner.bidder_id)
-        made = await self.contract(asset, bidder.name, await self.id_number_of(bidder.id), pay=pay, **terms)
-        listing.contract_id = made.id
-        await self.session.flush()
-        return listing, made, registrations
-
-    async def id_number_of(self, bidder_id: int) -> str:
-        return (await self.session.scalar(select(Bidder.id_number).where(Bidder.id == bidder_id))) or ""
+            await self.status_change(asset.id, "listed", "idle", f"交易项目 {number} 流拍", closed_on)
+            return listing, None, [Made(i) for i in registration_ids]
+        assert price is not None
+        winner_index = plan[-1][0]
+        self.last_winners[village].append(bidders[winner_index].id)
+        self.sold_on.setdefault(village, []).append(closed_on)
+        made = None
+        if contract:
+            signed = closed_on + timedelta(days=self.rng.randint(7, 12))
+            start_day = add_months(signed.replace(day=1), 1)
+            terms = {"unit_price_fen": price, "term_months": term, "area": asset.area if basis == "per_mu_year" else None,
+                     "start_date": start_day, "signed_on": signed, "counterparty_bidder_id": bidders[winner_index].id,
+                     "listing_id": listing_id, "origin": "auction", "price_basis": basis,
+                     "trade_type": TRADE_TYPE.get(asset.kind, "lease")}
+            terms.update(contract_overrides or {})
+            bidder = bidders[winner_index]
+            made = await self.contract(asset, bidder.name, bidder.id_number, pay=pay, **terms)
+        table = Listing.__table__
+        await self.session.execute(
+            update(table).where(table.c.id == listing_id).values(
+                winner_registration_id=registration_ids[winner_index],
+                leading_registration_id=registration_ids[winner_index],
+                contract_id=made.id if made else None,
+            )
+        )
+        return listing, made, [Made(i) for i in registration_ids]
 
     def bid_plan(
         self,
@@ -730,49 +744,32 @@ class Generator:
         pay: bool = True,
         paid_until: date | None = None,
         set_status: bool = True,
-    ) -> Contract:
+    ) -> ContractRow:
         """A contract with its schedule; with ``pay`` every installment due by today is received on time."""
         village = asset.village
         schedule = build_schedule(start_date, term_months, PriceBasis(price_basis), unit_price_fen,
                                   PaymentFrequency(frequency), area)
         number = f"HT-{self.tag}-{self.next_serial():05d}"
-        contract = Contract(
-            collective_id=self.collective[village],
-            village_code=village,
-            number=number,
-            asset_id=asset.id,
-            trade_type=trade_type,
-            counterparty_name=counterparty,
-            counterparty_id_number=id_number,
-            counterparty_bidder_id=counterparty_bidder_id,
-            start_date=start_date,
-            term_months=term_months,
-            end_date=contract_end(start_date, term_months),
-            price_basis=price_basis,
-            unit_price_fen=unit_price_fen,
-            area=area,
-            step_ups=[],
-            payment_frequency=frequency,
-            total_value_fen=sum(item.amount_fen for item in schedule),
-            origin=origin,
+        end = contract_end(start_date, term_months)
+        total = sum(item.amount_fen for item in schedule)
+        contract_id = await self.insert(
+            Contract, collective_id=self.collective[village], village_code=village, number=number, asset_id=asset.id,
+            trade_type=trade_type, counterparty_name=counterparty, counterparty_id_number=id_number,
+            counterparty_bidder_id=counterparty_bidder_id, start_date=start_date, term_months=term_months,
+            end_date=end, price_basis=price_basis, unit_price_fen=unit_price_fen, area=area, step_ups=[],
+            payment_frequency=frequency, total_value_fen=total, origin=origin,
             origin_reason=origin_reason or ("小额短期出租，经村民代表会议同意" if origin == "direct" else None),
-            listing_id=listing_id,
-            signed_on=signed_on,
-            status="active" if contract_end(start_date, term_months) >= self.today else "expired",
+            listing_id=listing_id, signed_on=signed_on, status="active" if end >= self.today else "expired",
             created_by_id=self.system_user_id,
-            installments=[
-                ContractInstallment(seq=i.seq, period_start=i.period_start, period_end=i.period_end,
-                                    due_date=i.due_date, amount_fen=i.amount_fen)
-                for i in schedule
-            ],
         )
-        self.session.add(contract)
-        await self.session.flush()
+        for item in schedule:
+            self.later(ContractInstallment, contract_id=contract_id, seq=item.seq, period_start=item.period_start,
+                       period_end=item.period_end, due_date=item.due_date, amount_fen=item.amount_fen)
+        contract = ContractRow(contract_id, number, counterparty, id_number, unit_price_fen, signed_on, end, schedule)
         self.scenario.counts["contracts"] += 1
         if set_status:
             target = "sold" if trade_type == "transfer" else "leased"
             await self.status_change(asset.id, "listed" if listing_id else "idle", target, f"签订合同 {number}", signed_on)
-            end = contract.end_date
             if end < self.today:
                 await self.status_change(asset.id, target, "idle", f"合同 {number} 期满", end + timedelta(days=1))
         if pay:
@@ -784,7 +781,7 @@ class Generator:
                 self.receipt(village, contract, item.amount_fen, received)
         return contract
 
-    def receipt(self, village: str, contract: Contract, amount: int, day: date, account: str = "102") -> None:
+    def receipt(self, village: str, contract: ContractRow, amount: int, day: date, account: str = "102") -> None:
         self.entry(village, day, f"收取合同 {contract.number} 款项", contract.counterparty_name,
                    [(account, amount, 0, None), ("50101", 0, amount, f"合同 {contract.number}")],
                    source="contract_receipt", receipt_for=(contract.id, amount))
@@ -844,11 +841,15 @@ class Generator:
                 await self.session.execute(select(Collective.chain_head).where(Collective.id == collective_id))
             ).scalar_one()
             rows[0]["prev_hash"] = first_prev
-            ids = (
-                await self.session.execute(
-                    insert(entry_table).returning(entry_table.c.id, sort_by_parameter_order=True), rows
-                )
-            ).scalars().all()
+            await self.session.execute(insert(entry_table), rows)
+            by_seq = dict(
+                (await self.session.execute(
+                    select(entry_table.c.seq, entry_table.c.id).where(
+                        entry_table.c.collective_id == collective_id, entry_table.c.seq >= rows[0]["seq"]
+                    )
+                )).all()
+            )
+            ids = [by_seq[row["seq"]] for row in rows]
             await self.session.execute(
                 insert(line_table),
                 [
@@ -1341,7 +1342,8 @@ class Generator:
             for item in first.installments:
                 if item.due_date <= signed:
                     self.receipt(village, first, item.amount_fen, item.due_date)
-            first.status = "terminated"
+            table = Contract.__table__
+            await self.session.execute(update(table).where(table.c.id == first.id).values(status="terminated"))
             cut = await self.contract(asset, first.counterparty_name, first.counterparty_id_number,
                                       unit_price_fen=first.unit_price_fen * 7 // 10 // 100 * 100, term_months=24,
                                       start_date=signed + timedelta(days=1), signed_on=signed,
@@ -1374,6 +1376,7 @@ class Generator:
         await self.background_books()
         await self.inject()
         await self.settle_asset_statuses()
+        await self.flush_buffers()
         await self.post_journal()
         await self.session.flush()
         return self.scenario
