@@ -511,21 +511,24 @@ async def bidder_loop(
     repeated on purpose.
     """
     acknowledged = 0
+    hint: tuple[int, int] | None = None  # the range a refusal told us, to try again without a read
     for _ in range(max_attempts):
         if time.monotonic() > deadline:
             return
-        server = rng.choice(servers)
-        try:
-            live = (await http.get(f"{server}/api/listings/{listing.id}/live")).json()
-        except (httpx.HTTPError, ValueError):
-            await asyncio.sleep(0.05)
-            continue
-        if live.get("status") != ListingStatus.BIDDING.value:
-            return
-        if live["bids"] and live["bids"][-1]["bidder_number"] == bidder.number:
-            await asyncio.sleep(rng.uniform(0.02, 0.1))  # the leader may not raise alone: wait to be outbid
-            continue
-        low, high = fen(live["next_min_bid"]), fen(live["next_max_bid"])
+        if hint is None:
+            try:
+                live = (await http.get(f"{rng.choice(servers)}/api/listings/{listing.id}/live")).json()
+            except (httpx.HTTPError, ValueError):
+                await asyncio.sleep(0.05)
+                continue
+            if live.get("status") != ListingStatus.BIDDING.value:
+                return
+            if live["bids"] and live["bids"][-1]["bidder_number"] == bidder.number:
+                await asyncio.sleep(rng.uniform(0.02, 0.1))  # the leader may not raise alone: wait to be outbid
+                continue
+            low, high = fen(live["next_min_bid"]), fen(live["next_max_bid"])
+        else:
+            (low, high), hint = hint, None
         amount = min(high, low + listing.min_increment_fen * rng.choice([0, 0, 1, 2, 3, 4]))
         key = f"{bidder.number}-{uuid.uuid4().hex}"
         attempt = await post_bid(http, rng.choice(servers), listing.id, bidder, key, amount)
@@ -539,6 +542,10 @@ async def bidder_loop(
                 log.repeats.append((attempt, repeat))
         elif attempt.status == 429:
             await asyncio.sleep(0.2)
+        elif attempt.status == 422 and isinstance(attempt.body, dict) and attempt.body.get("next_min_bid"):
+            # outbid while we were sending: the refusal names the new range, so bid again at once
+            hint = (fen(attempt.body["next_min_bid"]), fen(attempt.body["next_max_bid"]))
+            continue
         await asyncio.sleep(rng.uniform(0, 0.05))
 
 

@@ -41,7 +41,7 @@ from tests.auction.harness import (
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 #: seconds of bidding before the clock is moved on to a couple of seconds before the (extended) end
-BIDDING_SECONDS = 4.0
+BIDDING_SECONDS = 6.0
 END_AFTER_ADVANCE = 2.0
 
 
@@ -73,7 +73,7 @@ async def test_many_bidders_on_one_listing_lose_no_bid(
 ) -> None:
     urls = [server.base_url for server in servers]
     listing = await seed_listing(
-        auction_database, bidders=30, window_seconds=3, max_extensions=3, reserve_price_fen=105_000_00
+        auction_database, bidders=30, window_seconds=15, max_extensions=3, reserve_price_fen=105_000_00
     )
     log = BidLog()
     watchers = [
@@ -122,10 +122,10 @@ async def test_several_listings_at_once(
     urls = [server.base_url for server in servers]
     listings = [
         # no reserve; a reserve met at the start; a reserve nobody reaches (流拍)
-        await seed_listing(auction_database, bidders=8, window_seconds=3, max_extensions=2),
-        await seed_listing(auction_database, bidders=8, window_seconds=3, max_extensions=4,
+        await seed_listing(auction_database, bidders=8, window_seconds=15, max_extensions=2),
+        await seed_listing(auction_database, bidders=8, window_seconds=15, max_extensions=4,
                            reserve_price_fen=100_000_00),
-        await seed_listing(auction_database, bidders=8, window_seconds=3, max_extensions=1,
+        await seed_listing(auction_database, bidders=8, window_seconds=15, max_extensions=1,
                            reserve_price_fen=10_000_000_00),
     ]
     log = BidLog()
@@ -161,7 +161,7 @@ async def test_bid_history_times_follow_the_sequence(
     urls = [server.base_url for server in servers]
     listing = await seed_listing(auction_database, bidders=25, window_seconds=600, max_extensions=0)
     log = BidLog()
-    await run_bidders(urls, [listing], log, max_attempts=60, seconds=6, seed=13)
+    await run_bidders(urls, [listing], log, max_attempts=80, seconds=10, seed=13)
     bids = await stored_bids(auction_database, listing.id)
     print(f"history: {len(bids)} bids, {summary(log)}, stamped out of order: {time_inversions(bids)}")
     assert len(bids) >= 20, summary(log)

@@ -83,7 +83,7 @@ async def test_worker_killed_mid_auction_loses_no_acknowledged_bid(
 ) -> None:
     victim, survivor = servers_on_shared_redis
     in_use = [victim.base_url, survivor.base_url]  # the bidders' workers; the dead one is dropped later
-    listing = await seed_listing(auction_database, bidders=20, window_seconds=3, max_extensions=3)
+    listing = await seed_listing(auction_database, bidders=20, window_seconds=15, max_extensions=3)
     log = BidLog()
     on_victim = Watcher(listing.id, [victim.base_url, survivor.base_url])  # falls over to the survivor
     on_survivor = Watcher(listing.id, [survivor.base_url])
@@ -119,7 +119,7 @@ async def test_bidding_goes_on_while_redis_is_down(
     auction_database: str, own_redis: RedisServer, servers_on_own_redis: list[AppServer]  # noqa: F811
 ) -> None:
     urls = [server.base_url for server in servers_on_own_redis]
-    listing = await seed_listing(auction_database, bidders=20, window_seconds=3, max_extensions=3)
+    listing = await seed_listing(auction_database, bidders=20, window_seconds=15, max_extensions=3)
     log = BidLog()
     watchers = [Watcher(listing.id, [urls[0]]), Watcher(listing.id, [urls[1]])]
     watching = [asyncio.create_task(w.run(seconds=45)) for w in watchers]
