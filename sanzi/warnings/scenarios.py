@@ -1,11 +1,12 @@
 """Scenario generator: years of clean village activity with known irregularities injected at known places.
 
-``generate(session, seed)`` picks villages of two or three townships and writes, deterministically for the seed,
-what a rule must stay quiet about (assets leased through competitive auctions to independent bidders, contracts
-on the result's terms paid on time, steady monthly books, cadres with their relatives, elections with
-candidates who never trade) and then at least three cases of every rule of the catalogue, each recorded in the
-ground truth as (family, rule id, subject type, subject id). The warning tests measure precision and recall of
-the engine against that truth; ``sanzi warnings scenarios --seed S`` writes the same into a real database.
+``generate(session, seed)`` picks villages of two or three townships and writes, deterministically for the
+seed, what a rule must stay quiet about (assets leased through competitive auctions to independent bidders,
+contracts on the result's terms paid on time, steady monthly books, cadres with their relatives, elections
+with candidates who never trade) and then at least three cases of every rule of the catalogue, each recorded
+in the ground truth as (family, rule id, subject type, subject id). The warning tests measure precision and
+recall of the engine against that truth; ``sanzi warnings scenarios --seed S`` writes the same into a real
+database.
 
 Rows are written through the ORM and Core inserts in bulk (fast); journal entries are hashed onto each
 village's chain exactly as ``BooksService`` does, so every chain still verifies.
@@ -142,7 +143,8 @@ class Identities:
 
     def person_name(self) -> str:
         while True:
-            name = self.rng.choice(_SURNAMES) + "".join(self.rng.choice(_GIVEN) for _ in range(self.rng.choice((1, 2, 2))))
+            given = "".join(self.rng.choice(_GIVEN) for _ in range(self.rng.choice((1, 2, 2))))
+            name = self.rng.choice(_SURNAMES) + given
             if name not in self.names:
                 self.names.add(name)
                 return name
@@ -195,7 +197,9 @@ ASSET_KINDS: dict[str, tuple[str, tuple[int, int], str, int, tuple[int, ...]]] =
 }
 #: yuan per m² per year for buildings and shops (the listing is priced per year)
 PER_SQUARE_METRE_FEN = {"shop": 48_000, "building": 15_000}
-VILLAGE_ASSETS = ("farmland", "farmland", "fish_pond", "fish_pond", "forest", "construction_land", "shop", "building")
+VILLAGE_ASSETS = (
+    "farmland", "farmland", "fish_pond", "fish_pond", "forest", "construction_land", "shop", "building"
+)
 TRADE_TYPE = {"farmland": "contracting", "fish_pond": "contracting", "forest": "contracting"}
 
 
@@ -288,7 +292,8 @@ class Generator:
     def quiet(self, day: date, village: str) -> bool:
         """True if ``day`` lies in an election-period window of the village (the background avoids it)."""
         return any(
-            when - QUIET_BEFORE_ELECTION <= day <= when + QUIET_AFTER_ELECTION for when in self.elections[village]
+            when - QUIET_BEFORE_ELECTION <= day <= when + QUIET_AFTER_ELECTION
+            for when in self.elections[village]
         )
 
     def clear_day(self, day: date, village: str) -> date:
@@ -297,7 +302,9 @@ class Generator:
             day += timedelta(days=7)
         return day
 
-    def record(self, family: str, rule_id: str, subject_type: str, subject_id: int | str, village: str, note: str) -> None:
+    def record(
+        self, family: str, rule_id: str, subject_type: str, subject_id: int | str, village: str, note: str
+    ) -> None:
         self.scenario.truth.append(Case(family, rule_id, subject_type, str(subject_id), village, note))
 
     # -- villages, collectives, accounts
@@ -332,7 +339,9 @@ class Generator:
                 self.district_name[code] = district
         self.scenario.villages = chosen
         self.scenario.townships = townships
-        names = await self.session.execute(select(Township.code, Township.name).where(Township.code.in_(townships)))
+        names = await self.session.execute(
+            select(Township.code, Township.name).where(Township.code.in_(townships))
+        )
         self.township_names = dict(names.all())
         collectives = await self.session.execute(
             select(Collective.id, Collective.village_code).where(Collective.village_code.in_(chosen))
@@ -347,7 +356,8 @@ class Generator:
             )
         ):
             self.accounts.setdefault(cid, {})[code] = account_id
-        if await self.session.scalar(select(func.count()).select_from(Listing).where(Listing.number.like(f"{self.tag}-%"))):
+        mine = select(func.count()).select_from(Listing).where(Listing.number.like(f"{self.tag}-%"))
+        if await self.session.scalar(mine):
             raise ScenarioError(f"种子 {self.seed} 的场景已经写入 / the scenario of seed {self.seed} is already here")
         for code in chosen:
             self.journal[code] = []
@@ -393,8 +403,8 @@ class Generator:
             for index, start in enumerate(starts):
                 end = starts[index + 1] - timedelta(days=1) if index + 1 < len(starts) else None
                 if index:
-                    # the sitting team and three challengers stand; one or two challengers win a seat, the third
-                    # always loses (so a losing candidate is never a cadre)
+                    # the sitting team and three challengers stand; one or two challengers win a seat,
+                    # the third always loses (so a losing candidate is never a cadre)
                     candidates = [*team, self.person(), self.person(), self.person()]
                     for k, slot in enumerate(self.rng.sample(range(6), self.rng.choice((1, 2)))):
                         team[slot] = candidates[6 + k]
@@ -418,7 +428,8 @@ class Generator:
             if row.id_number not in declared:
                 declared[row.id_number] = [self.person() for _ in range(self.rng.choice((1, 2)))]
             for relative in declared[row.id_number]:
-                relatives.append(CadreRelative(cadre_id=row.id, name=relative.name, id_number=relative.id_number,
+                relatives.append(CadreRelative(cadre_id=row.id, name=relative.name,
+                                               id_number=relative.id_number,
                                                relation=self.rng.choice(("配偶", "子女", "兄弟姐妹"))))
         for village in self.scenario.villages:
             ids = {p.id_number for p in self.cadre_people[village]}
@@ -447,7 +458,10 @@ class Generator:
         company = self.rng.random() < 0.35 if company is None else company
         name = overrides.pop("name", None) or (self.ids.company_name() if company else self.ids.person_name())
         number = self.next_serial()
-        user = User(username=f"{self.tag.lower()}-bidder-{number}", password_hash="!", display_name=name, role="bidder")
+        user = User(
+            username=f"{self.tag.lower()}-bidder-{number}", password_hash="!", display_name=name,
+            role="bidder",
+        )
         self.session.add(user)
         await self.session.flush()
         traits = {
@@ -481,7 +495,9 @@ class Generator:
 
     # -- assets
 
-    async def new_asset(self, village: str, kind: str, area: Decimal | None = None, label: str = "") -> AssetRow:
+    async def new_asset(
+        self, village: str, kind: str, area: Decimal | None = None, label: str = ""
+    ) -> AssetRow:
         unit, (low, high), *_ = ASSET_KINDS.get(kind, ("item", (1, 3), "", 0, ()))
         area = area if area is not None else Decimal(self.rng.randint(low * 10, high * 10)) / 10
         number = self.next_serial()
@@ -490,7 +506,8 @@ class Generator:
                  "shop": "商铺", "building": "厂房", "equipment": "设备", "other": "其他资产"}
         name = f"{names[kind]}{label or number}"
         asset_id = await self.insert(
-            Asset, collective_id=self.collective[village], village_code=village, code=code, name=name, kind=kind,
+            Asset, collective_id=self.collective[village], village_code=village, code=code, name=name,
+            kind=kind,
             area=area, area_unit=unit, location=f"{names[kind]}片区第{number}号",
             book_value_fen=self.rng.randint(50, 500) * 100_000, status="idle",
         )
@@ -510,7 +527,8 @@ class Generator:
     def median_price(self, village: str, kind: str, area: Decimal) -> int:
         rank = self.scenario.townships.index(self.township_of[village])
         factor = (1.0, 1.18, 0.9)[rank]
-        base = PER_SQUARE_METRE_FEN[kind] * float(area) if kind in PER_SQUARE_METRE_FEN else ASSET_KINDS[kind][3]
+        per_area = kind in PER_SQUARE_METRE_FEN
+        base = PER_SQUARE_METRE_FEN[kind] * float(area) if per_area else ASSET_KINDS[kind][3]
         return int(base * factor) // 100 * 100
 
     async def status_change(self, asset_id: int, old: str | None, new: str, reason: str, day: date) -> None:
@@ -527,7 +545,8 @@ class Generator:
 
     async def insert_many(self, model: Any, rows: list[dict[str, Any]]) -> list[int]:
         table = model.__table__
-        result = await self.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        result = await self.session.execute(statement, rows)
         return list(result.scalars())
 
     def later(self, model: Any, **values: Any) -> None:
@@ -635,13 +654,14 @@ class Generator:
         await self.status_change(asset.id, "idle", "listed", f"挂牌 {number}", announce_on)
         registrations = []
         for index, bidder in enumerate(bidders):
-            traits = {"contact_phone": bidder.phone, "contact_address": bidder.address, "applied_ip": bidder.ip,
-                      "applied_device": bidder.device, "deposit_payer_name": bidder.name,
-                      "deposit_payer_account": bidder.account}
+            traits = {"contact_phone": bidder.phone, "contact_address": bidder.address,
+                      "applied_ip": bidder.ip, "applied_device": bidder.device,
+                      "deposit_payer_name": bidder.name, "deposit_payer_account": bidder.account}
             traits.update((registration_overrides or {}).get(index, {}))
             won = sold and index == plan[-1][0]
             registrations.append(dict(
-                listing_id=listing_id, bidder_id=bidder.id, status="qualified", bidder_number=f"{index + 1:03d}",
+                listing_id=listing_id, bidder_id=bidder.id, status="qualified",
+                bidder_number=f"{index + 1:03d}",
                 deposit_state="applied" if won else "refunded",
                 deposit_paid_at=self.at(announce_on + timedelta(days=min(days - 1, 2 + index)), 11),
                 decided_by_id=self.system_user_id, decided_at=self.at(announce_on + timedelta(days=days), 16),
@@ -649,8 +669,8 @@ class Generator:
             ))
         registration_ids = await self.insert_many(Registration, registrations) if registrations else []
         for seq, ((index, amount), when) in enumerate(zip(plan, moments, strict=True), start=1):
-            self.later(Bid, listing_id=listing_id, seq=seq, registration_id=registration_ids[index], amount_fen=amount,
-                       client_key=f"{number}-{seq}", placed_at=when, extended_end_at=None,
+            self.later(Bid, listing_id=listing_id, seq=seq, registration_id=registration_ids[index],
+                       amount_fen=amount, client_key=f"{number}-{seq}", placed_at=when, extended_end_at=None,
                        ip_address=registrations[index]["applied_ip"],
                        device_fingerprint=registrations[index]["applied_device"])
         self.scenario.counts["bids"] += len(plan)
@@ -677,8 +697,10 @@ class Generator:
         if contract:
             signed = closed_on + timedelta(days=self.rng.randint(7, 12))
             start_day = add_months(signed.replace(day=1), 1)
-            terms = {"unit_price_fen": price, "term_months": term, "area": asset.area if basis == "per_mu_year" else None,
-                     "start_date": start_day, "signed_on": signed, "counterparty_bidder_id": bidders[winner_index].id,
+            terms = {"unit_price_fen": price, "term_months": term,
+                     "area": asset.area if basis == "per_mu_year" else None,
+                     "start_date": start_day, "signed_on": signed,
+                     "counterparty_bidder_id": bidders[winner_index].id,
                      "listing_id": listing_id, "origin": "auction", "price_basis": basis,
                      "trade_type": TRADE_TYPE.get(asset.kind, "lease")}
             terms.update(contract_overrides or {})
@@ -703,8 +725,8 @@ class Generator:
         silent: tuple[int, ...] = (),
         winner: int | None = None,
     ) -> list[tuple[int, int]]:
-        """Competitive ascending bidding: everyone bids once, then the bidders outbid the leader by one to three
-        increments until the price reaches ``final``; the last bidder (``winner`` if given) wins."""
+        """Competitive ascending bidding: everyone bids once, then the bidders outbid the leader by one to
+        three increments until the price reaches ``final``; the last bidder (``winner`` if given) wins."""
         active = [i for i in range(n) if i not in silent]
         if len(active) == 1:
             return [(active[0], start)]
@@ -753,7 +775,8 @@ class Generator:
         end = contract_end(start_date, term_months)
         total = sum(item.amount_fen for item in schedule)
         contract_id = await self.insert(
-            Contract, collective_id=self.collective[village], village_code=village, number=number, asset_id=asset.id,
+            Contract, collective_id=self.collective[village], village_code=village, number=number,
+            asset_id=asset.id,
             trade_type=trade_type, counterparty_name=counterparty, counterparty_id_number=id_number,
             counterparty_bidder_id=counterparty_bidder_id, start_date=start_date, term_months=term_months,
             end_date=end, price_basis=price_basis, unit_price_fen=unit_price_fen, area=area, step_ups=[],
@@ -763,13 +786,17 @@ class Generator:
             created_by_id=self.system_user_id,
         )
         for item in schedule:
-            self.later(ContractInstallment, contract_id=contract_id, seq=item.seq, period_start=item.period_start,
-                       period_end=item.period_end, due_date=item.due_date, amount_fen=item.amount_fen)
-        contract = ContractRow(contract_id, number, counterparty, id_number, unit_price_fen, signed_on, end, schedule)
+            self.later(ContractInstallment, contract_id=contract_id, seq=item.seq,
+                       period_start=item.period_start, period_end=item.period_end, due_date=item.due_date,
+                       amount_fen=item.amount_fen)
+        contract = ContractRow(
+            contract_id, number, counterparty, id_number, unit_price_fen, signed_on, end, schedule
+        )
         self.scenario.counts["contracts"] += 1
         if set_status:
             target = "sold" if trade_type == "transfer" else "leased"
-            await self.status_change(asset.id, "listed" if listing_id else "idle", target, f"签订合同 {number}", signed_on)
+            before = "listed" if listing_id else "idle"
+            await self.status_change(asset.id, before, target, f"签订合同 {number}", signed_on)
             if end < self.today:
                 await self.status_change(asset.id, target, "idle", f"合同 {number} 期满", end + timedelta(days=1))
         if pay:
@@ -781,7 +808,9 @@ class Generator:
                 self.receipt(village, contract, item.amount_fen, received)
         return contract
 
-    def receipt(self, village: str, contract: ContractRow, amount: int, day: date, account: str = "102") -> None:
+    def receipt(
+        self, village: str, contract: ContractRow, amount: int, day: date, account: str = "102"
+    ) -> None:
         self.entry(village, day, f"收取合同 {contract.number} 款项", contract.counterparty_name,
                    [(account, amount, 0, None), ("50101", 0, amount, f"合同 {contract.number}")],
                    source="contract_receipt", receipt_for=(contract.id, amount))
@@ -798,7 +827,7 @@ class Generator:
         receipt_for: tuple[int, int] | None = None,
         key: str | None = None,
     ) -> None:
-        """Queue an entry of the village's books; ``post_journal`` hashes them onto the chain in date order."""
+        """Queue an entry of the village's books; ``post_journal`` hashes them onto the chain by date."""
         self.journal[village].append({"day": day, "memo": memo, "counterparty": counterparty, "lines": lines,
                                       "source": source, "receipt_for": receipt_for, "key": key,
                                       "order": len(self.journal[village])})
@@ -811,7 +840,8 @@ class Generator:
             accounts = self.accounts[collective_id]
             length, head = (
                 await self.session.execute(
-                    select(Collective.chain_length, Collective.chain_head).where(Collective.id == collective_id)
+                    select(Collective.chain_length, Collective.chain_head)
+                    .where(Collective.id == collective_id)
                 )
             ).one()
             pending = sorted(self.journal[village], key=lambda e: (e["day"], e["order"]))
@@ -829,7 +859,8 @@ class Generator:
                 )
                 head = chain.entry_hash(head, chain.canonical_bytes(canonical))
                 rows.append({"collective_id": collective_id, "seq": length, "entry_date": item["day"],
-                             "memo": item["memo"], "counterparty": item["counterparty"], "source": item["source"],
+                             "memo": item["memo"], "counterparty": item["counterparty"],
+                             "source": item["source"],
                              "client_key": item["key"], "request_hash": None, "reverses_entry_id": None,
                              "total_fen": total, "posted_by_id": self.system_user_id, "posted_at": posted_at,
                              "prev_hash": rows[-1]["hash"] if rows else None, "hash": head})
@@ -838,7 +869,9 @@ class Generator:
             if not rows:
                 continue
             first_prev = (
-                await self.session.execute(select(Collective.chain_head).where(Collective.id == collective_id))
+                await self.session.execute(
+                    select(Collective.chain_head).where(Collective.id == collective_id)
+                )
             ).scalar_one()
             rows[0]["prev_hash"] = first_prev
             await self.session.execute(insert(entry_table), rows)
@@ -896,7 +929,8 @@ class Generator:
                     continue
                 office = self.rng.randint(20, 60) * 10_000
                 self.entry(village, min(month + timedelta(days=9), last), f"{month:%Y年%m月}干部报酬及办公费", None,
-                           [("53103", pay, 0, None), ("53102", office, 0, None), ("102", 0, pay + office, None)])
+                           [("53103", pay, 0, None), ("53102", office, 0, None),
+                            ("102", 0, pay + office, None)])
                 amount = int(hospitality * self.rng.uniform(0.9, 1.1)) // 100 * 100
                 self.entry(village, min(month + timedelta(days=14), last), f"{month:%Y年%m月}公务接待费",
                            None, [("53101", amount, 0, None), ("102", 0, amount, None)])
@@ -949,9 +983,10 @@ class Generator:
                     continue
                 asset = await self.new_asset(village, "equipment", Decimal(1))
                 await self.contract(asset, self.ids.person_name(), self.ids.resident_id(),
-                                    unit_price_fen=self.rng.randint(30, 120) * 10_000, term_months=self.rng.choice((3, 6)),
-                                    start_date=signed + timedelta(days=1), signed_on=signed, price_basis="total",
-                                    trade_type="lease", frequency="once")
+                                    unit_price_fen=self.rng.randint(30, 120) * 10_000,
+                                    term_months=self.rng.choice((3, 6)),
+                                    start_date=signed + timedelta(days=1), signed_on=signed,
+                                    price_basis="total", trade_type="lease", frequency="once")
 
     async def settle_asset_statuses(self) -> None:
         """Each asset's status is the last one its history gives it."""
@@ -959,7 +994,8 @@ class Generator:
         for asset_id, (_, status) in self.asset_status.items():
             by_status.setdefault(status, []).append(asset_id)
         for status, ids in by_status.items():
-            await self.session.execute(update(Asset.__table__).where(Asset.__table__.c.id.in_(ids)).values(status=status))
+            table = Asset.__table__
+            await self.session.execute(update(table).where(table.c.id.in_(ids)).values(status=status))
 
     # -- injected irregularities
 
@@ -990,9 +1026,12 @@ class Generator:
         await self.inject_election()
         await self.inject_dominant_winners()
 
-    async def clean_auction(self, village: str, kind: str, announce_on: date, **options: Any) -> tuple[AssetRow, Listing, Contract | None]:
+    async def clean_auction(
+        self, village: str, kind: str, announce_on: date, **options: Any
+    ) -> tuple[AssetRow, Made, ContractRow | None]:
         asset = await self.new_asset(village, kind, options.pop("area", None))
-        listing, contract, _ = await self.auction(asset, announce_on, self.pick_bidders(village, 4), **options)
+        bidders = self.pick_bidders(village, 4)
+        listing, contract, _ = await self.auction(asset, announce_on, bidders, **options)
         return asset, listing, contract
 
     async def inject_undisclosed(self) -> None:
@@ -1007,7 +1046,7 @@ class Generator:
                                            term_months=60 + 12 * n, start_date=signed + timedelta(days=5),
                                            signed_on=signed, price_basis="per_mu_year", area=asset.area,
                                            trade_type="contracting", origin_reason="老承包户续包")
-            self.record(UNDISCLOSED, OFF_PLATFORM, "contract", contract.id, village, "direct contract above the standard")
+            self.record(UNDISCLOSED, OFF_PLATFORM, "contract", contract.id, village, "direct, above standard")
         for n in range(3):
             # leased or sold in the registry with neither a trade nor a contract
             village = next(self.cycle)
@@ -1017,17 +1056,19 @@ class Generator:
             await self.status_change(asset.id, "idle", "listed" if status == "sold" else status, "出租给村民", day)
             if status == "sold":
                 await self.status_change(asset.id, "listed", "sold", "转让", day + timedelta(days=1))
-            self.record(UNDISCLOSED, STATUS_WITHOUT_TRADE, "asset", asset.id, village, f"{status} without trade")
+            self.record(UNDISCLOSED, STATUS_WITHOUT_TRADE, "asset", asset.id, village, f"{status}, no trade")
         for n in range(3):
             # rent received from someone the village has no contract with
             village = next(self.cycle)
             payer = self.ids.person_name()
-            day = self.clear_date(village, self.today - timedelta(days=500), self.today - timedelta(days=120), 90)
+            day = self.clear_date(village, self.today - timedelta(days=500), self.today - timedelta(days=120),
+                                  90)
             for k in range(3):
                 amount = (2_400 + 300 * n) * 100
                 self.entry(village, day + timedelta(days=30 * k), f"收{payer}鱼塘租金", payer,
                            [("101", amount, 0, None), ("50101", 0, amount, None)])
-            self.record(UNDISCLOSED, INCOME_WITHOUT_CONTRACT, "counterparty", party_subject(village, payer), village,
+            self.record(UNDISCLOSED, INCOME_WITHOUT_CONTRACT, "counterparty", party_subject(village, payer),
+                        village,
                         "three rent receipts without a contract")
         for n in range(3):
             # three small direct contracts with one counterparty within months, together above the standard
@@ -1037,22 +1078,25 @@ class Generator:
             for k in range(3):
                 asset = await self.new_asset(village, "other", Decimal(1), label=f"仓库{k + 1}")
                 signed = day + timedelta(days=50 * k)
-                await self.contract(asset, person.name, person.id_number, unit_price_fen=(20_000 + 1_000 * n) * 100,
-                                    term_months=12, start_date=signed + timedelta(days=3), signed_on=signed,
+                await self.contract(asset, person.name, person.id_number,
+                                    unit_price_fen=(20_000 + 1_000 * n) * 100, term_months=12,
+                                    start_date=signed + timedelta(days=3), signed_on=signed,
                                     price_basis="total", trade_type="lease", frequency="once")
-            self.record(UNDISCLOSED, SPLIT_CONTRACTS, "counterparty", party_subject(village, person.id_number), village,
+            subject = party_subject(village, person.id_number)
+            self.record(UNDISCLOSED, SPLIT_CONTRACTS, "counterparty", subject, village,
                         "three direct contracts of one counterparty above the standard together")
         for n in range(3):
             # the winner of a 3-year auction keeps the asset by a direct one-year renewal
             village = next(self.cycle)
-            announce = self.clear_date(village, self.today - timedelta(days=6 * 365), self.today - timedelta(days=4 * 365),
-                                       also=(36 * 30, 38 * 30 + 60))
-            asset, listing, first = await self.clean_auction(village, "fish_pond", announce, area=Decimal(12 + n),
-                                                             term_months=36)
+            announce = self.clear_date(village, self.today - timedelta(days=6 * 365),
+                                       self.today - timedelta(days=4 * 365), also=(36 * 30, 38 * 30 + 60))
+            asset, listing, first = await self.clean_auction(village, "fish_pond", announce,
+                                                             area=Decimal(12 + n), term_months=36)
             assert first is not None
             start = first.end_date + timedelta(days=1)
             renewal = await self.contract(asset, first.counterparty_name, first.counterparty_id_number,
-                                          unit_price_fen=first.unit_price_fen, term_months=12, start_date=start,
+                                          unit_price_fen=first.unit_price_fen, term_months=12,
+                                          start_date=start,
                                           signed_on=start - timedelta(days=10), price_basis="per_mu_year",
                                           area=asset.area, trade_type="contracting", origin_reason="原承包户续包")
             self.record(UNDISCLOSED, RENEWAL_WITHOUT_REBID, "contract", renewal.id, village, "direct renewal")
@@ -1068,7 +1112,7 @@ class Generator:
                 if n < 2 else {"term_months": 60},
             )
             assert contract is not None
-            self.record(UNDISCLOSED, TERMS_WORSE, "contract", contract.id, village, "contract below the result")
+            self.record(UNDISCLOSED, TERMS_WORSE, "contract", contract.id, village, "worse than the result")
         for n in range(3):
             # a sold listing whose result was never publicised
             village = next(self.cycle)
@@ -1078,25 +1122,28 @@ class Generator:
         for n in range(3):
             # rent left unpaid for years on a running contract
             village = next(self.cycle)
-            announce = self.clear_date(village, self.today - timedelta(days=4 * 365), self.today - timedelta(days=3 * 365))
+            announce = self.clear_date(village, self.today - timedelta(days=4 * 365),
+                                       self.today - timedelta(days=3 * 365))
             asset = await self.new_asset(village, "fish_pond")
-            listing, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=60,
-                                                      pay=False)
+            listing, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4),
+                                                      term_months=60, pay=False)
             assert contract is not None
             for item in contract.installments[: 1 + (n == 2)]:
                 self.receipt(village, contract, item.amount_fen, max(contract.signed_on, item.due_date))
             self.record(UNDISCLOSED, RENT_ARREARS, "contract", contract.id, village, "years of rent unpaid")
 
     def clear_recent(self, village: str, span: int = 60) -> date:
-        return self.clear_date(village, self.today - timedelta(days=4 * 365), self.today - timedelta(days=150), span)
+        earliest, latest = self.today - timedelta(days=4 * 365), self.today - timedelta(days=150)
+        return self.clear_date(village, earliest, latest, span)
 
     async def inject_bids(self) -> None:
         for n in range(3):
             # one bidder, sold at the starting price
             village = next(self.cycle)
             asset = await self.new_asset(village, "farmland")
-            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 1),
-                                               start=self.price_band(village, "farmland", asset.area))
+            listing, _, _ = await self.auction(
+                asset, self.clear_recent(village), self.pick_bidders(village, 1),
+                start=self.price_band(village, "farmland", asset.area))
             self.record(BID, "BID-SINGLE-BIDDER", "listing", listing.id, village, "one bidder")
         for n in range(3):
             # three bidders, yet sold one increment above the start
@@ -1104,10 +1151,11 @@ class Generator:
             asset = await self.new_asset(village, "fish_pond")
             start = self.price_band(village, "fish_pond", asset.area)
             increment = start * 3 // 100 // 100 * 100
-            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 3),
-                                               start=start, increment=increment,
-                                               plan=[(0, start), (1 + n % 2, start + increment)])
-            self.record(BID, "BID-RESERVE-HUGGING", "listing", listing.id, village, "sold at start + 1 increment")
+            listing, _, _ = await self.auction(
+                asset, self.clear_recent(village), self.pick_bidders(village, 3),
+                start=start, increment=increment,
+                plan=[(0, start), (1 + n % 2, start + increment)])
+            self.record(BID, "BID-RESERVE-HUGGING", "listing", listing.id, village, "start + 1 increment")
         for n in range(3):
             # the runner-up stops one (tiny) increment short of the winner
             village = next(self.cycle)
@@ -1123,8 +1171,9 @@ class Generator:
             runner_up = plan[-1][0]
             winner = (runner_up + 1) % 3
             plan.append((winner, plan[-1][1] + increment))
-            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 3),
-                                               start=start, increment=increment, plan=plan)
+            listing, _, _ = await self.auction(
+                asset, self.clear_recent(village), self.pick_bidders(village, 3),
+                start=start, increment=increment, plan=plan)
             self.record(BID, "BID-CLOSE-SECOND", "listing", listing.id, village, "gap of one small increment")
         for n in range(3):
             # two bidders offer the very same amount (an imported offline bid)
@@ -1135,8 +1184,9 @@ class Generator:
             increment = start * 3 // 100 // 100 * 100
             plan = self.bid_plan(4, start, increment, final)
             plan.insert(3, (plan[2][0] ^ 1 if plan[2][0] < 2 else 0, plan[2][1]))
-            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 4),
-                                               start=start, increment=increment, final=final, plan=plan)
+            listing, _, _ = await self.auction(
+                asset, self.clear_recent(village), self.pick_bidders(village, 4),
+                start=start, increment=increment, final=final, plan=plan)
             self.record(BID, "BID-IDENTICAL-AMOUNTS", "listing", listing.id, village, "two equal bids")
         for trait in ("phone", "address", "bank_account", "deposit_payer", "network", "device"):
             # two bidders of one listing share an identity trait
@@ -1165,7 +1215,8 @@ class Generator:
             # a sitting cadre (by ID number, or by name and phone) or a declared relative bids
             village = next(self.cycle)
             day = self.clear_recent(village)
-            in_office = [c for c in self.cadre_terms[village] if c[1] <= day and (c[2] is None or c[2] >= day)]
+            in_office = [c for c in self.cadre_terms[village]
+                         if c[1] <= day and (c[2] is None or c[2] >= day)]
             person = in_office[n % len(in_office)][0]
             if n == 0:
                 bidder = await self.new_bidder(self.township_of[village], company=False, name=person.name,
@@ -1178,23 +1229,26 @@ class Generator:
                 bidder = await self.new_bidder(self.township_of[village], company=False, name=relative.name,
                                                id_number=relative.id_number)
             asset = await self.new_asset(village, "fish_pond")
-            _, _, registrations = await self.auction(asset, day, [bidder, *self.pick_bidders(village, 3)], winner=0)
+            bidders = [bidder, *self.pick_bidders(village, 3)]
+            _, _, registrations = await self.auction(asset, day, bidders, winner=0)
             self.record(BID, "BID-RELATED-TO-OFFICIAL", "registration", registrations[0].id, village,
                         ("cadre by ID", "cadre by name and phone", "declared relative")[n])
         for n in range(3):
             # a bidder qualifies with a deposit in three lots within months, never bids, and others win
             village = next(self.cycle)
             cover = await self.new_bidder(self.township_of[village])
-            day = self.clear_date(village, self.today - timedelta(days=4 * 365), self.today - timedelta(days=500), 300)
+            day = self.clear_date(village, self.today - timedelta(days=4 * 365),
+                                  self.today - timedelta(days=500), 300)
             for k in range(3):
                 lot_village = self.scenario.villages[(self.scenario.villages.index(village) + k) %
                                                     len(self.scenario.villages)]
                 if self.township_of[lot_village] != self.township_of[village]:
                     lot_village = village
-                when = self.clear_date(lot_village, day + timedelta(days=100 * k), day + timedelta(days=100 * k + 40))
+                when = self.clear_date(lot_village, day + timedelta(days=100 * k),
+                                       day + timedelta(days=100 * k + 40))
                 asset = await self.new_asset(lot_village, "farmland")
                 await self.auction(asset, when, [*self.pick_bidders(lot_village, 3), cover], silent=(3,))
-            self.record(BID, "BID-COVER-BIDDING", "bidder", cover.id, village, "qualified three times, never bid")
+            self.record(BID, "BID-COVER-BIDDING", "bidder", cover.id, village, "qualified 3 times, never bid")
         for n in range(3):
             # three bidders meet in four lots of the township and take turns winning
             township = self.scenario.townships[n % len(self.scenario.townships)]
@@ -1203,27 +1257,31 @@ class Generator:
             earliest = self.today - timedelta(days=(3 + 3 * n) * 365 // 2)
             for k in range(4):
                 village = villages[(n + k) % len(villages)]
-                when = self.clear_date(village, earliest + timedelta(days=120 * k), earliest + timedelta(days=120 * k + 60))
+                when = self.clear_date(village, earliest + timedelta(days=120 * k),
+                                       earliest + timedelta(days=120 * k + 60))
                 asset = await self.new_asset(village, "farmland")
                 outsider = self.pick_bidders(village, 1)
                 await self.auction(asset, when, [*group, *outsider], winner=k % 3)
-            self.record(BID, "BID-ROTATION", "bidder_group", group_subject_id([b.id for b in group]), villages[n % len(villages)],
+            self.record(BID, "BID-ROTATION", "bidder_group", group_subject_id([b.id for b in group]),
+                        villages[n % len(villages)],
                         "four lots, wins rotate in the group")
         for n in range(3):
             # sold far below the township's prices for the kind
             village = next(self.cycle)
             asset = await self.new_asset(village, "farmland")
             final = self.median_price(village, "farmland", asset.area) * (40 + 5 * n) // 100 // 100 * 100
-            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 4),
-                                               final=final)
-            self.record(BID, "BID-BELOW-MARKET", "listing", listing.id, village, "final at 40-50% of the median")
+            listing, _, _ = await self.auction(
+                asset, self.clear_recent(village), self.pick_bidders(village, 4),
+                final=final)
+            self.record(BID, "BID-BELOW-MARKET", "listing", listing.id, village, "40-50 % of the median")
         for n in range(3):
             # announced two days before registration closed: bidding began four days after the announcement
             village = next(self.cycle)
             asset = await self.new_asset(village, "fish_pond")
-            listing, _, _ = await self.auction(asset, self.clear_recent(village), self.pick_bidders(village, 4),
-                                               announcement_days=2 - (n == 2))
-            self.record(BID, "BID-SHORT-ANNOUNCEMENT", "listing", listing.id, village, "3-4 days of announcement")
+            listing, _, _ = await self.auction(
+                asset, self.clear_recent(village), self.pick_bidders(village, 4),
+                announcement_days=2 - (n == 2))
+            self.record(BID, "BID-SHORT-ANNOUNCEMENT", "listing", listing.id, village, "announced 3-4 days")
         for n in range(3):
             # a failed lot relisted with its starting price cut by 30-40 %
             village = next(self.cycle)
@@ -1232,9 +1290,10 @@ class Generator:
             start = int(final / 1.3) // 100 * 100
             day = self.clear_recent(village, 90)
             failed, _, _ = await self.auction(asset, day, [], start=start, plan=[], sold=False)
-            relisted, _, _ = await self.auction(asset, day + timedelta(days=40), self.pick_bidders(village, 4),
-                                                start=start * (70 - 5 * n) // 100 // 100 * 100, final=final,
-                                                relisted_from=failed.id)
+            relisted, _, _ = await self.auction(
+                asset, day + timedelta(days=40), self.pick_bidders(village, 4),
+                start=start * (70 - 5 * n) // 100 // 100 * 100, final=final,
+                relisted_from=failed.id)
             self.record(BID, "BID-RELISTED-CHEAPER", "listing", relisted.id, village, "start cut beyond 20 %")
 
     async def inject_dominant_winners(self) -> None:
@@ -1242,14 +1301,17 @@ class Generator:
         for n in range(3):
             village = next(self.cycle)
             dominant = await self.new_bidder(self.township_of[village])
-            first = self.clear_date(village, self.today - timedelta(days=5 * 365), self.today - timedelta(days=900), 0)
+            first = self.clear_date(village, self.today - timedelta(days=5 * 365),
+                                    self.today - timedelta(days=900), 0)
             days, wins = [], 0
             while True:
-                day = self.clear_date(village, first + timedelta(days=45 * wins), first + timedelta(days=45 * wins + 20), 30)
+                day = self.clear_date(village, first + timedelta(days=45 * wins),
+                                      first + timedelta(days=45 * wins + 20), 30)
                 days.append(day)
                 wins += 1
                 latest = day + timedelta(days=20)
-                others = sum(1 for d in self.sold_on.get(village, []) if latest - timedelta(days=740) <= d <= latest)
+                window = latest - timedelta(days=740)
+                others = sum(1 for d in self.sold_on.get(village, []) if window <= d <= latest)
                 if wins >= 4 and wins >= others + 3:
                     break
             for k, day in enumerate(days):
@@ -1265,7 +1327,9 @@ class Generator:
     async def inject_election(self) -> None:
         used: set[tuple[str, date]] = set()
 
-        def fresh(years: tuple[int, ...] = (2017, 2021, 2026), township: str | None = None) -> tuple[str, date]:
+        def fresh(
+            years: tuple[int, ...] = (2017, 2021, 2026), township: str | None = None
+        ) -> tuple[str, date]:
             while True:
                 village = next(self.cycle)
                 if township and self.township_of[village] != township:
@@ -1289,17 +1353,18 @@ class Generator:
             village, election = fresh()
             asset = await self.new_asset(village, "fish_pond")
             announce = election - timedelta(days=self.rng.randint(215, 300))
-            _, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=240,
-                                                announcement_days=10)
+            _, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4),
+                                                term_months=240, announcement_days=10)
             assert contract is not None
             self.record(ELECTION, "ELE-LEASE-BEYOND-TERM", "contract", contract.id, village, "20-year lease")
         for n in range(2):
             # three years' rent taken in advance in the year before the election
             village, election = fresh((2021, 2026))
             asset = await self.new_asset(village, "farmland")
-            announce = self.clear_date(village, election - timedelta(days=800), election - timedelta(days=650))
-            _, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=60,
-                                                pay=False)
+            announce = self.clear_date(village, election - timedelta(days=800),
+                                       election - timedelta(days=650))
+            _, contract, _ = await self.auction(asset, announce, self.pick_bidders(village, 4),
+                                                term_months=60, pay=False)
             assert contract is not None
             schedule = contract.installments
             lump_day = election - timedelta(days=250)
@@ -1311,7 +1376,7 @@ class Generator:
             for item in rest[3:]:
                 if item.due_date <= self.today:
                     self.receipt(village, contract, item.amount_fen, item.due_date)
-            self.record(ELECTION, "ELE-LEASE-BEYOND-TERM", "contract", contract.id, village, "3 years in advance")
+            self.record(ELECTION, "ELE-LEASE-BEYOND-TERM", "contract", contract.id, village, "3 years ahead")
         townships = self.scenario.townships
         for n in range(3):
             # hospitality several times the usual in the six months before the election
@@ -1320,7 +1385,8 @@ class Generator:
                 amount = self.rng.randint(10, 16) * 100_000
                 self.entry(village, election - timedelta(days=170 - 28 * k), "接待来访及慰问", "某酒家",
                            [("53101", amount, 0, None), ("102", 0, amount, None)])
-            self.record(ELECTION, "ELE-HOSPITALITY-SPIKE", "village", f"{village}:{election.isoformat()}", village,
+            self.record(ELECTION, "ELE-HOSPITALITY-SPIKE", "village", f"{village}:{election.isoformat()}",
+                        village,
                         "hospitality ×5")
         for n in range(3):
             # dozens of small cash payments to villagers just before the vote
@@ -1329,29 +1395,34 @@ class Generator:
                 amount = self.rng.randint(3, 15) * 10_000
                 self.entry(village, election - timedelta(days=60 - k), "慰问金", self.ids.person_name(),
                            [("53301", amount, 0, None), ("101", 0, amount, None)])
-            self.record(ELECTION, "ELE-MANY-SMALL-PAYOUTS", "village", f"{village}:{election.isoformat()}", village,
+            self.record(ELECTION, "ELE-MANY-SMALL-PAYOUTS", "village", f"{village}:{election.isoformat()}",
+                        village,
                         "32 small payouts")
         for n in range(3):
             # the outgoing committee cuts a running lease's rent (a new direct contract) before the vote
             village, election = fresh((2021, 2026))
             asset = await self.new_asset(village, "fish_pond", Decimal(12 + n))
-            announce = self.clear_date(village, election - timedelta(days=900), election - timedelta(days=700))
-            _, first, _ = await self.auction(asset, announce, self.pick_bidders(village, 4), term_months=60, pay=False)
+            announce = self.clear_date(village, election - timedelta(days=900),
+                                       election - timedelta(days=700))
+            bidders = self.pick_bidders(village, 4)
+            _, first, _ = await self.auction(asset, announce, bidders, term_months=60, pay=False)
             assert first is not None
             signed = election - timedelta(days=self.rng.randint(40, 150))
             for item in first.installments:
                 if item.due_date <= signed:
                     self.receipt(village, first, item.amount_fen, item.due_date)
             table = Contract.__table__
-            await self.session.execute(update(table).where(table.c.id == first.id).values(status="terminated"))
+            terminate = update(table).where(table.c.id == first.id).values(status="terminated")
+            await self.session.execute(terminate)
             cut = await self.contract(asset, first.counterparty_name, first.counterparty_id_number,
-                                      unit_price_fen=first.unit_price_fen * 7 // 10 // 100 * 100, term_months=24,
+                                      unit_price_fen=first.unit_price_fen * 7 // 10 // 100 * 100,
+                                      term_months=12,
                                       start_date=signed + timedelta(days=1), signed_on=signed,
                                       price_basis="per_mu_year", area=asset.area, trade_type="contracting",
                                       origin_reason="承包户经营困难，经协商降低租金", set_status=False)
             self.record(ELECTION, "ELE-RENT-CUT-IN-WINDOW", "contract", cut.id, village, "rent cut by 30 %")
-            # re-signing the same asset to the same tenant without a trade is also a renewal without re-bidding
-            self.record(UNDISCLOSED, RENEWAL_WITHOUT_REBID, "contract", cut.id, village, "the rent cut's new contract")
+            # re-signing the asset to the same tenant without a trade is also a renewal without re-bidding
+            self.record(UNDISCLOSED, RENEWAL_WITHOUT_REBID, "contract", cut.id, village, "the rent cut")
         for n in range(3):
             # a losing candidate of the election wins a small lot in the months before it
             village, election = fresh()
@@ -1362,7 +1433,7 @@ class Generator:
             announce = election - timedelta(days=self.rng.randint(50, 150))
             listing, _, _ = await self.auction(asset, announce, [bidder, *self.pick_bidders(village, 3)],
                                                term_months=36, announcement_days=10, winner=0)
-            self.record(ELECTION, "ELE-RELATED-TO-CANDIDATE", "listing", listing.id, village, "won by a candidate")
+            self.record(ELECTION, "ELE-RELATED-TO-CANDIDATE", "listing", listing.id, village, "candidate won")
 
     # -- entry point
 
@@ -1393,7 +1464,8 @@ async def generate(
 @click.command("scenarios", help="写入带已知违规的模拟场景 / write a scenario with known irregularities.")
 @click.option("--seed", type=int, required=True, help="随机种子：同一种子生成同一场景 / the seed")
 @click.option("--villages", type=click.IntRange(4, 60), default=12, show_default=True, help="村数 / villages")
-@click.option("--years", type=click.IntRange(4, 20), default=13, show_default=True, help="年数 / years of activity")
+@click.option("--years", type=click.IntRange(4, 20), default=13, show_default=True,
+              help="年数 / years of activity")
 def scenarios_command(seed: int, villages: int, years: int) -> None:
     """Generate the scenario into DATABASE_URL (committed) and print its injected truth."""
     from sanzi.platform.cli import fail, run_async
