@@ -21,6 +21,7 @@ import httpx
 from litestar import Litestar
 
 from sanzi.platform.models import Bidder, Role
+from sanzi.warnings.models import Alert
 from tests.conftest import VILLAGE_A, Actor
 
 PUBLIC = "public"
@@ -113,6 +114,32 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/api/listings/{listing_id:int}/bidders"): OFFICIALS,
     ("POST", "/api/listings/{listing_id:int}/contract"): VILLAGE_WRITE,
     ("POST", "/api/listings/{listing_id:int}/forfeit"): SUPERVISE,
+    # village governance: cadres, relatives, elections, candidates
+    ("GET", "/api/villages/{code:str}/cadres"): OFFICIALS,
+    ("POST", "/api/villages/{code:str}/cadres"): VILLAGE_WRITE,
+    ("PATCH", "/api/cadres/{cadre_id:int}"): VILLAGE_WRITE,
+    ("DELETE", "/api/cadres/{cadre_id:int}"): VILLAGE_WRITE,
+    ("POST", "/api/cadres/{cadre_id:int}/relatives"): VILLAGE_WRITE,
+    ("DELETE", "/api/relatives/{relative_id:int}"): VILLAGE_WRITE,
+    ("GET", "/api/villages/{code:str}/elections"): PUBLIC,
+    ("POST", "/api/villages/{code:str}/elections"): SUPERVISE,
+    ("POST", "/api/elections/bulk"): ADMIN,
+    ("GET", "/api/elections/{election_id:int}/candidates"): OFFICIALS,
+    ("POST", "/api/elections/{election_id:int}/candidates"): SUPERVISE,
+    # warnings
+    ("GET", "/api/alerts"): OFFICIALS,
+    ("GET", "/api/alerts/{alert_id:int}"): OFFICIALS,
+    ("POST", "/api/alerts/{alert_id:int}/assign"): SUPERVISE,
+    ("POST", "/api/alerts/{alert_id:int}/investigate"): SUPERVISE,
+    ("POST", "/api/alerts/{alert_id:int}/confirm"): SUPERVISE,
+    ("POST", "/api/alerts/{alert_id:int}/dismiss"): SUPERVISE,
+    ("POST", "/api/alerts/{alert_id:int}/rectify"): SUPERVISE,
+    ("POST", "/api/alerts/{alert_id:int}/responses"): frozenset({"committee"}),
+    ("GET", "/api/rules"): PUBLIC,
+    ("PUT", "/api/rules/{rule_id:str}/parameters/{name:str}"): ADMIN,
+    ("POST", "/api/warnings/scan"): ADMIN,
+    ("GET", "/api/integrity"): PUBLIC,
+    ("GET", "/api/villages/{code:str}/integrity"): PUBLIC,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
@@ -186,6 +213,22 @@ async def _world(client: httpx.AsyncClient, db: Any, make_user: Any) -> dict[str
     await ok(await client.post(f"{base}/approve", json={}, headers=supervisor.headers))
     await ok(await client.post(f"{base}/announce", json={}, headers=supervisor.headers))
     registration = await ok(await client.post(f"{base}/registrations", json={}, headers=bidder.headers))
+    cadre = await ok(await client.post(f"{village}/cadres", json=CADRE, headers=committee.headers))
+    relative = await ok(
+        await client.post(f"/api/cadres/{cadre['id']}/relatives", json=RELATIVE, headers=committee.headers)
+    )
+    election = await ok(
+        await client.post(f"{village}/elections", json={"election_date": "2026-12-20"}, headers=supervisor.headers)
+    )
+    now = datetime.now(UTC)
+    alert = Alert(
+        rule_id="BID-SINGLE-BIDDER", family="bid", subject_type="listing", subject_id=str(listing["id"]),
+        village_code=VILLAGE_A, township_code=VILLAGE_A[:9] + "000", district_code=VILLAGE_A[:6] + "000000",
+        severity="orange", score=60.0, explanation="矩阵测试", evidence={"listings": [listing["id"]]},
+        occurred_at=now, first_raised_at=now, last_updated_at=now,
+    )
+    db.add(alert)
+    await db.commit()
     return {
         "actors": actors,
         "params": {
@@ -197,7 +240,14 @@ async def _world(client: httpx.AsyncClient, db: Any, make_user: Any) -> dict[str
             "contract_id": contract["id"],
             "listing_id": listing["id"],
             "registration_id": registration["id"],
+            "cadre_id": cadre["id"],
+            "relative_id": relative["id"],
+            "election_id": election["id"],
+            "alert_id": alert.id,
+            "rule_id": "BID-SINGLE-BIDDER",
+            "name": "max_bidders",
         },
+        "supervisor_b_id": actors["supervisor_b"].id if actors["supervisor_b"] else None,
         "asset_id": asset["id"],
     }
 
@@ -209,6 +259,8 @@ ENTRY = {
     "lines": [{"account_code": "102", "debit": "100.00"}, {"account_code": "50101", "credit": "100.00"}],
 }
 RESOLUTION = {"meeting_date": "2026-01-10", "members_present": 30, "votes_for": 25, "votes_against": 2}
+CADRE = {"name": "李四", "body": "committee", "position": "委员", "term_start": "2021-03-01"}
+RELATIVE = {"name": "李小四", "relation": "子女"}
 
 
 def contract_body(asset_id: int, number: str = "M-HT-1") -> dict[str, Any]:
@@ -289,6 +341,22 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
             "payment_frequency": "annual",
         },
         "/api/listings/{listing_id:int}/forfeit": {},
+        "/api/villages/{code:str}/cadres": CADRE,
+        "/api/cadres/{cadre_id:int}": {"position": "主任"},
+        "/api/cadres/{cadre_id:int}/relatives": RELATIVE,
+        "/api/villages/{code:str}/elections": {"election_date": "2026-12-27"},
+        "/api/elections/{election_id:int}/candidates": {"name": "王五", "position": "主任"},
+        "/api/alerts/{alert_id:int}/assign": {
+            "assignee_id": world["supervisor_b_id"], "due_on": (now + timedelta(days=30)).date().isoformat(),
+            "note": "请核查",
+        },
+        "/api/alerts/{alert_id:int}/investigate": {"note": "开始核查"},
+        "/api/alerts/{alert_id:int}/confirm": {
+            "rectification_due_on": (now + timedelta(days=60)).date().isoformat(), "note": "属实",
+        },
+        "/api/alerts/{alert_id:int}/dismiss": {"reason": "不属实"},
+        "/api/alerts/{alert_id:int}/rectify": {"note": "已整改"},
+        "/api/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
     }
     return bodies.get(path, {})
 
@@ -308,7 +376,7 @@ async def call(
 
 def _scoped(path: str) -> bool:
     """Routes that reach an object of village A (by its code or an id)."""
-    return any(p in path for p in ("{code:str}", "_id:int}")) and "{user_id" not in path
+    return any(p in path for p in ("{code:str}", "_id:int}")) and "{user_id" not in path and "{rule_id" not in path
 
 
 async def test_every_route_for_every_role(
