@@ -51,6 +51,8 @@ ELECTION_YEARS = (2014, 2017, 2021, 2026)
 #: no trading in the months before an election: the clean background keeps out of every election-period window
 QUIET_BEFORE_ELECTION = timedelta(days=240)
 QUIET_AFTER_ELECTION = timedelta(days=45)
+#: fewer villages leave the statistical rules without comparables; fewer years miss the 2017 and 2021 rounds
+MIN_VILLAGES, MIN_YEARS = 12, 10
 
 
 class ScenarioError(Exception):
@@ -253,6 +255,8 @@ class ContractRow:
 
 
 class Generator:
+    """Writes one scenario: background first, then the injected cases, then the books in bulk."""
+
     def __init__(self, session: AsyncSession, seed: int, villages: int, years: int, today: date) -> None:
         self.session = session
         self.seed = seed
@@ -324,7 +328,9 @@ class Generator:
         by_township: dict[str, list[tuple[str, str]]] = {}
         for code, township, district in rows:
             by_township.setdefault(township, []).append((code, district))
-        n_townships = 2 if self.n_villages <= 12 else 3
+        # at least six villages a township: the statistical rules need eight comparables (a village's own
+        # earlier windows and its peers')
+        n_townships = 2 if self.n_villages < 18 else 3
         per = -(-self.n_villages // n_townships)
         candidates = sorted(t for t, vs in by_township.items() if len(vs) >= per)
         if len(candidates) < n_townships:
@@ -1454,18 +1460,24 @@ class Generator:
 
 
 async def generate(
-    session: AsyncSession, seed: int, *, villages: int = 12, years: int = 13, today: date | None = None
+    session: AsyncSession, seed: int, *, villages: int = 12, years: int = 14, today: date | None = None
 ) -> Scenario:
     """Write the scenario of ``seed`` into the session's database (not committed); returns its truth."""
     today = today or datetime.now(ZONE).date()
+    if villages < MIN_VILLAGES or years < MIN_YEARS or today.year - years + 1 > 2017:
+        raise ScenarioError(
+            f"场景至少需要 {MIN_VILLAGES} 个村、自 2017 年前开始的账 / a scenario needs at least {MIN_VILLAGES} "
+            "villages and books from before 2017"
+        )
     return await Generator(session, seed, villages, years, today).run()
 
 
 @click.command("scenarios", help="写入带已知违规的模拟场景 / write a scenario with known irregularities.")
 @click.option("--seed", type=int, required=True, help="随机种子：同一种子生成同一场景 / the seed")
-@click.option("--villages", type=click.IntRange(4, 60), default=12, show_default=True, help="村数 / villages")
-@click.option("--years", type=click.IntRange(4, 20), default=13, show_default=True,
-              help="年数 / years of activity")
+@click.option("--villages", type=click.IntRange(MIN_VILLAGES, 60), default=12, show_default=True,
+              help="村数（至少 12）/ villages (at least 12)")
+@click.option("--years", type=click.IntRange(MIN_YEARS, 20), default=14, show_default=True,
+              help="年数（至少 10，覆盖 2017 年以来的换届）/ years of activity (at least 10: from before 2017)")
 def scenarios_command(seed: int, villages: int, years: int) -> None:
     """Generate the scenario into DATABASE_URL (committed) and print its injected truth."""
     from sanzi.platform.cli import fail, run_async
