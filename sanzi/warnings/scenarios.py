@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from stdnum.cn import ric, uscc
 
@@ -252,6 +252,8 @@ class ContractRow:
     signed_on: date
     end_date: date
     installments: list[Any]
+    #: the applied deposit not yet set against an installment
+    credit: int = 0
 
 
 class Generator:
@@ -282,6 +284,8 @@ class Generator:
         self.asset_status: dict[int, tuple[datetime, str]] = {}
         self.sold_on: dict[str, list[date]] = {}
         self.buffer: dict[Any, list[dict[str, Any]]] = {}
+        self.deposit_links: list[tuple[int, str, str | None]] = []  # registration, deposit key, settlement key
+        self.entry_ids: dict[tuple[str, str], int] = {}  # (village, client key) -> entry id
 
     # -- small helpers
 
@@ -668,12 +672,30 @@ class Generator:
             registrations.append(dict(
                 listing_id=listing_id, bidder_id=bidder.id, status="qualified",
                 bidder_number=f"{index + 1:03d}",
-                deposit_state="applied" if won else "refunded",
+                deposit_state=("applied" if contract else "held") if won else "refunded",
                 deposit_paid_at=self.at(announce_on + timedelta(days=min(days - 1, 2 + index)), 11),
                 decided_by_id=self.system_user_id, decided_at=self.at(announce_on + timedelta(days=days), 16),
                 **traits,
             ))
         registration_ids = await self.insert_many(Registration, registrations) if registrations else []
+        deposit = min(start, max(100, start // 10 // 100 * 100))
+        winner_index = plan[-1][0] if sold else None
+        for index, (registration_id, row) in enumerate(zip(registration_ids, registrations, strict=True)):
+            # deposits as the registration and closing services book them: in to 21101, back to the losers
+            payer, paid_on = row["deposit_payer_name"], row["deposit_paid_at"].astimezone(ZONE).date()
+            self.entry(village, paid_on, f"收到交易项目 {number} 竞买保证金", payer,
+                       [("102", deposit, 0, None), ("21101", 0, deposit, None)],
+                       source="deposit", key=f"deposit:{registration_id}")
+            settled = None
+            if index != winner_index:
+                settled = f"deposit-refunded-{registration_id}"
+                self.entry(village, closed_on, f"退还交易项目 {number} 竞买保证金", payer,
+                           [("21101", deposit, 0, f"竞买号 {row['bidder_number']}"),
+                            ("102", 0, deposit, f"项目 {number}")],
+                           source="auction_deposit", key=settled)
+            elif contract:
+                settled = f"deposit-applied-{registration_id}"
+            self.deposit_links.append((registration_id, f"deposit:{registration_id}", settled))
         for seq, ((index, amount), when) in enumerate(zip(plan, moments, strict=True), start=1):
             self.later(Bid, listing_id=listing_id, seq=seq, registration_id=registration_ids[index],
                        amount_fen=amount, client_key=f"{number}-{seq}", placed_at=when, extended_end_at=None,
@@ -695,8 +717,7 @@ class Generator:
         if not sold:
             await self.status_change(asset.id, "listed", "idle", f"交易项目 {number} 流拍", closed_on)
             return listing, None, [Made(i) for i in registration_ids]
-        assert price is not None
-        winner_index = plan[-1][0]
+        assert price is not None and winner_index is not None
         self.last_winners[village].append(bidders[winner_index].id)
         self.sold_on.setdefault(village, []).append(closed_on)
         made = None
@@ -711,7 +732,10 @@ class Generator:
                      "trade_type": TRADE_TYPE.get(asset.kind, "lease")}
             terms.update(contract_overrides or {})
             bidder = bidders[winner_index]
-            made = await self.contract(asset, bidder.name, bidder.id_number, pay=pay, **terms)
+            winner_id = registration_ids[winner_index]
+            payer = registrations[winner_index]["deposit_payer_name"]
+            made = await self.contract(asset, bidder.name, bidder.id_number, pay=pay,
+                                       deposit=(deposit, winner_id, payer), **terms)
         table = Listing.__table__
         await self.session.execute(
             update(table).where(table.c.id == listing_id).values(
@@ -772,6 +796,7 @@ class Generator:
         pay: bool = True,
         paid_until: date | None = None,
         set_status: bool = True,
+        deposit: tuple[int, int, str] | None = None,
     ) -> ContractRow:
         """A contract with its schedule; with ``pay`` every installment due by today is received on time."""
         village = asset.village
@@ -805,14 +830,30 @@ class Generator:
             await self.status_change(asset.id, before, target, f"签订合同 {number}", signed_on)
             if end < self.today:
                 await self.status_change(asset.id, target, "idle", f"合同 {number} 期满", end + timedelta(days=1))
+        if deposit is not None:
+            # the winner's deposit becomes the first payment, as contract_from_result books it
+            amount, registration_id, payer = deposit
+            applied = min(amount, total)
+            self.entry(village, signed_on, f"竞买保证金转作合同 {number} 首期价款", payer,
+                       [("21101", applied, 0, None), ("50101", 0, applied, f"合同 {number}")],
+                       source="contract_receipt", receipt_for=(contract_id, applied),
+                       key=f"deposit-applied-{registration_id}")
+            contract.credit = applied
         if pay:
             limit = min(paid_until or self.today, self.today)
             for item in schedule:
                 if item.due_date > limit:
                     break
                 received = max(signed_on, item.due_date - timedelta(days=self.rng.randint(0, 6)))
-                self.receipt(village, contract, item.amount_fen, received)
+                self.pay_installment(village, contract, item, received)
         return contract
+
+    def pay_installment(self, village: str, contract: ContractRow, item: Any, day: date) -> None:
+        """Receive an installment, less what the applied deposit already paid of it."""
+        used = min(contract.credit, item.amount_fen)
+        contract.credit -= used
+        if item.amount_fen > used:
+            self.receipt(village, contract, item.amount_fen - used, day)
 
     def receipt(
         self, village: str, contract: ContractRow, amount: int, day: date, account: str = "102"
@@ -889,6 +930,10 @@ class Generator:
                 )).all()
             )
             ids = [by_seq[row["seq"]] for row in rows]
+            self.entry_ids.update(
+                ((village, row["client_key"]), entry_id)
+                for row, entry_id in zip(rows, ids, strict=True) if row["client_key"]
+            )
             await self.session.execute(
                 insert(line_table),
                 [
@@ -912,6 +957,24 @@ class Generator:
             )
             self.scenario.counts["journal entries"] += len(rows)
             self.journal[village] = []
+
+    async def link_deposits(self) -> None:
+        """Point each registration at its deposit entry and the entry that refunded or applied it."""
+        village_of = {}
+        for village in self.scenario.villages:
+            village_of.update({key[1]: key[0] for key in self.entry_ids if key[0] == village})
+        rows = [
+            {"rid": registration_id, "deposit": self.entry_ids[(village_of[key], key)],
+             "settled": self.entry_ids.get((village_of[key], settled)) if settled else None}
+            for registration_id, key, settled in self.deposit_links
+        ]
+        if rows:
+            table = Registration.__table__
+            await self.session.execute(
+                update(table).where(table.c.id == bindparam("rid"))
+                .values(deposit_entry_id=bindparam("deposit"), deposit_settlement_entry_id=bindparam("settled")),
+                rows,
+            )
 
     # -- background activity
 
@@ -1135,7 +1198,7 @@ class Generator:
                                                       term_months=60, pay=False)
             assert contract is not None
             for item in contract.installments[: 1 + (n == 2)]:
-                self.receipt(village, contract, item.amount_fen, max(contract.signed_on, item.due_date))
+                self.pay_installment(village, contract, item, max(contract.signed_on, item.due_date))
             self.record(UNDISCLOSED, RENT_ARREARS, "contract", contract.id, village, "years of rent unpaid")
 
     def clear_recent(self, village: str, span: int = 60) -> date:
@@ -1376,12 +1439,12 @@ class Generator:
             lump_day = election - timedelta(days=250)
             paid = [i for i in schedule if i.due_date < lump_day]
             for item in paid:
-                self.receipt(village, contract, item.amount_fen, item.due_date)
+                self.pay_installment(village, contract, item, item.due_date)
             rest = [i for i in schedule if i.due_date >= lump_day]
             self.receipt(village, contract, sum(i.amount_fen for i in rest[:3]), lump_day)
             for item in rest[3:]:
                 if item.due_date <= self.today:
-                    self.receipt(village, contract, item.amount_fen, item.due_date)
+                    self.pay_installment(village, contract, item, item.due_date)
             self.record(ELECTION, "ELE-LEASE-BEYOND-TERM", "contract", contract.id, village, "3 years ahead")
         townships = self.scenario.townships
         for n in range(3):
@@ -1416,7 +1479,7 @@ class Generator:
             signed = election - timedelta(days=self.rng.randint(40, 150))
             for item in first.installments:
                 if item.due_date <= signed:
-                    self.receipt(village, first, item.amount_fen, item.due_date)
+                    self.pay_installment(village, first, item, item.due_date)
             table = Contract.__table__
             terminate = update(table).where(table.c.id == first.id).values(status="terminated")
             await self.session.execute(terminate)
@@ -1455,6 +1518,7 @@ class Generator:
         await self.settle_asset_statuses()
         await self.flush_buffers()
         await self.post_journal()
+        await self.link_deposits()
         await self.session.flush()
         return self.scenario
 
