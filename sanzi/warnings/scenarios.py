@@ -284,7 +284,8 @@ class Generator:
         self.asset_status: dict[int, tuple[datetime, str]] = {}
         self.sold_on: dict[str, list[date]] = {}
         self.buffer: dict[Any, list[dict[str, Any]]] = {}
-        self.deposit_links: list[tuple[int, str, str | None]] = []  # registration, deposit key, settlement key
+        #: (village, registration, client key of its deposit entry, of the entry that settled it)
+        self.deposit_links: list[tuple[str, int, str, str | None]] = []
         self.entry_ids: dict[tuple[str, str], int] = {}  # (village, client key) -> entry id
 
     # -- small helpers
@@ -695,7 +696,7 @@ class Generator:
                            source="auction_deposit", key=settled)
             elif contract:
                 settled = f"deposit-applied-{registration_id}"
-            self.deposit_links.append((registration_id, f"deposit:{registration_id}", settled))
+            self.deposit_links.append((village, registration_id, f"deposit:{registration_id}", settled))
         for seq, ((index, amount), when) in enumerate(zip(plan, moments, strict=True), start=1):
             self.later(Bid, listing_id=listing_id, seq=seq, registration_id=registration_ids[index],
                        amount_fen=amount, client_key=f"{number}-{seq}", placed_at=when, extended_end_at=None,
@@ -960,19 +961,17 @@ class Generator:
 
     async def link_deposits(self) -> None:
         """Point each registration at its deposit entry and the entry that refunded or applied it."""
-        village_of = {}
-        for village in self.scenario.villages:
-            village_of.update({key[1]: key[0] for key in self.entry_ids if key[0] == village})
         rows = [
-            {"rid": registration_id, "deposit": self.entry_ids[(village_of[key], key)],
-             "settled": self.entry_ids.get((village_of[key], settled)) if settled else None}
-            for registration_id, key, settled in self.deposit_links
+            {"rid": registration_id, "deposit": self.entry_ids[(village, key)],
+             "settled": self.entry_ids[(village, settled)] if settled else None}
+            for village, registration_id, key, settled in self.deposit_links
         ]
         if rows:
             table = Registration.__table__
             await self.session.execute(
                 update(table).where(table.c.id == bindparam("rid"))
-                .values(deposit_entry_id=bindparam("deposit"), deposit_settlement_entry_id=bindparam("settled")),
+                .values(deposit_entry_id=bindparam("deposit"),
+                        deposit_settlement_entry_id=bindparam("settled")),
                 rows,
             )
 

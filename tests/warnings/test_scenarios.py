@@ -240,3 +240,6 @@ def test_the_scenarios_command_writes_the_scenario_and_prints_its_truth(
     again = sanzi(empty_database_url, "warnings", "scenarios", "--seed", "7", tmp_path=tmp_path)
     assert again.returncode != 0 and "already" in again.stderr
     assert run_sync(listings) == written  # the refused second run wrote nothing
+    too_few = sanzi(empty_database_url, "warnings", "scenarios", "--seed", "8", "--villages", "3", tmp_path=tmp_path)
+    assert too_few.returncode == 2 and "--villages" in too_few.stderr
+    assert run_sync(listings) == written
