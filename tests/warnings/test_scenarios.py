@@ -122,6 +122,16 @@ def print_table(backend: str, table: dict[str, dict[str, Any]]) -> None:
             print(f"    false  {alert[1]} {alert[2]} {alert[3]}: {alert[4][:160]}")
 
 
+def print_rules(scenario: Scenario, alerts: list[tuple[str, str, str, str, str]]) -> None:
+    """Per rule: cases injected, found by that very rule, and all its alerts on the scenario's villages."""
+    raised = {(rule, kind, subject) for _, rule, kind, subject, _ in alerts}
+    print(f"{'rule':<32}{'injected':>9}{'found':>7}{'alerts':>8}")
+    for rule in sorted({c.rule_id for c in scenario.truth} | {a[1] for a in alerts}):
+        cases = [c for c in scenario.truth if c.rule_id == rule]
+        found = sum((rule, c.subject_type, c.subject_id) in raised for c in cases)
+        print(f"{rule:<32}{len(cases):>9}{found:>7}{sum(a[1] == rule for a in alerts):>8}")
+
+
 def test_every_rule_of_the_catalogue_is_injected_at_least_three_times(scanned: Any) -> None:
     _, scenario, _, _ = scanned
     per_rule = defaultdict(int)
@@ -137,6 +147,7 @@ def test_precision_and_recall_per_family(scanned: Any, backend: str) -> None:
     _, scenario, alerts, _ = scanned
     table = measure(scenario, alerts)
     print_table(backend, table)
+    print_rules(scenario, alerts)
     missing_rules = sorted({c.rule_id for c in scenario.truth} - catalogue_ids())
     incomplete = {c.family for c in scenario.truth if c.rule_id in missing_rules}
     ready = [f for f in FAMILIES if f not in incomplete]
