@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -504,6 +504,7 @@ async def bidder_loop(
     deadline: float,
     rng: random.Random,
     repeat_every: int = 4,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     """Read the live state, bid the next minimum or a little more, until the auction closes or the budget
     ends. A request that fails without an answer (the worker died, a timeout) is sent again with the same
@@ -513,7 +514,7 @@ async def bidder_loop(
     acknowledged = 0
     hint: tuple[int, int] | None = None  # the range a refusal told us, to try again without a read
     for _ in range(max_attempts):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or stop is not None and stop():
             return
         if hint is None:
             try:
@@ -558,8 +559,10 @@ async def run_bidders(
     seconds: float = 30.0,
     seed: int = 7,
     timeout: float = 10.0,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Every bidder of every listing bidding at once, each bounded by ``max_attempts`` and ``seconds``."""
+    """Every bidder of every listing bidding at once, each bounded by ``max_attempts`` and ``seconds``
+    (and ending early once ``stop()`` is true)."""
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
     deadline = time.monotonic() + seconds
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
@@ -570,6 +573,7 @@ async def run_bidders(
                     max_attempts=max_attempts,
                     deadline=deadline,
                     rng=random.Random(f"{seed}-{listing.id}-{n}"),
+                    stop=stop,
                 )
                 for listing in listings
                 for n, bidder in enumerate(listing.bidders)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import create_engine as create_sync_engine, inspect
+from sqlalchemy import inspect
 
-from sanzi.platform.database import alembic_config, downgrade, upgrade
+from sanzi.platform.database import alembic_config, create_engine, downgrade, upgrade
+from tests.conftest import make_settings, run_sync
 
 
 def _tables(url: str) -> set[str]:
-    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
-    engine = create_sync_engine(sync_url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+    async def names() -> set[str]:
+        engine = create_engine(make_settings(url))
+        try:
+            async with engine.connect() as connection:
+                return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return run_sync(names)
 
 
 def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
