@@ -101,13 +101,13 @@ async def test_close_second_at_the_gap_ratio_not_above(db: AsyncSession) -> None
 
 
 async def gap_comparables(db: AsyncSession, count: int) -> None:
-    """Sold lots in village A's township whose runner-up stopped about 5 % below the winner."""
+    """Sold lots in village A's township whose runner-up stopped about five minimum increments behind."""
     villages = await township_villages(db)
     for i in range(count):
         await b.make_auction(
             db,
             villages[i % len(villages)],
-            amounts=[(0, 1_000_00), (1, 1_000_00 + (50 + i) * 1_00)],
+            amounts=[(0, 1_000_00), (1, 1_000_00 + (250 + 5 * i) * 1_00)],
             min_increment_fen=50_00,
         )
 
@@ -117,7 +117,7 @@ async def test_close_second_below_the_fence_of_enough_comparables(
     db: AsyncSession, others: int, raised: bool
 ) -> None:
     await gap_comparables(db, others)
-    close = await b.make_auction(  # 20 / 1020 ≈ 2 %: above the ratio, far below the others' 5 %
+    close = await b.make_auction(  # 20 / 1020 ≈ 2 %, above the ratio; one increment against the others' five
         db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_020_00)], min_increment_fen=20_00
     )
     findings = await found(db, "BID-CLOSE-SECOND")
@@ -383,12 +383,12 @@ async def test_below_market_under_the_lower_fence(db: AsyncSession, price_fen: i
     # with these seven others the fence is 1007.50 − 1.5 × 35.00 = 955.00 whatever the (lowest) subject
     await market(db, await township_villages(db))
     lot = await b.make_auction(db, VILLAGE_A, amounts=[(0, price_fen)], starting_price_fen=500_00)
-    findings = [f for f in await found(db, "BID-BELOW-MARKET") if f.subject_id == str(lot.listing.id)]
+    findings = await found(db, "BID-BELOW-MARKET", min_shortfall=0.0)
+    findings = [f for f in findings if f.subject_id == str(lot.listing.id)]
     assert bool(findings) is raised
     if raised:
-        assert (
-            findings[0].explanation
-            == "成交价 每亩每年 ¥954.99，低于同镇街同类资产下限 ¥955.00（样本 8 宗，中位数 ¥1025.00）"
+        assert findings[0].explanation == (
+            "成交价 每亩每年 ¥954.99，低于同镇街同类资产下限 ¥955.00（样本 8 宗，中位数 ¥1025.00，低于中位数 7%）"
         )
 
 
@@ -406,7 +406,8 @@ async def test_below_market_takes_yearly_and_total_prices_per_mu(
         area=Decimal(10),
         term_months=60,
     )  # ¥954.99 per mu-year
-    findings = [f for f in await found(db, "BID-BELOW-MARKET") if f.subject_id == str(lot.listing.id)]
+    findings = await found(db, "BID-BELOW-MARKET", min_shortfall=0.0)
+    findings = [f for f in findings if f.subject_id == str(lot.listing.id)]
     assert findings and findings[0].numbers["unit_price_fen"] == pytest.approx(954_99)
 
 
@@ -415,11 +416,12 @@ async def test_below_market_quiet_with_too_few_comparables_and_falls_back_to_the
 ) -> None:
     await market(db, await township_villages(db), count=6)
     lot = await b.make_auction(db, VILLAGE_A, amounts=[(0, 100_00)], starting_price_fen=100_00)
-    assert str(lot.listing.id) not in subjects(await found(db, "BID-BELOW-MARKET"))
+    assert str(lot.listing.id) not in subjects(await found(db, "BID-BELOW-MARKET", min_shortfall=0.0))
     other_township = await other_township_village(db, VILLAGE_A)
     await market(db, [other_township], count=1)  # a district comparable of the same kind
     await b.make_auction(db, other_township, amounts=[(0, 1_000_00)], kind="farmland")  # another kind
-    findings = [f for f in await found(db, "BID-BELOW-MARKET") if f.subject_id == str(lot.listing.id)]
+    findings = await found(db, "BID-BELOW-MARKET", min_shortfall=0.0)
+    findings = [f for f in findings if f.subject_id == str(lot.listing.id)]
     assert findings and "同区同类资产" in findings[0].explanation and "样本 8 宗" in findings[0].explanation
 
 
@@ -431,6 +433,17 @@ async def other_township_village(db: AsyncSession, village_code: str) -> str:
         .order_by(Village.code)
         .limit(1)
     )
+
+
+@pytest.mark.parametrize(("price_fen", "raised"), [(820_00, True), (820_01, False)])
+async def test_below_market_also_needs_the_shortfall_below_the_median(
+    db: AsyncSession, price_fen: int, raised: bool
+) -> None:
+    # both prices are under the fence (955.00); the median of the eight is 1025.00 and 20 % under it is 820.00
+    await market(db, await township_villages(db))
+    lot = await b.make_auction(db, VILLAGE_A, amounts=[(0, price_fen)], starting_price_fen=500_00)
+    findings = [f for f in await found(db, "BID-BELOW-MARKET") if f.subject_id == str(lot.listing.id)]
+    assert bool(findings) is raised
 
 
 # --- short announcement and relisting ------------------------------------------------------------------------

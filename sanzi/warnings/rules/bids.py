@@ -330,8 +330,9 @@ class CloseSecondBid(_BidRule):
     """The winning bid and the runner-up's best bid lie unusually close: the runner-up stopped just short.
 
     Basis: OCDS red flag R024 (price close to the winning bid); a gap at or below ``max_gap_ratio`` of the
-    winning price, or below the lower robust fence (Q1 − 1.5·IQR) of the gaps in comparable sold listings
-    (same asset kind, same township — or district when the township has too few), suggests coordinated bids.
+    winning price, or below the lower robust fence (Q1 − 1.5·IQR) of the gaps, counted in minimum increments,
+    in comparable sold listings (same asset kind, same township — or district when the township has too
+    few), suggests coordinated bids.
     """
 
     id = "BID-CLOSE-SECOND"
@@ -375,14 +376,19 @@ class CloseSecondBid(_BidRule):
             .subquery("runner_up")
         )
         kinds = _listing_kind()
-        gap_ratio = cast(Listing.final_price_fen - runner_up.c.runner_up, Float) / Listing.final_price_fen
+        gap = Listing.final_price_fen - runner_up.c.runner_up
+        gap_ratio = cast(gap, Float) / Listing.final_price_fen
+        # compared across lots in minimum increments, not as a share of the price: in an ascending auction the
+        # runner-up is always at least one increment behind, so only a finish unusually close for the market
+        # (fewer increments than the comparables' lower fence) says something
+        gap_increments = cast(gap, Float) / Listing.min_increment_fen
         values = (
             select(
                 Listing.id.label("listing_id"),
                 Village.township_code,
                 Village.district_code,
                 kinds.c.kind,
-                gap_ratio.label("value"),
+                gap_increments.label("value"),
             )
             .join(runner_up, runner_up.c.listing_id == Listing.id)
             .join(Village, Village.code == Listing.village_code)
@@ -406,12 +412,13 @@ class CloseSecondBid(_BidRule):
                 fenced.c.median,
                 fenced.c.lower_fence,
                 fenced.c.area_level,
+                gap_ratio.label("ratio"),
                 below_fence.label("below_fence"),
             )
             .join(runner_up, runner_up.c.listing_id == Listing.id)
             .join(fenced, fenced.c.listing_id == Listing.id)
             .where(
-                or_(fenced.c.value <= p["max_gap_ratio"], below_fence),
+                or_(gap_ratio <= p["max_gap_ratio"], below_fence),
                 *_in_scope(Listing.village_code, Listing.closed_at, scope),
             )
         )
@@ -420,12 +427,12 @@ class CloseSecondBid(_BidRule):
             gap = row.final_price_fen - row.runner_up
             text = (
                 f"成交价 {_yuan(row.final_price_fen)}，第二名最高报价 {_yuan(row.runner_up)}，相差 {_yuan(gap)}"
-                f"（{row.value:.2%}，预警线 {p['max_gap_ratio']:.2%}"
+                f"（成交价的 {row.ratio:.2%}，预警线 {p['max_gap_ratio']:.2%}；合 {row.value:.1f} 个最小加价幅度"
             )
             if row.n:
                 text += (
-                    f"；同{row.area_level}同类成交 {row.n} 宗的差距中位数 {row.median:.2%}，"
-                    f"下限 {row.lower_fence:.2%}"
+                    f"；同{row.area_level}同类成交 {row.n} 宗的差距中位数 {row.median:.1f} 个加价幅度，"
+                    f"下限 {row.lower_fence:.1f}"
                 )
             text += "）"
             findings.append(
@@ -442,7 +449,8 @@ class CloseSecondBid(_BidRule):
                     },
                     row.closed_at,
                     gap_fen=gap,
-                    gap_ratio=row.value,
+                    gap_ratio=row.ratio,
+                    gap_increments=row.value,
                     comparables=row.n,
                 )
             )
@@ -1184,7 +1192,9 @@ class BelowMarket(_BidRule):
     collective assets, 集体资产流失). Comparables: sold listings of the same asset kind and area unit in the
     same township, or the district when the township has fewer than ``min_comparables``; quiet with fewer.
     The price is taken per mu (or m², item) per year: per-unit-year prices as they are, yearly prices over
-    the area, totals over the term in years and the area.
+    the area, totals over the term in years and the area. Where comparables cluster tightly the fence sits
+    close to the median, so the price must also fall ``min_shortfall`` below the median: a lot a few per
+    cent under a tight market is not a loss worth a supervisor's visit.
     """
 
     id = "BID-BELOW-MARKET"
@@ -1200,6 +1210,15 @@ class BelowMarket(_BidRule):
             3,
             1000,
             "计算稳健界限所需最少可比成交数 / fewest comparables for the robust fence",
+        ),
+        _parameter(
+            id,
+            "min_shortfall",
+            0.2,
+            float,
+            0.0,
+            0.9,
+            "成交价至少低于中位数的比例 / the least shortfall below the comparables' median",
         ),
     )
 
@@ -1243,6 +1262,7 @@ class BelowMarket(_BidRule):
             .where(
                 fenced.c.n >= p["min_comparables"],
                 fenced.c.value < fenced.c.lower_fence,
+                fenced.c.value <= fenced.c.median * (1 - p["min_shortfall"]),
                 *_in_scope(Listing.village_code, Listing.closed_at, scope),
             )
         )
@@ -1251,7 +1271,7 @@ class BelowMarket(_BidRule):
             unit = UNIT_NAMES.get(row.unit, "每单位每年")
             text = (
                 f"成交价 {unit} {_yuan(row.value)}，低于同{row.area_level}同类资产下限 {_yuan(row.lower_fence)}"
-                f"（样本 {row.n} 宗，中位数 {_yuan(row.median)}）"
+                f"（样本 {row.n} 宗，中位数 {_yuan(row.median)}，低于中位数 {1 - row.value / row.median:.0%}）"
             )
             depth = (row.lower_fence - row.value) / row.median if row.median else 0
             findings.append(

@@ -551,8 +551,12 @@ class RenewalWithoutRebid(Rule):
                 explanation=(
                     f"合同 {row.number}（「{row.counterparty_name}」，{row.start_date.isoformat()} 起）直接签订；"
                     f"同一资产的前一合同 {row.previous_number}（「{row.previous_party}」）于 "
-                    f"{row.previous_end.isoformat()} 结束，相隔 {gap} 天（标准 {params['window_days']} 天内），"
-                    f"{'原承租方' if same else '换了承租方但'}未重新进场交易"
+                    + (
+                        f"{row.previous_end.isoformat()} 结束，相隔 {gap} 天（标准 {params['window_days']} 天内），"
+                        if gap >= 0
+                        else f"{row.previous_end.isoformat()} 才到期，新合同在其到期前 {-gap} 天开始，"
+                    )
+                    + f"{'原承租方' if same else '换了承租方但'}未重新进场交易"
                 ),
                 evidence={"contracts": [row.id, row.previous_id]},
                 occurred_at=at_midnight(row.signed_on),
