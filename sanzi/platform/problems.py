@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,8 @@ def problem(
 
 
 def _field_of(key: str | None) -> str:
-    return key or "body"
+    """A field path as the API names it everywhere: ``lines[0].credit`` (Litestar says ``lines.0.credit``)."""
+    return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key) if key else "body"
 
 
 def _bilingual(name: str, message: str) -> tuple[str, str]:

@@ -175,17 +175,17 @@ def _lines(*lines: dict) -> dict:
 BAD_BODIES = [
     ("unbalanced", _lines({"account_code": BANK, "debit": "100"}, {"account_code": CASH, "credit": "99.99"}), "lines"),
     ("both sides", _lines({"account_code": BANK, "debit": "1", "credit": "1"}, {"account_code": CASH, "credit": "0"}),
-     "lines.0.credit"),
-    ("neither side", _lines({"account_code": BANK}, {"account_code": CASH}), "lines.0.credit"),
-    ("negative", _lines({"account_code": BANK, "debit": "-5"}, {"account_code": CASH, "credit": "-5"}), "lines.0.debit"),
+     "lines[0].credit"),
+    ("neither side", _lines({"account_code": BANK}, {"account_code": CASH}), "lines[0].credit"),
+    ("negative", _lines({"account_code": BANK, "debit": "-5"}, {"account_code": CASH, "credit": "-5"}), "lines[0].debit"),
     ("fractional fen", _lines({"account_code": BANK, "debit": "1.001"}, {"account_code": CASH, "credit": "1.001"}),
-     "lines.0.debit"),
-    ("float", _lines({"account_code": BANK, "debit": 10.5}, {"account_code": CASH, "credit": 10.5}), "lines.0.debit"),
+     "lines[0].debit"),
+    ("float", _lines({"account_code": BANK, "debit": 10.5}, {"account_code": CASH, "credit": 10.5}), "lines[0].debit"),
     ("one line", _lines({"account_code": BANK, "debit": "1"}), "lines"),
     ("no lines", _lines(), "lines"),
     ("memo too long", entry_body(memo="账" * 501), "memo"),
     ("line memo too long", _lines({"account_code": BANK, "debit": "1", "memo": "x" * 201},
-                                  {"account_code": CASH, "credit": "1"}), "lines.0.memo"),
+                                  {"account_code": CASH, "credit": "1"}), "lines[0].memo"),
     ("no date", {k: v for k, v in entry_body().items() if k != "entry_date"}, "entry_date"),
 ]
 

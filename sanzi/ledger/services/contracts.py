@@ -332,13 +332,13 @@ class ContractService:
                 raise DomainError(
                     f"递增起始年（第{step.from_year}年）超出合同期限（共{years}年）",
                     f"step-up year {step.from_year} is beyond the term ({years} years)",
-                    field=f"step_ups.{index}.from_year",
+                    field=f"step_ups[{index}].from_year",
                 )
             if step.from_year in seen:
                 raise DomainError(
                     f"第{step.from_year}年的递增重复",
                     f"two step-ups from year {step.from_year}",
-                    field=f"step_ups.{index}.from_year",
+                    field=f"step_ups[{index}].from_year",
                 )
             seen.add(step.from_year)
         return sorted((StepUpTerm(s.from_year, s.percent) for s in data.step_ups), key=lambda s: s.from_year)
