@@ -24,7 +24,17 @@ def main() -> None:
 
 
 def run_async(coro_factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(coro_factory())  # type: ignore[arg-type]
+    """Run a command's work; a database that cannot be reached or is not migrated is a clear error."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    try:
+        return asyncio.run(coro_factory())  # type: ignore[arg-type]
+    except (OperationalError, DBAPIError) as exc:
+        reason = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
+        fail(
+            f"数据库错误 / database error: {reason.splitlines()[0]}\n"
+            "检查 DATABASE_URL，并先运行 `sanzi db upgrade` / check DATABASE_URL and run `sanzi db upgrade` first"
+        )
 
 
 def fail(message: str) -> NoReturn:

@@ -208,7 +208,7 @@ async def load_demo_auctions(session: AsyncSession, now: datetime) -> bool:
         for n, bidder in enumerate(bidders):
             at = created + timedelta(days=2 + n)
             registration = await registrations.register(
-                session, listing.id, RegistrationCreate(), bidder, "127.0.0.1", f"demo-device-{n}", at)
+                session, listing.id, RegistrationCreate(), bidder, f"192.0.2.{10 + n}", f"demo-device-{n}", at)
             deposit = DepositIn(payer_name=bidder.display_name, payer_account=f"62220200000000{n + 1:02d}",
                                 paid_at=at + timedelta(hours=1))
             await registrations.confirm_deposit(session, registration.id, deposit, committee, at + timedelta(hours=2))
@@ -223,9 +223,9 @@ async def load_demo_auctions(session: AsyncSession, now: datetime) -> bool:
     await bidding.open_due(session, opens)
     for seq, (bidder, amount) in enumerate([(0, 4_800_000), (1, 4_850_000), (0, 4_950_000), (1, 5_020_000)]):
         await bidding.place_bid(session, shop, bidders[bidder], amount, f"demo-shop-{seq}",
-                                opens + timedelta(minutes=10 + 7 * seq), "127.0.0.1", f"demo-device-{bidder}")
+                                opens + timedelta(minutes=10 + 7 * seq), f"192.0.2.{10 + bidder}", f"demo-device-{bidder}")
     await results.close_listing(session, shop, opens + timedelta(hours=1, seconds=1))
-    signing = opens + timedelta(days=3)
+    signing = opens + timedelta(days=6)  # after the five-day publicity of the result
     contract = ContractFromResult(number="YX-HT-2026-SP3", signed_on=signing.date(),
                                   start_date=(signing + timedelta(days=7)).date(), payment_frequency="annual")
     await results.contract_from_result(session, shop, contract, committee, signing)
@@ -235,6 +235,6 @@ async def load_demo_auctions(session: AsyncSession, now: datetime) -> bool:
     created = now - timedelta(days=12, hours=1)
     factory = await prepare("YX-CF-01", "永兴工业区旧厂房 A 栋五年租赁", 36_000_000, created, now + timedelta(days=3))
     await bidding.open_due(session, now)
-    await bidding.place_bid(session, factory, bidders[0], 36_000_000, "demo-factory-0", now, "127.0.0.1", "demo-device-0")
+    await bidding.place_bid(session, factory, bidders[0], 36_000_000, "demo-factory-0", now, "192.0.2.10", "demo-device-0")
     await session.commit()
     return True

@@ -186,6 +186,13 @@ async def test_contract_from_the_result_applies_the_deposit(
     assert (await client.post(f"/api/listings/{live.id}/contract", json={**body, "number": ""}, headers=committee_a.headers)).status_code == 400
     assert await db.scalar(select(func.count()).select_from(Contract)) == contracts
 
+    during = await client.post(f"/api/listings/{live.id}/contract", json=body, headers=committee_a.headers)
+    assert during.status_code == 409 and during.json()["type"].endswith("publicity_not_over")
+    assert await db.scalar(select(func.count()).select_from(Contract)) == contracts
+    listing = await listing_row(db, live.id)
+    listing.publicity_ends_at = datetime.now(UTC) - timedelta(days=1)
+    await db.commit()
+
     response = await client.post(f"/api/listings/{live.id}/contract", json=body, headers=committee_a.headers)
     assert response.status_code == 201, response.text
     contract = response.json()

@@ -67,3 +67,10 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     again = sanzi(url, "db", "upgrade", "--no-prompt", tmp_path=tmp_path)
     assert again.returncode == 0, again.stderr
+
+
+def test_a_command_on_an_unmigrated_database_says_so(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'not-migrated.db'}"
+    result = sanzi(url, "ledger", "verify", tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "sanzi db upgrade" in result.stderr and "Traceback" not in result.stderr

@@ -452,8 +452,21 @@ async def contract_from_result(
             status=409,
             code="sign_deadline_passed",
         )
-    if data.signed_on > today:
-        raise _refuse("签订日期不能晚于今天", "signed_on cannot be in the future", field="signed_on", code="invalid")
+    if listing.publicity_ends_at is not None and now < listing.publicity_ends_at:
+        # the result is publicised first, so that objections can be raised before anything is signed
+        raise _refuse(
+            f"成交结果公示期至 {listing.publicity_ends_at.astimezone(get_settings().zone):%Y-%m-%d %H:%M} 结束，公示期满后方可签约",
+            f"the result is under publicity until {listing.publicity_ends_at.isoformat()}; sign after it ends",
+            status=409,
+            code="publicity_not_over",
+        )
+    if data.signed_on > today or data.signed_on < local_date(listing.publicity_ends_at or now):
+        raise _refuse(
+            "签订日期须在公示期满之后、且不晚于今天",
+            "signed_on must be after the publicity period and not in the future",
+            field="signed_on",
+            code="invalid",
+        )
     winner = await session.get_one(Registration, listing.winner_registration_id)
     bidder = await session.get_one(Bidder, winner.bidder_id)
     asset_id = await session.scalar(
