@@ -26,7 +26,7 @@ from tests.warnings.builders import (
     village_township,
     villages_of_township,
 )
-from tests.warnings.governance_builders import add_receipt, expense, make_election
+from tests.warnings.governance_builders import add_receipt, expense, income, make_election
 
 RULE = {rule.id: rule for rule in RULES}
 YUAN = 100
@@ -107,8 +107,9 @@ async def test_lease_beyond_term(db: AsyncSession) -> None:
 
 
 async def _spending_township(db: AsyncSession, peers: int, subject_fen: int) -> None:
-    """``peers`` other villages spending ¥6,000 in the window; A spends ``subject_fen``. A's township has
-    only 6 other villages, so the whole district's villages are its comparables."""
+    """``peers`` other villages (books kept since a year before) spending ¥6,000 in the window; A spends
+    ``subject_fen``. A's township has only 6 other villages, so the whole district's villages are its
+    comparables."""
     township = await village_township(db, VILLAGE_A)
     assert len(await villages_of_township(db, township)) == 7
     others = list(await db.scalars(
@@ -116,6 +117,7 @@ async def _spending_township(db: AsyncSession, peers: int, subject_fen: int) -> 
         .order_by(Village.code.desc()).limit(peers)))
     assert len(others) == peers
     for village in others:
+        await income(db, village, FIRST - timedelta(days=365), 1_000 * YUAN, "承包户")  # the books' first entry
         await expense(db, village, FIRST + timedelta(days=5), 6_000 * YUAN, HOSPITALITY)
     await make_election(db, VILLAGE_A, ELECTION)
     await expense(db, VILLAGE_A, FIRST, subject_fen - 1_000 * YUAN, HOSPITALITY)
@@ -141,6 +143,38 @@ async def test_hospitality_compares_with_earlier_years(db: AsyncSession) -> None
         await expense(db, VILLAGE_A, FIRST - timedelta(days=365 * k), 6_000 * YUAN, HOSPITALITY)
     assert len(await run(db, "ELE-HOSPITALITY-SPIKE")) == 1
     assert await run(db, "ELE-HOSPITALITY-SPIKE", lookback_years=2) == []  # 7 comparables: quiet
+
+
+@pytest.mark.parametrize(("books_start_after", "raised"), [(0, True), (1, False)])
+async def test_hospitality_ignores_a_window_the_books_cover_only_in_part(
+    db: AsyncSession, books_start_after: int, raised: bool
+) -> None:
+    """A's books start on the first day of its window three years back (a low ¥100 there: a real comparable
+    that pulls the fence down to ¥1,000) or one day later (the window is only partly covered: not counted, so
+    the fence is ¥6,000 and A's ¥5,500 is quiet). Counting both alike, as before, raised a false alarm."""
+    district = VILLAGE_A[:6] + "000000"
+    peers = list(await db.scalars(
+        select(Village.code).where(Village.district_code == district, Village.code != VILLAGE_A)
+        .order_by(Village.code).limit(6)))
+    for village, amount in zip(peers, (1_000, 1_000, 1_000, 1_000, 9_000, 9_000), strict=True):
+        # their books start on their window's first day: fully covered
+        await expense(db, village, FIRST, amount * YUAN, HOSPITALITY)
+    third_year_back = FIRST - timedelta(days=3 * 365)
+    await expense(db, VILLAGE_A, third_year_back + timedelta(days=books_start_after), 100 * YUAN, HOSPITALITY)
+    for k in (1, 2):
+        await expense(db, VILLAGE_A, FIRST - timedelta(days=365 * k), 1_000 * YUAN, HOSPITALITY)
+    await make_election(db, VILLAGE_A, ELECTION)
+    await expense(db, VILLAGE_A, FIRST, 5_500 * YUAN, HOSPITALITY)
+    found = await run(db, "ELE-HOSPITALITY-SPIKE")
+    assert subjects(found) == ({f"{VILLAGE_A}:{ELECTION.isoformat()}"} if raised else set())
+    if raised:
+        assert "上限 ¥1000.00（样本 9 个" in found[0].explanation
+    else:  # the eight fully covered windows still count: a lower spend of A's is not enough either
+        assert await run(db, "ELE-HOSPITALITY-SPIKE", min_amount=1_000) == []
+        await expense(db, VILLAGE_A, FIRST + timedelta(days=1), 500 * YUAN + 1, HOSPITALITY)
+        found = await run(db, "ELE-HOSPITALITY-SPIKE")
+        assert subjects(found) == {f"{VILLAGE_A}:{ELECTION.isoformat()}"}
+        assert "上限 ¥6000.00（样本 8 个" in found[0].explanation
 
 
 async def _payouts(db: AsyncSession, count: int, on: date, amount_fen: int = 2_000 * YUAN - 1) -> None:

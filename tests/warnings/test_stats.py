@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from sqlalchemy import literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sanzi.warnings.rules.stats import as_date, days_between, quartile_fences
+from sanzi.warnings.rules.stats import (
+    add_days,
+    as_date,
+    china_date,
+    day_number,
+    days_between,
+    quartile_fences,
+)
 
 
 def values_select(rows: list[tuple[str, float | None]]):
@@ -65,3 +72,15 @@ async def test_days_between_and_as_date(db: AsyncSession) -> None:
     row = (await db.execute(select(days_between(literal(start), literal(end)), as_date(literal(end))))).one()
     assert row[0] == pytest.approx(4.5)
     assert str(row[1]) == "2024-03-06"
+
+
+async def test_day_number_add_days_and_china_date(db: AsyncSession) -> None:
+    evening = datetime(2024, 3, 5, 16, 30, tzinfo=UTC)  # 00:30 on 6 March in China
+    row = (await db.execute(select(
+        day_number(literal(date(2024, 3, 1))), add_days(literal(date(2024, 3, 1)), -1),
+        add_days(literal(date(2024, 2, 28)), literal(2) - 1),
+        china_date(literal(evening)),
+        as_date(literal(evening)),
+    ))).one()
+    assert row[0] == (date(2024, 3, 1) - date(1970, 1, 1)).days
+    assert [str(v) for v in row[1:]] == ["2024-02-29", "2024-02-29", "2024-03-06", "2024-03-05"]

@@ -7,7 +7,7 @@ Basis shared by the family: 《广东省村民委员会选举办法》 and the p
 collective money to win votes (贿选); 《广东省农村集体资产管理条例》 for the trading rules themselves.
 
 The window before an election is [election date − window_days, election date). Set-based SQL; dates compared as
-dates or day numbers computed by the database (see undisclosed.py's helpers) on SQLite and PostgreSQL.
+dates or day numbers computed by the database (the helpers in stats.py) on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -41,12 +41,9 @@ from sanzi.ledger.models import Account, AssetStatusChange, Asset, Contract, Con
 from sanzi.platform.models import Bidder, Cadre, CadreRelative, Candidate, Collective, Election, Village
 from sanzi.warnings.models import Severity
 from sanzi.warnings.rules.base import Family, Finding, Rule, Scope
-from sanzi.warnings.rules.stats import quartile_fences
+from sanzi.warnings.rules.stats import add_days, china_date, quartile_fences
 from sanzi.warnings.rules.undisclosed import (
-    add_days,
     at_midnight,
-    china_date,
-    day_number,
     in_scope,
     no_listing_behind,
     parameter,
@@ -345,6 +342,19 @@ def _entries_in(windows: Any) -> Any:
     )
 
 
+def _covered(windows: Any) -> Any:
+    """The windows the village's books cover in full: the election's own (k = 0), and a comparison window
+    only when it begins on or after that village's first journal entry (one the books cover only in part
+    would count as a window of little spending and drag the fence down)."""
+    books_start = (
+        select(func.min(JournalEntry.entry_date))
+        .join(Collective, Collective.id == JournalEntry.collective_id)
+        .where(Collective.village_code == windows.c.v)
+        .scalar_subquery()
+    )
+    return select(windows).where(or_(windows.c.k == 0, windows.c.start >= books_start)).cte("covered_windows")
+
+
 SPIKE = "ELE-HOSPITALITY-SPIKE"
 SPENDING = ("hospitality", "non_production")
 
@@ -353,7 +363,8 @@ class HospitalitySpike(Rule):
     """Hospitality and non-production spending in the window before an election above the upper fence
     (Q3 + 1.5·IQR) of the village's own same window in earlier years and the township's villages' same
     window (the district's, when the township has fewer other villages than ``min_comparables``); quiet
-    with fewer than ``min_comparables`` comparables (only windows with posted entries count).
+    with fewer than ``min_comparables`` comparables (only windows with posted entries that the village's
+    books cover from their first day count).
 
     Basis: the 换届 notices forbid using collective funds for treating and gifts (请客送礼) to win votes; the
     离任审计 compares 招待费 across periods (中央八项规定 spirit applies to village cadres).
@@ -374,7 +385,9 @@ class HospitalitySpike(Rule):
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days = params["window_days"]
         subjects = _elections(scope)
-        windows = _windows(subjects, days, params["lookback_years"], peers=params["min_comparables"])
+        windows = _covered(
+            _windows(subjects, days, params["lookback_years"], peers=params["min_comparables"])
+        )
         spend = (
             select(windows.c.election_id, windows.c.v, windows.c.k,
                    func.coalesce(func.sum(case((Account.category.in_(SPENDING), JournalLine.debit_fen), else_=0)),

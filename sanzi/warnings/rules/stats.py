@@ -1,4 +1,5 @@
-"""Portable SQL statistics for the rules: quartiles and Tukey fences per group, day arithmetic.
+"""Portable SQL helpers for the rules (one home, SQLite and PostgreSQL): quartiles and Tukey fences per group,
+date and day arithmetic, id lists.
 
 Quartiles are interpolated linearly between order statistics (numpy's default, PostgreSQL's
 ``percentile_cont``), computed with ``row_number()``/``count()`` windows because SQLite has no
@@ -13,7 +14,7 @@ from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, FromClause, Select
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Date, String
+from sqlalchemy.types import Date, Integer, String
 
 
 def quartile_fences(
@@ -116,6 +117,60 @@ def within_days(earlier: ColumnElement, later: ColumnElement, days: float) -> Co
     return and_(days_between(earlier, later) >= 0, days_between(earlier, later) <= days)
 
 
+class day_number(FunctionElement):  # noqa: N801 - reads like a SQL function
+    """Days since 1970-01-01 of a date (an integer), so date differences are plain subtraction."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(day_number)
+def _day_number_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    return f"(CAST({compiler.process(element.clauses, **kw)} AS DATE) - DATE '1970-01-01')"
+
+
+@compiles(day_number, "sqlite")
+def _day_number_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    # julianday of a midnight is n.5; the cast truncates to the day; 2440587 is 1970-01-01
+    return f"(CAST(julianday({compiler.process(element.clauses, **kw)}) AS INTEGER) - 2440587)"
+
+
+class add_days(FunctionElement):  # noqa: N801
+    """A date plus a (possibly negative, possibly computed) number of days, still a date."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(add_days)
+def _add_days_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    value, days = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST({value} AS DATE) + CAST({days} AS INTEGER))"
+
+
+@compiles(add_days, "sqlite")
+def _add_days_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    value, days = (compiler.process(c, **kw) for c in element.clauses)
+    return f"date({value}, CAST(CAST({days} AS INTEGER) AS TEXT) || ' days')"
+
+
+class china_date(FunctionElement):  # noqa: N801
+    """The calendar date in China (UTC+8, no daylight saving) of a UTC timestamp."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(china_date)
+def _china_date_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    return f"CAST(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'Asia/Shanghai' AS DATE)"
+
+
+@compiles(china_date, "sqlite")
+def _china_date_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    return f"date({compiler.process(element.clauses, **kw)}, '+8 hours')"
+
+
 class id_list(FunctionElement):
     """An aggregate: the distinct values of a column joined by commas (``group_concat`` / ``string_agg``);
     read back with :func:`parse_ids`."""
@@ -139,4 +194,14 @@ def parse_ids(text: str | None) -> list[int]:
     return sorted({int(part) for part in (text or "").split(",") if part})
 
 
-__all__ = ["as_date", "days_between", "id_list", "parse_ids", "quartile_fences", "within_days"]
+__all__ = [
+    "add_days",
+    "as_date",
+    "china_date",
+    "day_number",
+    "days_between",
+    "id_list",
+    "parse_ids",
+    "quartile_fences",
+    "within_days",
+]

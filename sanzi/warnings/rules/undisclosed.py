@@ -19,13 +19,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, exists, func, literal, or_, select
+from sqlalchemy import and_, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Date
 
 from sanzi.auction.models import Listing, ListingAsset
 from sanzi.ledger.models import (
@@ -43,65 +40,12 @@ from sanzi.platform.money import fen_to_yuan
 from sanzi.platform.parameters import Parameter, register
 from sanzi.warnings.models import Severity
 from sanzi.warnings.rules.base import Family, Finding, Rule, Scope
+from sanzi.warnings.rules.stats import add_days, china_date, day_number
 
 CHINA = ZoneInfo("Asia/Shanghai")
 EPOCH = date(1970, 1, 1)
 
-# ---- portable date arithmetic and shared helpers (election.py imports these) -----------------------------
-
-
-class day_number(FunctionElement):  # noqa: N801 - reads like a SQL function
-    """Days since 1970-01-01 of a date (an integer), so date differences are plain subtraction."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(day_number)
-def _day_number_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    return f"(CAST({compiler.process(element.clauses, **kw)} AS DATE) - DATE '1970-01-01')"
-
-
-@compiles(day_number, "sqlite")
-def _day_number_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    # julianday of a midnight is n.5; the cast truncates to the day; 2440587 is 1970-01-01
-    return f"(CAST(julianday({compiler.process(element.clauses, **kw)}) AS INTEGER) - 2440587)"
-
-
-class add_days(FunctionElement):  # noqa: N801
-    """A date plus a (possibly negative, possibly computed) number of days, still a date."""
-
-    type = Date()
-    inherit_cache = True
-
-
-@compiles(add_days)
-def _add_days_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    value, days = (compiler.process(c, **kw) for c in element.clauses)
-    return f"(CAST({value} AS DATE) + CAST({days} AS INTEGER))"
-
-
-@compiles(add_days, "sqlite")
-def _add_days_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    value, days = (compiler.process(c, **kw) for c in element.clauses)
-    return f"date({value}, CAST(CAST({days} AS INTEGER) AS TEXT) || ' days')"
-
-
-class china_date(FunctionElement):  # noqa: N801
-    """The calendar date in China (UTC+8, no daylight saving) of a UTC timestamp."""
-
-    type = Date()
-    inherit_cache = True
-
-
-@compiles(china_date)
-def _china_date_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    return f"CAST(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'Asia/Shanghai' AS DATE)"
-
-
-@compiles(china_date, "sqlite")
-def _china_date_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    return f"date({compiler.process(element.clauses, **kw)}, '+8 hours')"
+# ---- shared helpers (election.py imports these; the portable SQL date functions live in stats.py) --------
 
 
 def today() -> date:
