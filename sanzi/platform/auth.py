@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 API_PREFIX = "/api"
 SESSION_USER_KEY = "uid"
+SESSION_EPOCH_KEY = "epoch"
 
 # ---- who may call a route -------------------------------------------------------------------------------
 #
@@ -182,25 +183,46 @@ def start_session(
     # or from the state's session_id; without either it generates a new id when it stores the session
     connection.cookies.pop(cookie_key, None)
     ScopeState.from_scope(connection.scope).session_id = Empty
-    connection.set_session({SESSION_USER_KEY: user.id})
+    connection.set_session({SESSION_USER_KEY: user.id, SESSION_EPOCH_KEY: user.session_epoch})
+
+
+def end_sessions(user: User) -> None:
+    """Make every page session of the user stale (they carry the epoch of their login)."""
+    user.session_epoch = (user.session_epoch or 0) + 1
 
 
 # ---- login ----------------------------------------------------------------------------------------------
 
 
-class LoginThrottled(DomainError):
-    """Too many failed logins for this account or from this address; carries the seconds to wait."""
+class Throttled(DomainError):
+    """A 429 refusal that carries the seconds to wait (sent as Retry-After)."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, what_zh: str, what_en: str, code: str, retry_after: int) -> None:
         minutes = max(1, -(-retry_after // 60))
         super().__init__(
-            f"登录失败次数过多，请 {minutes} 分钟后再试",
-            f"too many failed logins; try again in {retry_after} seconds",
+            f"{what_zh}，请 {minutes} 分钟后再试",
+            f"{what_en}; try again in {retry_after} seconds",
             status_code=429,
-            code="login_throttled",
+            code=code,
             extra={"retry_after": retry_after},
         )
         self.retry_after = retry_after
+
+
+class LoginThrottled(Throttled):
+    """Too many failed logins for this account or from this address."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("登录失败次数过多", "too many failed logins", "login_throttled", retry_after)
+
+
+class SignupThrottled(Throttled):
+    """Too many bidder sign-ups from this address."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "该网络地址注册次数过多", "too many sign-ups from this address", "signup_throttled", retry_after
+        )
 
 
 class BadCredentials(DomainError):
@@ -263,9 +285,11 @@ class AuthenticationMiddleware(ASGIMiddleware):
                 scope["auth"] = hash_token(token.strip())  # type: ignore[typeddict-unknown-key]
         else:
             session = scope.get("session") or {}
-            user_id = session.get(SESSION_USER_KEY) if isinstance(session, dict) else None
-            if user_id is not None:
-                scope["user"] = await self._user_by_id(int(user_id))  # type: ignore[typeddict-unknown-key]
+            if isinstance(session, dict) and session.get(SESSION_USER_KEY) is not None:
+                user = await self._user_by_id(int(session[SESSION_USER_KEY]))
+                # a session older than the last password change or deactivation (or with no epoch) is stale
+                if user is not None and session.get(SESSION_EPOCH_KEY) == user.session_epoch:
+                    scope["user"] = user  # type: ignore[typeddict-unknown-key]
         await next_app(scope, receive, send)
 
     async def _user_for_token(self, token: str) -> User | None:
@@ -298,22 +322,53 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-# ---- login throttling -----------------------------------------------------------------------------------
+# ---- throttling -----------------------------------------------------------------------------------------
 
 
-class LoginThrottle:
-    """Counts failed logins per account and per client address in a fixed window.
+class WindowCounters:
+    """Counters that reset a fixed window after their first hit.
 
     With Redis the counters are shared by every worker (INCR + EXPIRE in one transaction); without it they
     live in this process, which is right for the single-process laptop set-up.
     """
 
-    def __init__(self, per_account: int, per_address: int, window_seconds: int, redis: Redis | None = None):
-        self.limits = {"account": per_account, "address": per_address}
+    def __init__(self, window_seconds: int, redis: Redis | None = None):
         self.window = window_seconds
         self.redis = redis
         self._local: dict[str, tuple[int, float]] = {}
         self._lock = asyncio.Lock()
+
+    async def _get(self, key: str) -> tuple[int, int]:
+        """The count under the key and the seconds left in its window."""
+        if self.redis is not None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                value, ttl = await pipe.get(key).ttl(key).execute()
+            return int(value or 0), int(ttl if ttl and ttl > 0 else self.window)
+        count, expires = self._local.get(key, (0, 0.0))
+        now = time.monotonic()
+        return (0, self.window) if expires <= now else (count, int(expires - now))
+
+    async def _incr(self, key: str) -> tuple[int, int]:
+        """Count one more hit; returns the new count and the seconds left in its window."""
+        if self.redis is not None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                count, _, ttl = await pipe.incr(key).expire(key, self.window, nx=True).ttl(key).execute()
+            return int(count), int(ttl if ttl and ttl > 0 else self.window)
+        async with self._lock:
+            now = time.monotonic()
+            count, expires = self._local.get(key, (0, 0.0))
+            if expires <= now:
+                count, expires = 0, now + self.window
+            self._local[key] = (count + 1, expires)
+            return count + 1, max(int(expires - now), 1)
+
+
+class LoginThrottle(WindowCounters):
+    """Counts failed logins per account and per client address."""
+
+    def __init__(self, per_account: int, per_address: int, window_seconds: int, redis: Redis | None = None):
+        super().__init__(window_seconds, redis)
+        self.limits = {"account": per_account, "address": per_address}
 
     def _keys(self, username: str, address: str) -> Iterable[tuple[str, str]]:
         return (("account", f"sanzi:login:acct:{username.lower()}"), ("address", f"sanzi:login:addr:{address}"))
@@ -337,23 +392,34 @@ class LoginThrottle:
         else:
             self._local.pop(key, None)
 
-    async def _get(self, key: str) -> tuple[int, int]:
-        if self.redis is not None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                value, ttl = await pipe.get(key).ttl(key).execute()
-            return int(value or 0), int(ttl if ttl and ttl > 0 else self.window)
-        count, expires = self._local.get(key, (0, 0.0))
-        now = time.monotonic()
-        return (0, self.window) if expires <= now else (count, int(expires - now))
 
-    async def _incr(self, key: str) -> None:
-        if self.redis is not None:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.incr(key).expire(key, self.window, nx=True).execute()
-            return
-        async with self._lock:
-            now = time.monotonic()
-            count, expires = self._local.get(key, (0, 0.0))
-            if expires <= now:
-                count, expires = 0, now + self.window
-            self._local[key] = (count + 1, expires)
+#: bidder self-registration: attempts per client address and window (valid or not, so that the
+#: "already registered" answers cannot be used to probe usernames and identity numbers at speed)
+SIGNUPS_PER_ADDRESS = 10
+SIGNUP_WINDOW_SECONDS = 3600
+
+
+class SignupThrottle(WindowCounters):
+    """Counts bidder sign-up attempts per client address."""
+
+    def __init__(
+        self,
+        per_address: int = SIGNUPS_PER_ADDRESS,
+        window_seconds: int = SIGNUP_WINDOW_SECONDS,
+        redis: Redis | None = None,
+    ):
+        super().__init__(window_seconds, redis)
+        self.per_address = per_address
+
+    @staticmethod
+    def key(address: str) -> str:
+        return f"sanzi:signup:addr:{address}"
+
+    async def admit(self, address: str) -> None:
+        """Count this attempt; refuse with :class:`SignupThrottled` once the address is over its limit.
+
+        The counter is incremented before the check, so concurrent attempts cannot all slip under the limit.
+        """
+        count, ttl = await self._incr(self.key(address))
+        if count > self.per_address:
+            raise SignupThrottled(ttl)

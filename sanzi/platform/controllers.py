@@ -19,6 +19,9 @@ from sanzi.platform.auth import (
     AUTHENTICATED,
     PUBLIC,
     LoginThrottled,
+    SignupThrottle,
+    SignupThrottled,
+    Throttled,
     authenticate,
     client_address,
     current_token_hash,
@@ -95,7 +98,7 @@ class GeographyController(Controller):
 # ---- authentication, users and bidders ------------------------------------------------------------------
 
 
-def _throttled(request: Request[Any, Any, Any], exc: LoginThrottled) -> Response[Any]:
+def _throttled(request: Request[Any, Any, Any], exc: Throttled) -> Response[Any]:
     """429 with Retry-After: as problem details on /api, as the login form with a Chinese message on pages."""
     headers = {"Retry-After": str(exc.retry_after)}
     if request.url.path.startswith("/api/"):
@@ -202,17 +205,32 @@ class UserController(Controller):
         return schemas.User.model_validate(user)
 
 
+def _signup_throttle(state: State) -> SignupThrottle:
+    """The app's sign-up throttle, made on first use and sharing the app's Redis (so every worker counts)."""
+    throttle = state.get("signup_throttle")
+    if throttle is None:
+        throttle = state["signup_throttle"] = SignupThrottle(redis=state.get("redis"))
+    return throttle
+
+
 class BidderController(Controller):
-    """Bidder self-registration (public) and a bidder's own profile."""
+    """Bidder self-registration (public, throttled per address) and a bidder's own profile."""
 
     path = "/api/bidders"
     tags = ["bidders"]
+    exception_handlers = {SignupThrottled: _throttled}
 
     @post(operation_id="RegisterBidder", opt=PUBLIC, summary="Register as a bidder (person or company)")
     async def register(
-        self, db_session: AsyncSession, state: State, data: schemas.BidderCreate
+        self,
+        db_session: AsyncSession,
+        state: State,
+        request: Request[Any, Any, Any],
+        data: schemas.BidderCreate,
     ) -> schemas.BidderRegistered:
-        return await BidderService(db_session, state.passwords).register(data, state.settings.api_token_days)
+        return await BidderService(db_session, state.passwords).register(
+            data, state.settings.api_token_days, _signup_throttle(state), client_address(request)
+        )
 
     @get("/me", operation_id="GetMyBidderProfile", opt=roles(Role.BIDDER))
     async def me(

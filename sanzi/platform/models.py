@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from advanced_alchemy.base import BigIntAuditBase, BigIntBase, DefaultBase
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 
@@ -80,6 +80,9 @@ class User(BigIntAuditBase):
     phone: Mapped[str | None] = mapped_column(String(32))
     is_active: Mapped[bool] = mapped_column(default=True)
     last_login_at: Mapped[datetime | None]
+    #: copied into a page session at login and bumped when the password changes or the account is
+    #: deactivated, so every older session stops identifying the user
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
     @property
     def area_prefix(self) -> str | None:

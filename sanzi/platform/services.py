@@ -12,8 +12,10 @@ from sanzi.platform import identity, schemas
 from sanzi.platform.auth import (
     LoginThrottle,
     Passwords,
+    SignupThrottle,
     authenticate,
     check_password_policy,
+    end_sessions,
     issue_token,
     revoke_tokens,
 )
@@ -161,13 +163,16 @@ class UserService:
         if data.password is not None:
             check_password_policy(data.password, user.username)
             user.password_hash = self.passwords.hash(data.password)
-            await revoke_tokens(self.session, user.id)  # a reset password ends every existing API login
+            # a reset password ends every existing login, API and page alike
+            await revoke_tokens(self.session, user.id)
+            end_sessions(user)
         if data.is_active is not None and data.is_active != user.is_active:
             if not data.is_active and by is not None and user.id == by.id:
                 raise DomainError("不能停用自己的账户", "you cannot deactivate your own account", field="is_active")
             user.is_active = data.is_active
             if not user.is_active:
                 await revoke_tokens(self.session, user.id)
+                end_sessions(user)
         await self.session.flush()
         return user
 
@@ -179,13 +184,16 @@ class UserService:
         address: str,
         keep_token: str | None,
     ) -> None:
-        """A new password after proving the current one (throttled like a login); other tokens are revoked."""
+        """A new password after proving the current one (throttled like a login); other tokens are revoked
+        and every page session ends."""
         user = await authenticate(
             self.session, self.passwords, throttle, caller.username, data.current_password, address
         )
         check_password_policy(data.new_password, user.username, field="new_password")
         user.password_hash = self.passwords.hash(data.new_password)
         await revoke_tokens(self.session, user.id, keep=keep_token)
+        end_sessions(user)
+        await self.session.flush()
 
     async def _scope(
         self, role: Role, village_code: str | None, area_code: str | None
@@ -245,7 +253,11 @@ class BidderService:
         self.session = session
         self.passwords = passwords
 
-    async def register(self, data: schemas.BidderCreate, token_days: int) -> schemas.BidderRegistered:
+    async def register(
+        self, data: schemas.BidderCreate, token_days: int, throttle: SignupThrottle, address: str
+    ) -> schemas.BidderRegistered:
+        """A new bidder account, logged in at once; every attempt counts against the address's limit."""
+        await throttle.admit(address)
         username = data.username.lower()
         id_number = identity.identity_number(data.kind, data.id_number)
         phone = identity.mainland_mobile(data.phone)

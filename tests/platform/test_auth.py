@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sanzi.platform.app import create_app
-from sanzi.platform.auth import SESSION_USER_KEY, Passwords, check_password_policy
+from sanzi.platform.auth import SESSION_EPOCH_KEY, SESSION_USER_KEY, Passwords, check_password_policy
 from sanzi.platform.models import ApiToken, Role, User
 from sanzi.platform.problems import DomainError
 from tests.conftest import PASSWORD, make_settings, serve
@@ -212,12 +213,73 @@ async def test_deactivated_user_loses_session_and_tokens(client: httpx.AsyncClie
     assert (await page_login(client, actor.user.username)).status_code == 401
 
 
+async def test_changing_ones_password_ends_every_page_session(client: httpx.AsyncClient, make_user) -> None:
+    actor = await make_user(Role.COMMITTEE, village_code="440111020200", display_name="永兴出纳")
+    assert (await page_login(client, actor.user.username)).status_code == 303
+    assert (await client.get("/account")).status_code == 200
+    changed = await client.post(
+        "/api/auth/password",
+        headers=actor.headers,
+        json={"current_password": PASSWORD, "new_password": "a-new-passphrase"},
+    )
+    assert changed.status_code == 204, changed.text
+    stale = await client.get("/account")
+    assert stale.status_code == 303 and stale.headers["location"].startswith("/login")
+    assert (await page_login(client, actor.user.username, "a-new-passphrase")).status_code == 303
+    fresh = await client.get("/account")
+    assert fresh.status_code == 200 and "永兴出纳" in fresh.text
+
+
+async def test_an_admin_password_reset_ends_every_page_session(
+    client: httpx.AsyncClient, make_user, admin
+) -> None:
+    actor = await make_user(Role.SUPERVISOR, area_code="440111020000", display_name="龙归监管员")
+    assert (await page_login(client, actor.user.username)).status_code == 303
+    url = f"/api/users/{actor.id}"
+    renamed = await client.patch(url, headers=admin.headers, json={"display_name": "龙归督导"})
+    assert renamed.status_code == 200
+    assert (await client.get("/account")).status_code == 200  # other changes leave the session alone
+    reset = await client.patch(url, headers=admin.headers, json={"password": "a-fresh-password"})
+    assert reset.status_code == 200, reset.text
+    assert (await client.get("/account")).status_code == 303
+    assert (await page_login(client, actor.user.username)).status_code == 401  # the old password is gone
+    assert (await page_login(client, actor.user.username, "a-fresh-password")).status_code == 303
+    assert "龙归督导" in (await client.get("/account")).text
+
+
+async def test_a_reactivated_account_does_not_get_its_old_session_back(
+    client: httpx.AsyncClient, make_user, admin
+) -> None:
+    actor = await make_user(Role.ADMIN)
+    url = f"/api/users/{actor.id}"
+    assert (await page_login(client, actor.user.username)).status_code == 303
+    for active in (False, True):
+        response = await client.patch(url, headers=admin.headers, json={"is_active": active})
+        assert response.status_code == 200, response.text
+    assert (await client.get("/account")).status_code == 303
+    assert (await page_login(client, actor.user.username)).status_code == 303
+    assert (await client.get("/account")).status_code == 200
+
+
+async def test_a_session_without_the_current_epoch_is_anonymous(
+    app, client: httpx.AsyncClient, make_user
+) -> None:
+    actor = await make_user(Role.ADMIN)
+    await page_login(client, actor.user.username)
+    store = app.stores.get("sessions")
+    cookie = client.cookies["session"]
+    # as a session written before epochs existed would look: only the user id
+    await store.set(cookie, json.dumps({SESSION_USER_KEY: actor.id}).encode())
+    assert (await client.get("/account")).status_code == 303
+
+
 async def test_session_key_is_the_user_id(app, client: httpx.AsyncClient, make_user) -> None:
     actor = await make_user(Role.ADMIN)
     await page_login(client, actor.user.username)
     store = app.stores.get("sessions")
     data = await store.get(client.cookies["session"])
     assert data is not None and str(actor.id).encode() in data and SESSION_USER_KEY.encode() in data
+    assert json.loads(data)[SESSION_EPOCH_KEY] == 0
 
 
 # ---- throttling -----------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from sanzi.platform.auth import Passwords
+from sanzi.platform.app import create_app
+from sanzi.platform.auth import SIGNUP_WINDOW_SECONDS, SIGNUPS_PER_ADDRESS, Passwords, SignupThrottle
 from sanzi.platform.models import ApiToken, Bidder, User
+from tests.conftest import make_settings, serve
 
 PERSON_ID = "11010519491231002X"
 COMPANY_ID = "91350100M000100Y43"
@@ -186,3 +188,64 @@ async def test_bidder_cannot_reach_the_users_api(client: httpx.AsyncClient) -> N
     token = (await client.post("/api/bidders", json=person())).json()["token"]["token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert (await client.get("/api/users", headers=headers)).status_code == 403
+
+
+# ---- throttling per client address ------------------------------------------------------------------------
+
+
+def from_address(app, address: str) -> httpx.AsyncClient:
+    """A client whose requests come from this peer address (the app's lifespan must be running)."""
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver.local")
+
+
+async def test_sign_ups_are_throttled_per_address_and_a_refusal_writes_nothing(
+    app, client: httpx.AsyncClient, db
+) -> None:
+    assert (await client.post("/api/bidders", json=person())).status_code == 201
+    # every attempt counts, refused ones too, so duplicates cannot be probed at speed
+    for _ in range(SIGNUPS_PER_ADDRESS - 1):
+        assert (await client.post("/api/bidders", json=person())).status_code == 409
+    before = await counts(db)
+    refused = await client.post("/api/bidders", json=company())
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert 0 < int(refused.headers["retry-after"]) <= SIGNUP_WINDOW_SECONDS
+    body = refused.json()
+    assert "注册次数过多" in body["detail"] and "sign-ups" in body["detail_en"]
+    assert body["retry_after"] == int(refused.headers["retry-after"])
+    assert await counts(db) == before
+    # another address is not held back
+    async with from_address(app, "203.0.113.7") as elsewhere:
+        assert (await elsewhere.post("/api/bidders", json=company())).status_code == 201
+
+
+async def test_two_app_instances_share_the_sign_up_throttle_in_redis(
+    database_url: str, redis_available: str, engine, session_maker, db, tmp_path
+) -> None:
+    from redis.asyncio import Redis
+
+    settings = make_settings(database_url, REDIS_URL=redis_available, SANZI_VAR_DIR=str(tmp_path))
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    redis = Redis.from_url(redis_available)
+    key = SignupThrottle.key(address)
+    await redis.delete(key)
+    first_app = create_app(settings, engine, session_maker)
+    second_app = create_app(settings, engine, session_maker)
+    try:
+        async with serve(first_app), serve(second_app):
+            async with from_address(first_app, address) as first, from_address(second_app, address) as second:
+                for n in range(SIGNUPS_PER_ADDRESS):  # wrong check digits: refused, but counted
+                    response = await (first, second)[n % 2].post(
+                        "/api/bidders", json=person(id_number="110105194912310021")
+                    )
+                    assert response.status_code == 422
+                assert int(await redis.get(key)) == SIGNUPS_PER_ADDRESS
+                before = await counts(db)
+                for client in (first, second):
+                    refused = await client.post("/api/bidders", json=person())
+                    assert refused.status_code == 429 and "retry-after" in refused.headers
+                assert await counts(db) == before
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
