@@ -26,7 +26,14 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from sanzi.platform import problems
-from sanzi.platform.auth import API_PREFIX, AuthenticationMiddleware, LoginThrottle, Passwords, access_guard
+from sanzi.platform.auth import (
+    API_PREFIX,
+    AuthenticationMiddleware,
+    LoginThrottle,
+    Passwords,
+    SignupThrottle,
+    access_guard,
+)
 from sanzi.platform.database import create_engine, sqlalchemy_config
 from sanzi.platform.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -97,6 +104,7 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
                     settings.login_window_seconds,
                     redis=redis,
                 ),
+                "signup_throttle": SignupThrottle(redis=redis),
             }
         )
         app_config.plugins.append(SQLAlchemyPlugin(config=db_config))

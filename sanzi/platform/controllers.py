@@ -206,10 +206,8 @@ class UserController(Controller):
 
 
 def _signup_throttle(state: State) -> SignupThrottle:
-    """The app's sign-up throttle, made on first use and sharing the app's Redis (so every worker counts)."""
-    throttle = state.get("signup_throttle")
-    if throttle is None:
-        throttle = state["signup_throttle"] = SignupThrottle(redis=state.get("redis"))
+    """The app's sign-up throttle (made by the app factory, sharing its Redis so every worker counts)."""
+    throttle: SignupThrottle = state["signup_throttle"]
     return throttle
 
 
