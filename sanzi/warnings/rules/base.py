@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sanzi.platform.parameters import Parameter
+from sanzi.platform.parameters import Parameter, register
 from sanzi.warnings.models import Severity
 
 
@@ -64,3 +64,10 @@ class Rule(ABC):
     @abstractmethod
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         """Findings within ``scope``, with ``params`` resolved for the scope's districts (short names)."""
+
+
+def rule_parameter(
+    rule_id: str, name: str, default: Any, kind: type, minimum: float, maximum: float, description: str
+) -> Parameter:
+    """Register a rule's parameter as ``warnings.<rule id>.<name>`` (overridable city-wide or per district)."""
+    return register(Parameter(f"warnings.{rule_id}.{name}", default, kind, minimum, maximum, description))

@@ -26,9 +26,9 @@ from sanzi.auction.models import Bid, Listing, ListingAsset, Registration
 from sanzi.ledger.models import Asset
 from sanzi.platform.models import Bidder, Cadre, CadreRelative, Village
 from sanzi.platform.money import fen_to_yuan
-from sanzi.platform.parameters import Parameter, register
 from sanzi.warnings.models import Severity
 from sanzi.warnings.rules.base import Family, Finding, Rule, Scope
+from sanzi.warnings.rules.base import rule_parameter as _parameter
 from sanzi.warnings.rules.stats import as_date, days_between, id_list, parse_ids, quartile_fences
 
 SOLD = "sold"
@@ -39,12 +39,6 @@ DAYS_PER_MONTH = 365.25 / 12
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _parameter(
-    rule_id: str, name: str, default: Any, kind: type, minimum: float, maximum: float, text: str
-) -> Parameter:
-    return register(Parameter(f"warnings.{rule_id}.{name}", default, kind, minimum, maximum, text))
 
 
 def _values(rule: Rule, params: dict[str, Any]) -> dict[str, Any]:

@@ -41,12 +41,12 @@ from sanzi.ledger.models import Account, AssetStatusChange, Asset, Contract, Con
 from sanzi.platform.models import Bidder, Cadre, CadreRelative, Candidate, Collective, Election, Village
 from sanzi.warnings.models import Severity
 from sanzi.warnings.rules.base import Family, Finding, Rule, Scope
+from sanzi.warnings.rules.base import rule_parameter as parameter
 from sanzi.warnings.rules.stats import add_days, china_date, quartile_fences
 from sanzi.warnings.rules.undisclosed import (
     at_midnight,
     in_scope,
     no_listing_behind,
-    parameter,
     scaled_score,
     since,
     yuan,

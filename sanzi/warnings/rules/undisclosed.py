@@ -37,9 +37,9 @@ from sanzi.ledger.models import (
 )
 from sanzi.platform.models import Collective, Village
 from sanzi.platform.money import fen_to_yuan
-from sanzi.platform.parameters import Parameter, register
 from sanzi.warnings.models import Severity
 from sanzi.warnings.rules.base import Family, Finding, Rule, Scope
+from sanzi.warnings.rules.base import rule_parameter as parameter
 from sanzi.warnings.rules.stats import add_days, china_date, day_number
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -80,12 +80,6 @@ def in_scope(village_code: ColumnElement[str], scope: Scope) -> list[ColumnEleme
 
 def since(column: ColumnElement[Any], scope: Scope) -> list[ColumnElement[bool]]:
     return [column >= scope.since] if scope.since is not None else []
-
-
-def parameter(
-    rule_id: str, name: str, default: Any, kind: type, minimum: float, maximum: float, description: str
-) -> Parameter:
-    return register(Parameter(f"warnings.{rule_id}.{name}", default, kind, minimum, maximum, description))
 
 
 def party_subject(village_code: str, party: str) -> str:
