@@ -35,9 +35,10 @@ from sanzi.auction.services.bidding import (
     publish_safely,
     release,
 )
-from sanzi.ledger.models import Asset, AssetStatus, AssetStatusChange, ContractReceipt, PriceBasis, TradeType
+from sanzi.ledger.models import Asset, AssetStatus, ContractReceipt, PriceBasis, TradeType
 from sanzi.ledger.schemas.books import EntryCreate, LineIn
 from sanzi.ledger.schemas.contracts import ContractCreate
+from sanzi.ledger.services.assets import AssetService
 from sanzi.ledger.services.books import BooksService
 from sanzi.ledger.services.contracts import ContractService
 from sanzi.platform import events
@@ -133,19 +134,10 @@ async def _release_assets(session: AsyncSession, listing: Listing, reason: str, 
         .where(ListingAsset.listing_id == listing.id)
         .with_for_update()
     )
+    service = AssetService(session)
     for asset in assets:
         if asset.status == AssetStatus.LISTED.value:
-            asset.status = AssetStatus.IDLE.value
-            session.add(
-                AssetStatusChange(
-                    asset_id=asset.id,
-                    from_status=AssetStatus.LISTED.value,
-                    to_status=AssetStatus.IDLE.value,
-                    reason=reason,
-                    changed_by_id=actor.id if actor else None,
-                    changed_at=now,
-                )
-            )
+            await service.change_status(asset, AssetStatus.IDLE, reason, actor, now)
 
 
 async def close_listing(

@@ -164,9 +164,16 @@ class AssetService:
         return asset
 
     async def change_status(
-        self, asset: Asset, to_status: AssetStatus, reason: str | None, actor: User
+        self,
+        asset: Asset,
+        to_status: AssetStatus,
+        reason: str | None,
+        actor: User | None,
+        at: datetime | None = None,
     ) -> AssetStatusChange:
-        """Move the asset to ``to_status`` if the registry allows that change, recording who and why."""
+        """Move the asset to ``to_status`` if the registry allows that change, recording who and why.
+
+        ``actor`` None is the platform itself (e.g. the auction closing); ``at`` defaults to now."""
         current = AssetStatus(asset.status)
         if to_status not in TRANSITIONS[current]:
             allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none"
@@ -183,7 +190,7 @@ class AssetService:
                 field="reason",
             )
         asset.status = to_status.value
-        change = self._record(asset, current, to_status, reason, actor)
+        change = self._record(asset, current, to_status, reason, actor, at)
         await self.session.flush()
         return change
 
@@ -212,15 +219,16 @@ class AssetService:
         from_status: AssetStatus | None,
         to_status: AssetStatus,
         reason: str | None,
-        actor: User,
+        actor: User | None,
+        at: datetime | None = None,
     ) -> AssetStatusChange:
         change = AssetStatusChange(
             asset_id=asset.id,
             from_status=from_status.value if from_status else None,
             to_status=to_status.value,
             reason=reason,
-            changed_by_id=actor.id,
-            changed_at=datetime.now(UTC),
+            changed_by_id=actor.id if actor else None,
+            changed_at=at or datetime.now(UTC),
         )
         self.session.add(change)
         return change
