@@ -9,6 +9,8 @@ village A, a committee member of village B, a supervisor of B's township and a b
 - a committee member or supervisor of *another* village gets 403 or 404 on village A's objects, reads and
   writes alike (writes carry valid bodies, so the refusal is the access check's, not the validator's);
 - nothing answers 5xx.
+Pages are called through each actor's own browser session (logged in through the login form): an anonymous
+visitor sent to the login form counts as 401, and a role refused with the Chinese error page as 403.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from litestar import Litestar
 
 from sanzi.platform.models import Bidder, Role
 from sanzi.warnings.models import Alert
-from tests.conftest import VILLAGE_A, Actor
+from tests.conftest import VILLAGE_A, Actor, Browser
 
 PUBLIC = "public"
 AUTH = "authenticated"
@@ -55,7 +57,10 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
-    ("GET", "/account"): PUBLIC,
+    ("GET", "/account"): AUTH,
+    # pages: shared infrastructure
+    ("GET", "/static/{file_path:path}"): PUBLIC,
+    ("GET", "/lang/{lang:str}"): PUBLIC,
     # books
     ("GET", "/api/villages/{code:str}/accounts"): BOOKS_READ,
     ("GET", "/api/villages/{code:str}/entries"): BOOKS_READ,
@@ -246,6 +251,8 @@ async def _world(client: httpx.AsyncClient, db: Any, make_user: Any) -> dict[str
             "alert_id": alert.id,
             "rule_id": "BID-SINGLE-BIDDER",
             "name": "max_bidders",
+            "file_path": "sanzi.css",
+            "lang": "en",
         },
         "supervisor_b_id": actors["supervisor_b"].id if actors["supervisor_b"] else None,
         "asset_id": asset["id"],
@@ -366,8 +373,23 @@ def fill(path: str, params: dict[str, Any]) -> str:
 
 
 async def call(
-    client: httpx.AsyncClient, method: str, path: str, actor: Actor | None, body: Any = None
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    actor: Actor | None,
+    body: Any = None,
+    visitor: Browser | None = None,
 ) -> int:
+    """The status a caller meets: bearer token on the API; on pages, the actor's own logged-in browser, where
+    being sent to the login form counts as 401."""
+    if not path.startswith("/api/") and visitor is not None:
+        if method == "GET":
+            response = await visitor.get(path)
+        else:
+            response = await visitor.post(path, {k: str(v) for k, v in (body or {}).items()})
+        if response.status_code == 303 and response.headers.get("location", "").startswith("/login?"):
+            return 401
+        return response.status_code
     headers = actor.headers if actor else {}
     if method == "GET":
         return (await client.get(path, headers=headers)).status_code
@@ -380,10 +402,11 @@ def _scoped(path: str) -> bool:
 
 
 async def test_every_route_for_every_role(
-    app: Litestar, client: httpx.AsyncClient, db: Any, make_user: Any
+    app: Litestar, client: httpx.AsyncClient, db: Any, make_user: Any, browser: Any
 ) -> None:
     world = await _world(client, db, make_user)
     actors: dict[str, Actor | None] = world["actors"]
+    visitors = {name: await browser(actor) for name, actor in actors.items()}
     role_of = {name: (actor.user.role if actor else None) for name, actor in actors.items()}
     failures: list[str] = []
 
@@ -400,7 +423,7 @@ async def test_every_route_for_every_role(
             )
             if allowed:
                 continue
-            status = await call(client, method, path, actor)
+            status = await call(client, method, path, actor, visitor=visitors[name])
             expected = 401 if role is None else 403
             if status != expected:
                 failures.append(f"{method} {template} as {name}: {status}, expected {expected}")
@@ -411,7 +434,7 @@ async def test_every_route_for_every_role(
                 if role_of[name] not in access:
                     continue
                 body = valid_body(method, template, world) if method != "GET" else None
-                status = await call(client, method, path, actors[name], body)
+                status = await call(client, method, path, actors[name], body, visitors[name])
                 if status not in (403, 404):
                     failures.append(f"{method} {template} as {name} (other village): {status}, expected 403/404")
 
@@ -426,7 +449,9 @@ async def test_every_route_for_every_role(
                 continue
             if method != "GET" and access == PUBLIC or (method, template) == ("DELETE", "/api/auth/token"):
                 continue  # public writes (login, sign-up) and logging out have their own tests
-            status = await call(client, method, path, actors[name], {} if method != "GET" else None)
+            status = await call(
+                client, method, path, actors[name], {} if method != "GET" else None, visitors[name]
+            )
             if status in (401, 403) or status >= 500:
                 failures.append(f"{method} {template} as {name} (in scope): {status}")
 

@@ -1,0 +1,8 @@
+"""Live auction and bidders' pages: watching an auction, sign-up, profile, applications, the bidding console,
+and the supervisors' approval queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+controllers: list[Any] = []
