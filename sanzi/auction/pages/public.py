@@ -53,7 +53,8 @@ ASSET_KIND_NAMES = {
 register_labels("listing_status", {status.value: name for status, name in STATUS_NAMES_ZH.items()})
 register_labels("trade_type", TRADE_TYPE_NAMES)
 register_labels("asset_kind", ASSET_KIND_NAMES)
-register_labels("price_basis", {"total": "总价", "per_year": "元/年", "per_mu_year": "元/亩/年"})
+register_labels("price_basis", {"total": "总价", "per_year": "按年计价", "per_mu_year": "按亩按年计价"})
+register_labels("price_unit", {"total": "元（总价）", "per_year": "元/年", "per_mu_year": "元/亩/年"})
 register_labels("area_unit", {"mu": "亩", "m2": "平方米", "item": "台/套"})
 register_labels("result_outcome", {"sold": "成交", "failed": "流拍"})
 
