@@ -385,6 +385,8 @@ async def test_search_finds_villages_listings_and_results_or_says_nothing_matche
     assert f'href="/listings/{live.id}#result"' in by_name.text
     by_code = await client.get("/search", params={"q": VILLAGE_A})
     assert [row[1] for row in table(by_code.text, "search-villages")] == [VILLAGE_A]
+    township = (await client.get("/api/villages", params={"q": VILLAGE_A[:9], "page_size": 500})).json()
+    assert township["total"] > 1 and all(v["code"].startswith(VILLAGE_A[:9]) for v in township["items"])
     by_asset = await client.get("/search", params={"q": "测试鱼塘"})
     assert f'href="/listings/{live.id}"' in by_asset.text and "search-results" in by_asset.text
     nothing = await client.get("/search", params={"q": "没有这个词"})
