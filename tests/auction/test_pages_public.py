@@ -1,6 +1,6 @@
-"""The public portal through HTTP: the home page's figures (and how few queries make them), announcements and
-results with their filters, a listing's public page (never a draft, never the reserve, identities only with the
-result), and search with its "no results" message."""
+"""The public portal through HTTP: the home page's figures (and how few queries make them), announcements
+and results with their filters, a listing's public page (never a draft, never the reserve, identities only
+with the result), and search with its "no results" message."""
 
 from __future__ import annotations
 
@@ -75,8 +75,10 @@ def listing_ids(html: str) -> set[int]:
 async def sold(
     db: AsyncSession, start: datetime, amounts: list[int], *, village: str = VILLAGE_A, **terms: Any
 ) -> LiveListing:
-    """A listing bid on by alternating bidders from ``start`` and closed through the real services at its end."""
-    live = await make_live_listing(db, bidders=2, now=start, village_code=village, ends_in=timedelta(hours=2), **terms)
+    """A listing bid on by alternating bidders from ``start``, closed through the real services at its end."""
+    live = await make_live_listing(
+        db, bidders=2, now=start, village_code=village, ends_in=timedelta(hours=2), **terms
+    )
     for seq, amount in enumerate(amounts):
         bidder = live.bidders[seq % 2].bidder
         await place_bid(db, live.id, bidder, amount, f"k{seq}", start + timedelta(minutes=seq + 1))
@@ -96,8 +98,12 @@ async def trades(db: AsyncSession) -> tuple[LiveListing, LiveListing, LiveListin
     """Two sales in 白云区 (2% and 10% premium; one closing after midnight of New Year in Beijing) and a
     failed listing in 增城区."""
     summer = await sold(db, SUMMER, [100_000_00, 102_000_00])
-    new_year = await sold(db, NEW_YEAR_EVE, [100_000_00, 105_000_00, 110_000_00], reserve_price_fen=109_876_54)
-    failed = await make_live_listing(db, bidders=1, now=SUMMER, village_code=VILLAGE_B, ends_in=timedelta(hours=2))
+    new_year = await sold(
+        db, NEW_YEAR_EVE, [100_000_00, 105_000_00, 110_000_00], reserve_price_fen=109_876_54
+    )
+    failed = await make_live_listing(
+        db, bidders=1, now=SUMMER, village_code=VILLAGE_B, ends_in=timedelta(hours=2)
+    )
     await close_listing(db, failed.id, SUMMER + timedelta(hours=2))
     return summer, new_year, failed
 
@@ -115,7 +121,11 @@ async def test_figures_are_grouped_in_sql_by_district_and_beijing_year(db: Async
     assert figures.total.success_rate == Decimal("0.6667")
     districts = {f.key: f for f in figures.by_district}
     assert (districts[DISTRICT_A].sold, districts[DISTRICT_A].failed) == (2, 0)
-    assert (districts[DISTRICT_B].sold, districts[DISTRICT_B].failed, districts[DISTRICT_B].value_fen) == (0, 1, 0)
+    assert (districts[DISTRICT_B].sold, districts[DISTRICT_B].failed, districts[DISTRICT_B].value_fen) == (
+        0,
+        1,
+        0,
+    )
     assert districts[DISTRICT_B].average_premium is None
     # every district is listed, also those without any trade
     assert len(districts) == await db.scalar(select(func.count(func.distinct(Village.district_code))))
@@ -125,15 +135,22 @@ async def test_figures_are_grouped_in_sql_by_district_and_beijing_year(db: Async
     assert figures.listings_by_status == {"sold": 2, "failed": 1} and figures.open_now == 0
 
 
-async def test_results_carry_premium_bidders_and_winner_and_filter_like_announcements(db: AsyncSession) -> None:
+async def test_results_carry_premium_bidders_and_winner_and_filter_like_announcements(
+    db: AsyncSession,
+) -> None:
     summer, new_year, failed = await trades(db)
     page = await public_results(db)
     assert [r.listing_id for r in page.items] == [new_year.id, failed.id, summer.id]  # newest close first
     latest = page.items[0]
     assert latest.outcome == "sold" and latest.final_price_fen == 110_000_00 and latest.bidders == 2
     assert latest.premium == Decimal("0.1000") and latest.bid_count == 3
-    assert latest.winner_name == new_year.bidders[0].bidder.name and latest.winner_number == new_year.bidders[0].number
-    assert page.items[1].outcome == "failed" and page.items[1].winner_name is None and page.items[1].bidders == 0
+    assert (
+        latest.winner_name == new_year.bidders[0].bidder.name
+        and latest.winner_number == new_year.bidders[0].number
+    )
+    assert (
+        page.items[1].outcome == "failed" and page.items[1].winner_name is None and page.items[1].bidders == 0
+    )
     assert [r.listing_id for r in (await public_results(db, district=DISTRICT_B)).items] == [failed.id]
     assert [r.listing_id for r in (await public_results(db, outcome="sold", q="永兴")).items] == [
         new_year.id,
@@ -182,7 +199,9 @@ async def test_home_shows_the_figures_beside_charts_in_a_handful_of_queries(
     assert "Platform figures" in english.text and "Value of trades by district" in english.text
 
 
-async def test_home_on_an_empty_platform_says_so_instead_of_drawing_empty_charts(client: httpx.AsyncClient) -> None:
+async def test_home_on_an_empty_platform_says_so_instead_of_drawing_empty_charts(
+    client: httpx.AsyncClient,
+) -> None:
     home = await client.get("/")
     assert home.status_code == 200
     assert "暂无成交结果" in home.text and "暂无成交记录" in home.text and "<svg" not in home.text
@@ -194,11 +213,19 @@ async def test_home_on_an_empty_platform_says_so_instead_of_drawing_empty_charts
 async def test_announcements_list_only_published_listings_with_their_terms(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    announced = await make_live_listing(db, bidders=0, status=ListingStatus.ANNOUNCED, starts_in=timedelta(days=2),
-                                        ends_in=timedelta(days=2, hours=2), deposit_fen=12_345_00)
+    announced = await make_live_listing(
+        db,
+        bidders=0,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=2),
+        ends_in=timedelta(days=2, hours=2),
+        deposit_fen=12_345_00,
+    )
     bidding = await make_live_listing(db, bidders=0, village_code=VILLAGE_B, trade_type="contracting")
-    hidden = [await unpublished(db, status) for status in
-              (ListingStatus.DRAFT, ListingStatus.SUBMITTED, ListingStatus.APPROVED)]
+    hidden = [
+        await unpublished(db, status)
+        for status in (ListingStatus.DRAFT, ListingStatus.SUBMITTED, ListingStatus.APPROVED)
+    ]
     response = await client.get("/announcements")
     assert response.status_code == 200
     assert listing_ids(response.text) == {announced.id, bidding.id}
@@ -213,8 +240,13 @@ async def test_announcements_list_only_published_listings_with_their_terms(
 async def test_announcement_filters_narrow_the_list_and_bad_values_are_shown_beside_the_field(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    baiyun = await make_live_listing(db, bidders=0, status=ListingStatus.ANNOUNCED, starts_in=timedelta(days=2),
-                                     ends_in=timedelta(days=2, hours=2))
+    baiyun = await make_live_listing(
+        db,
+        bidders=0,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=2),
+        ends_in=timedelta(days=2, hours=2),
+    )
     zengcheng = await make_live_listing(db, bidders=0, village_code=VILLAGE_B, trade_type="contracting")
     village_b = await db.get_one(Village, VILLAGE_B)
 
@@ -249,7 +281,9 @@ async def test_announcement_filters_narrow_the_list_and_bad_values_are_shown_bes
         assert listing_ids(refused.text) == set()
 
 
-async def test_announcements_are_paged_keeping_the_filters(client: httpx.AsyncClient, db: AsyncSession) -> None:
+async def test_announcements_are_paged_keeping_the_filters(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
     made = [await make_live_listing(db, bidders=0, commit=False) for _ in range(22)]
     await db.commit()
     first = await client.get("/announcements", params={"status": "bidding"})
@@ -266,8 +300,13 @@ async def test_announcements_are_paged_keeping_the_filters(client: httpx.AsyncCl
 async def test_listing_page_shows_terms_and_dates_but_never_the_reserve(
     browser: Callable[..., Any], db: AsyncSession, committee_a: Actor, supervisor_a: Actor
 ) -> None:
-    live = await make_live_listing(db, bidders=2, reserve_price_fen=123_456_78,
-                                   now=datetime(2026, 3, 2, 2, 0, tzinfo=UTC), ends_in=timedelta(days=3650))
+    live = await make_live_listing(
+        db,
+        bidders=2,
+        reserve_price_fen=123_456_78,
+        now=datetime(2026, 3, 2, 2, 0, tzinfo=UTC),
+        ends_in=timedelta(days=3650),
+    )
     for visitor in (await browser(), await browser(committee_a), await browser(supervisor_a)):
         response = await visitor.get(f"/listings/{live.id}")
         assert response.status_code == 200
@@ -281,12 +320,18 @@ async def test_listing_page_shows_terms_and_dates_but_never_the_reserve(
     assert "¥1,000.00" in terms["加价幅度"] and "¥5,000.00" in terms["加价幅度"]
     assert "5 分钟" in terms["延时规则"] and "3 次" in terms["延时规则"]
     assert terms["竞价开始时间"] == "2026-03-02 09:50"  # Beijing time
-    assert f'href="/listings/{live.id}/live"' in text and f'href="/listings/{live.id}/announcement.pdf"' in text
+    assert (
+        f'href="/listings/{live.id}/live"' in text and f'href="/listings/{live.id}/announcement.pdf"' in text
+    )
     assert "result.pdf" not in text and "测试鱼塘" in text and "12.50 亩" in text
 
 
 async def test_unpublished_listing_is_404_except_to_its_own_officials(
-    browser: Callable[..., Any], db: AsyncSession, committee_a: Actor, committee_b: Actor, supervisor_b: Actor,
+    browser: Callable[..., Any],
+    db: AsyncSession,
+    committee_a: Actor,
+    committee_b: Actor,
+    supervisor_b: Actor,
     make_user: Callable[..., Any],
 ) -> None:
     from sanzi.platform.models import Role
@@ -308,8 +353,13 @@ async def test_registration_links_depend_on_who_is_looking(
 ) -> None:
     from sanzi.platform.models import Role
 
-    live = await make_live_listing(db, bidders=0, status=ListingStatus.ANNOUNCED, starts_in=timedelta(days=3),
-                                   ends_in=timedelta(days=3, hours=2))
+    live = await make_live_listing(
+        db,
+        bidders=0,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=3),
+        ends_in=timedelta(days=3, hours=2),
+    )
     listing = await db.get_one(Listing, live.id)
     listing.registration_deadline = datetime.now(UTC) + timedelta(days=2)
     await db.commit()
@@ -335,7 +385,10 @@ async def test_sold_listing_shows_its_result_winner_and_bids_by_number(
         [live.bidders[0].number, "¥100,000.00"],
     ]
     assert live.bidders[0].bidder.name not in text  # the loser is published by number only
-    assert f'href="/listings/{live.id}/result.pdf"' in text and f'href="/listings/{live.id}/certificate.pdf"' in text
+    assert (
+        f'href="/listings/{live.id}/result.pdf"' in text
+        and f'href="/listings/{live.id}/certificate.pdf"' in text
+    )
 
 
 async def test_failed_suspended_and_terminated_listings_give_their_reasons(
@@ -369,7 +422,10 @@ async def test_results_page_lists_outcomes_with_filters(client: httpx.AsyncClien
     assert rows[1][5:8] == ["—", "—", "0"]
     only_failed = await client.get("/results", params={"status": "failed"})
     assert listing_ids(only_failed.text) == {failed.id}
-    assert listing_ids((await client.get("/results", params={"district": DISTRICT_A})).text) == {summer.id, new_year.id}
+    assert listing_ids((await client.get("/results", params={"district": DISTRICT_A})).text) == {
+        summer.id,
+        new_year.id,
+    }
     refused = await client.get("/results", params={"status": "bidding"})
     assert refused.status_code == 400 and 'id="f-status-error"' in refused.text
 
@@ -392,6 +448,10 @@ async def test_search_finds_villages_listings_and_results_or_says_nothing_matche
     nothing = await client.get("/search", params={"q": "没有这个词"})
     assert nothing.status_code == 200 and 'id="no-results"' in nothing.text and "没有找到" in nothing.text
     too_long = await client.get("/search", params={"q": "长" * 51})
-    assert too_long.status_code == 400 and 'aria-invalid="true"' in too_long.text and "不能超过 50 个字" in too_long.text
+    assert (
+        too_long.status_code == 400
+        and 'aria-invalid="true"' in too_long.text
+        and "不能超过 50 个字" in too_long.text
+    )
     empty = await client.get("/search")
     assert empty.status_code == 200 and 'id="no-results"' not in empty.text

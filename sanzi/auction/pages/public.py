@@ -105,7 +105,7 @@ async def _areas(session: AsyncSession) -> tuple[list[District], list[Township]]
 def _parse_filters(
     request: AnyRequest, districts: list[District], townships: list[Township], statuses: list[str]
 ) -> Filters:
-    """Read the filters of the announcements and results lists; an unknown value is an error beside its field."""
+    """The filters of the announcements and results lists; an unknown value is an error beside its field."""
     form = {k: str(v).strip() for k, v in request.query_params.items() if k != "page"}
     filters = Filters(form=form)
     errors = filters.errors
@@ -153,7 +153,9 @@ def _parse_filters(
     return filters
 
 
-def _area_options(districts: list[District], townships: list[Township], district: str | None) -> dict[str, Any]:
+def _area_options(
+    districts: list[District], townships: list[Township], district: str | None
+) -> dict[str, Any]:
     """Districts, and the townships grouped by district (only the chosen district's when one is chosen)."""
     names = {d.code: d.name for d in districts}
     groups: dict[str, list[Township]] = {}
@@ -200,7 +202,11 @@ def _home_charts(figures: public_service.PlatformFigures, lang: str) -> dict[str
         ),
         "year_premium": charts.line_chart(
             [f.name for f in years],
-            {premium: [float(f.average_premium * 100) if f.average_premium is not None else None for f in years]},
+            {
+                premium: [
+                    float(f.average_premium * 100) if f.average_premium is not None else None for f in years
+                ]
+            },
             title=translate("历年平均溢价率（%）", lang),
             height=280,
             formatter=lambda v: f"{v:.2f}%",
@@ -282,8 +288,8 @@ class PublicPortalController(Controller):
             )
             relisted_from = previous.number if previous is not None else None
         now = _now()
-        registration_open = (
-            row.status == ListingStatus.ANNOUNCED.value and now < _aware(row.registration_deadline)
+        registration_open = row.status == ListingStatus.ANNOUNCED.value and now < _aware(
+            row.registration_deadline
         )
         return page(
             request,
@@ -342,7 +348,9 @@ class PublicPortalController(Controller):
         elif q:
             groups = {
                 "villages": await GeographyService(db_session).villages(None, None, q, 1, SEARCH_CAP),
-                "listings": await listing_service.search_listings(db_session, None, q=q, page_size=SEARCH_CAP),
+                "listings": await listing_service.search_listings(
+                    db_session, None, q=q, page_size=SEARCH_CAP
+                ),
                 "results": await public_service.public_results(db_session, q=q, page_size=SEARCH_CAP),
             }
         found = sum(group.total for group in groups.values())

@@ -52,7 +52,8 @@ class local_year(FunctionElement[int]):  # noqa: N801 - a SQL function's name
 @compiles(local_year)
 def _local_year_default(element: local_year, compiler: Any, **kw: Any) -> str:
     # stored as timestamptz: the year of its Asia/Shanghai wall-clock time
-    return f"CAST(EXTRACT(YEAR FROM ({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'Asia/Shanghai') AS INTEGER)"
+    moment = compiler.process(element.clauses, **kw)
+    return f"CAST(EXTRACT(YEAR FROM ({moment}) AT TIME ZONE 'Asia/Shanghai') AS INTEGER)"
 
 
 @compiles(local_year, "sqlite")
@@ -65,7 +66,9 @@ def premium_rate(starting_fen: int, final_fen: int | None) -> Decimal | None:
     """(final − starting) / starting as a fraction (four decimals), e.g. Decimal("0.1250")."""
     if final_fen is None or starting_fen <= 0:
         return None
-    return (Decimal(final_fen - starting_fen) / Decimal(starting_fen)).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+    return (Decimal(final_fen - starting_fen) / Decimal(starting_fen)).quantize(
+        Decimal("0.0001"), ROUND_HALF_UP
+    )
 
 
 # ---- the platform's figures ------------------------------------------------------------------------------
@@ -131,7 +134,9 @@ def _trade_columns() -> list[ColumnElement[Any]]:
                 case(
                     (
                         sold,
-                        (Listing.final_price_fen - Listing.starting_price_fen) * PPM // Listing.starting_price_fen,
+                        (Listing.final_price_fen - Listing.starting_price_fen)
+                        * PPM
+                        // Listing.starting_price_fen,
                     )
                 )
             ),
@@ -181,9 +186,7 @@ async def platform_figures(session: AsyncSession) -> PlatformFigures:
     )
     by_year = [_figures(str(row.year), str(row.year), row) for row in year_rows]
     status_rows = await session.execute(
-        select(Listing.status, func.count())
-        .where(Listing.announced_at.is_not(None))
-        .group_by(Listing.status)
+        select(Listing.status, func.count()).where(Listing.announced_at.is_not(None)).group_by(Listing.status)
     )
     by_status = {status: int(count) for status, count in status_rows}
     total = TradeFigures(
@@ -195,7 +198,9 @@ async def platform_figures(session: AsyncSession) -> PlatformFigures:
         starting_fen=sum(f.starting_fen for f in by_district),
         premium_ppm_sum=sum(f.premium_ppm_sum for f in by_district),
     )
-    return PlatformFigures(total=total, by_district=by_district, by_year=by_year, listings_by_status=by_status)
+    return PlatformFigures(
+        total=total, by_district=by_district, by_year=by_year, listings_by_status=by_status
+    )
 
 
 # ---- published results -----------------------------------------------------------------------------------
@@ -263,7 +268,9 @@ async def public_results(
     if asset_kind:
         conditions.append(
             exists().where(
-                ListingAsset.listing_id == Listing.id, ListingAsset.asset_id == Asset.id, Asset.kind == asset_kind.value
+                ListingAsset.listing_id == Listing.id,
+                ListingAsset.asset_id == Asset.id,
+                Asset.kind == asset_kind.value,
             )
         )
     if q:
