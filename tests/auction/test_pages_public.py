@@ -292,6 +292,8 @@ async def test_announcements_are_paged_keeping_the_filters(
     assert listing_ids(first.text) | listing_ids(second.text) == {m.id for m in made}
     assert 'href="/announcements?status=bidding&amp;page=2"' in first.text
     assert (await client.get("/announcements", params={"page": "oops"})).status_code == 200
+    past_the_end = await client.get("/announcements", params={"status": "bidding", "page": "7"})
+    assert listing_ids(past_the_end.text) == listing_ids(second.text)  # the last page, not an empty one
 
 
 # ---- a listing's page -------------------------------------------------------------------------------------
@@ -345,7 +347,8 @@ async def test_unpublished_listing_is_404_except_to_its_own_officials(
     own = await (await browser(committee_a)).get(f"/listings/{draft.id}")
     assert own.status_code == 200 and "该项目尚未公告" in own.text
     assert "announcement.pdf" not in own.text
-    assert (await (await browser()).get("/listings/999999999")).status_code == 404
+    for missing in ("999999999", "99999999999999999999", "0"):
+        assert (await (await browser()).get(f"/listings/{missing}")).status_code == 404
 
 
 async def test_registration_links_depend_on_who_is_looking(
@@ -399,6 +402,19 @@ async def test_failed_suspended_and_terminated_listings_give_their_reasons(
     text = (await client.get(f"/listings/{failed.id}")).text
     assert "流拍结果" in text and "竞价期内无人出价" in text and "certificate.pdf" not in text
     assert f'href="/listings/{failed.id}/result.pdf"' in text
+
+    relisted = await make_live_listing(
+        db,
+        bidders=0,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=2),
+        ends_in=timedelta(days=2, hours=2),
+    )
+    (await db.get_one(Listing, relisted.id)).relisted_from_id = failed.id
+    await db.commit()
+    again = (await client.get(f"/listings/{relisted.id}")).text
+    assert f"本项目由流拍项目 {failed.listing.number} 重新挂牌" in again
+    assert f'href="/listings/{failed.id}"' in again
 
     suspended = await make_live_listing(db, bidders=0)
     listing = await db.get_one(Listing, suspended.id)

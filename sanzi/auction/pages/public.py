@@ -7,6 +7,7 @@ also open their own unpublished listing's page.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,11 +15,10 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.response import Template
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH
-from sanzi.auction.models import Listing, ListingStatus
+from sanzi.auction.models import ListingStatus
 from sanzi.auction.services import listings as listing_service
 from sanzi.auction.services import public as public_service
 from sanzi.auction.services import results as result_service
@@ -27,6 +27,8 @@ from sanzi.platform import charts
 from sanzi.platform.auth import PUBLIC
 from sanzi.platform.models import District, Role, Township
 from sanzi.platform.pages import page, paginate, register_labels, request_language, translate
+from sanzi.platform.problems import NotFound
+from sanzi.platform.schemas import Page
 from sanzi.platform.services import GeographyService
 
 AnyRequest = Request[Any, Any, Any]
@@ -169,6 +171,16 @@ def _area_options(
     }
 
 
+async def _paged(fetch: Callable[[int], Awaitable[Page[Any]]], number: int) -> tuple[list[Any], int, int]:
+    """A page of a list; a page past the end (an old link, fewer rows now) shows the last page instead."""
+    found = await fetch(number)
+    last = max(1, -(-found.total // PER_PAGE))
+    if number > last:
+        number = last
+        found = await fetch(number)
+    return list(found.items), found.total, number
+
+
 # ---- charts for the home page ---------------------------------------------------------------------------
 
 
@@ -244,19 +256,22 @@ class PublicPortalController(Controller):
         items: list[Any] = []
         total = 0
         if not filters.errors:
-            found = await listing_service.search_listings(
-                db_session,
-                None,  # the public view, whoever asks: never the reserve
-                district=filters.district,
-                township=filters.township,
-                status=ListingStatus(filters.status) if filters.status else None,
-                trade_type=filters.trade_type,
-                asset_kind=filters.kind,
-                q=filters.q,
-                page=filters.page,
-                page_size=PER_PAGE,
-            )
-            items, total = found.items, found.total
+
+            def fetch(number: int) -> Awaitable[Page[Any]]:
+                return listing_service.search_listings(
+                    db_session,
+                    None,  # the public view, whoever asks: never the reserve
+                    district=filters.district,
+                    township=filters.township,
+                    status=ListingStatus(filters.status) if filters.status else None,
+                    trade_type=filters.trade_type,
+                    asset_kind=filters.kind,
+                    q=filters.q,
+                    page=number,
+                    page_size=PER_PAGE,
+                )
+
+            items, total, filters.page = await _paged(fetch, filters.page)
         return page(
             request,
             "portal/announcements.html",
@@ -283,10 +298,12 @@ class PublicPortalController(Controller):
             result = await result_service.result_of(db_session, row)
         relisted_from = None
         if row.relisted_from_id is not None:
-            previous = await db_session.scalar(
-                select(Listing).where(Listing.id == row.relisted_from_id, Listing.announced_at.is_not(None))
-            )
-            relisted_from = previous.number if previous is not None else None
+            try:
+                relisted_from = (
+                    await listing_service.get_listing(db_session, row.relisted_from_id, None)
+                ).number
+            except NotFound:
+                pass  # an earlier listing that never was public stays unnamed
         now = _now()
         registration_open = row.status == ListingStatus.ANNOUNCED.value and now < _aware(
             row.registration_deadline
@@ -313,18 +330,21 @@ class PublicPortalController(Controller):
         items: list[Any] = []
         total = 0
         if not filters.errors:
-            found = await public_service.public_results(
-                db_session,
-                district=filters.district,
-                township=filters.township,
-                outcome=filters.status,
-                trade_type=filters.trade_type,
-                asset_kind=filters.kind,
-                q=filters.q,
-                page=filters.page,
-                page_size=PER_PAGE,
-            )
-            items, total = found.items, found.total
+
+            def fetch(number: int) -> Awaitable[Page[Any]]:
+                return public_service.public_results(
+                    db_session,
+                    district=filters.district,
+                    township=filters.township,
+                    outcome=filters.status,
+                    trade_type=filters.trade_type,
+                    asset_kind=filters.kind,
+                    q=filters.q,
+                    page=number,
+                    page_size=PER_PAGE,
+                )
+
+            items, total, filters.page = await _paged(fetch, filters.page)
         return page(
             request,
             "portal/results.html",

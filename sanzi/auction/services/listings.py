@@ -583,7 +583,7 @@ async def relist_listing(
 
 async def get_listing(session: AsyncSession, listing_id: int, user: User | None) -> Listing:
     """The listing if the caller may see it: the public once it is announced, its officials always."""
-    listing = await session.get(Listing, listing_id)
+    listing = await session.get(Listing, listing_id) if 0 < listing_id < 2**63 else None  # a BIGINT id
     if listing is None or not (is_published(listing) or is_official_of(user, listing.village_code)):
         raise NotFound("交易项目", "listing")
     return listing
