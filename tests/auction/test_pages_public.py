@@ -167,6 +167,7 @@ async def test_home_shows_the_figures_beside_charts_in_a_handful_of_queries(
     client: httpx.AsyncClient, db: AsyncSession, connection: AsyncConnection
 ) -> None:
     summer, new_year, _ = await trades(db)
+    open_now = await make_live_listing(db, bidders=0, village_code=VILLAGE_B)
     statements: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -190,6 +191,10 @@ async def test_home_shows_the_figures_beside_charts_in_a_handful_of_queries(
     assert table(home.text, "by-district")[-1] == ["合计", "2", "1", "21.20 万元", "6.0%"]
     assert [row[0] for row in table(home.text, "by-year")] == ["2025", "2026"]
     assert home.text.count("<svg") >= 3 and 'role="img"' in home.text  # the charts, inline, no script
+    # only what is open now is under the announcements; finished ones are under the results
+    assert len(table(home.text, "latest-announcements")) == 1
+    assert f'href="/listings/{open_now.id}"' in home.text and f'href="/listings/{summer.id}"' not in home.text
+    assert re.search(r'id="stat-open"><a[^>]*>1<', home.text)
     latest = table(home.text, "latest-results")
     assert "¥110,000.00" in latest[0] and "10.0%" in latest[0]
     assert f'href="/listings/{new_year.id}#result"' in home.text and "/results" in home.text

@@ -237,14 +237,14 @@ class PublicPortalController(Controller):
     @get("/", operation_id="PortalHome", opt=PUBLIC)
     async def home(self, db_session: AsyncSession, request: AnyRequest) -> Template:
         figures = await public_service.platform_figures(db_session)
-        latest = await listing_service.search_listings(db_session, None, page=1, page_size=5)
+        latest = await public_service.open_listings(db_session, 5)
         results = await public_service.public_results(db_session, page=1, page_size=5)
         return page(
             request,
             "portal/home.html",
             figures=figures,
             charts=_home_charts(figures, request_language(request)),
-            latest=latest.items,
+            latest=latest,
             results=results.items,
             status_colours=STATUS_COLOURS,
         )

@@ -18,7 +18,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from sanzi.auction.models import Bid, Listing, ListingAsset, ListingStatus, Registration
-from sanzi.auction.services.listings import listing_text_match
+from sanzi.auction.services.listings import listing_text_match, listings_out
 from sanzi.ledger.models import Asset, AssetKind, TradeType
 from sanzi.platform.geography import normalise_code
 from sanzi.platform.models import Bidder, District, Township, Village
@@ -201,6 +201,17 @@ async def platform_figures(session: AsyncSession) -> PlatformFigures:
     return PlatformFigures(
         total=total, by_district=by_district, by_year=by_year, listings_by_status=by_status
     )
+
+
+async def open_listings(session: AsyncSession, limit: int) -> list[Any]:
+    """The newest listings open for registration or bidding, as the public sees them."""
+    rows = await session.scalars(
+        select(Listing)
+        .where(Listing.status.in_(OPEN_STATUSES), Listing.announced_at.is_not(None))
+        .order_by(Listing.announced_at.desc(), Listing.id.desc())
+        .limit(limit)
+    )
+    return await listings_out(session, list(rows), None)
 
 
 # ---- published results -----------------------------------------------------------------------------------
