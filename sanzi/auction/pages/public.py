@@ -192,7 +192,8 @@ def _wan(fen: int) -> float:
 def _home_charts(figures: public_service.PlatformFigures, lang: str) -> dict[str, Markup]:
     if not figures.total.sold:
         return {}
-    districts = [f for f in figures.by_district if f.closed]
+    # a horizontal bar chart draws its first label at the bottom: reversed, it reads in the table's order
+    districts = [f for f in reversed(figures.by_district) if f.closed]
     years = figures.by_year
     value = translate("成交金额（万元）", lang)
     premium = translate("平均溢价率（%）", lang)
