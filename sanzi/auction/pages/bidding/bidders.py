@@ -84,6 +84,7 @@ class BidderPages(Controller):
             else:
                 user = await db_session.get_one(User, registered.bidder.user_id)
                 await revoke_tokens(db_session, user.id)  # pages use the session, not the API token
+                await db_session.commit()  # a redirect is not committed by the request's session handler
                 start_session(request, user)
                 flash(request, "注册成功，欢迎使用。报名竞买前请核对您的联系方式。")
                 return see_other("/bidder/profile")
@@ -109,6 +110,7 @@ class BidderPages(Controller):
             await db_session.rollback()
             me = await service.me(request.user)
             return page(request, "bidding/profile.html", status_code=status, bidder=me, errors=form_errors(exc), form=form)
+        await db_session.commit()  # a redirect is not committed by the request's session handler
         flash(request, "联系方式已更新")
         return see_other("/bidder/profile")
 

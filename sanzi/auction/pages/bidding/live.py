@@ -20,7 +20,6 @@ from litestar.response.sse import ServerSentEventMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sanzi.auction.controllers.bidding import _session_maker, watch_listing
 from sanzi.auction.models import DepositState, ListingStatus, RegistrationStatus
 from sanzi.auction.pages.bidding import views
 from sanzi.auction.ratelimit import limiter_for
@@ -67,6 +66,7 @@ register_labels(
 
 #: why a bid was refused, in words a bidder acts on (the service's message, with the allowed range for amounts)
 AMOUNT_CODES = {"amount_too_low", "amount_too_high"}
+APPLY_FIELDS = ("contact_phone", "contact_address")
 
 
 def _refusal(exc: DomainError) -> dict[str, str]:
@@ -133,6 +133,8 @@ async def panel_stream(
     bid the bidding watcher forwards (it replays from the database after the last bid shown, so none is lost
     or repeated), and once more with the result (``closed``), after which the stream ends."""
 
+    from sanzi.auction.controllers.bidding import watch_listing  # the API package imports the pages
+
     def panel(event: str) -> ServerSentEventMessage:
         return ServerSentEventMessage(event=event, data=render(view), id=str(view.last_seq))
 
@@ -178,6 +180,8 @@ class LivePages(Controller):
     ) -> ServerSentEvent:
         """Server-sent events carrying the whole live panel as HTML: ``update`` on each bid, ``closed`` at the
         end (the stream then ends and the page stops listening)."""
+        from sanzi.auction.controllers.bidding import _session_maker  # the API package imports the pages
+
         maker = _session_maker(request)
         async with maker() as session:  # a listing that is not public answers 404, not an empty stream
             view = await views.live_view(session, listing_id)
@@ -247,7 +251,7 @@ class LivePages(Controller):
                 message += " 本次出价使竞价时间延长。"
             if not htmx:
                 flash(request, message)
-                return see_other(f"/listings/{listing_id}/bid")
+                return see_other(f"/listings/{listing_id}/bid")  # the engine committed the bid
         context = await _console_context(db_session, request, listing_id)
         if htmx:  # htmx swaps only 2xx answers: the refusal is in the fragment
             return page(
@@ -284,9 +288,9 @@ class LivePages(Controller):
             await db_session.rollback()
             context = await _console_context(db_session, request, listing_id)
             status = exc.status_code if isinstance(exc, DomainError) else 400
-            return page(
-                request, "bidding/console.html", status_code=status, errors=form_errors(exc), form=form, **context
-            )
+            errors = {(k if k in APPLY_FIELDS else "__all__"): v for k, v in form_errors(exc).items()}
+            return page(request, "bidding/console.html", status_code=status, errors=errors, form=form, **context)
+        await db_session.commit()  # a redirect is not committed by the request's session handler
         flash(request, "报名成功。请按公告在报名截止前将竞买保证金转入村集体账户，到账确认并经镇街审核后取得竞买号。")
         return see_other(f"/listings/{listing_id}/bid")
 
