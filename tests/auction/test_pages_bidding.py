@@ -39,9 +39,9 @@ def bid_rows(html: str) -> list[int]:
 
 def field_error(html: str, name: str) -> str | None:
     """The message shown beside a field, if the field is marked invalid."""
-    if not re.search(rf'id="f-{name}"[^>]*aria-invalid="true"', html, re.S):
+    if not re.search(rf'id="f-{name}"[^>]*aria-invalid="true"', html, re.DOTALL):
         return None
-    found = re.search(rf'<p class="error" id="f-{name}-error">(.*?)</p>', html, re.S)
+    found = re.search(rf'<p class="error" id="f-{name}-error">(.*?)</p>', html, re.DOTALL)
     return found.group(1) if found else None
 
 
@@ -52,8 +52,14 @@ async def count(db: AsyncSession, model: Any, *where: Any) -> int:
 async def bidding_on(db: AsyncSession, bids: int, **kwargs: Any) -> LiveListing:
     live = await make_live_listing(db, bidders=2, now=NOW, **kwargs)
     for seq in range(1, bids + 1):
-        await place_bid(db, live.id, live.bidders[seq % 2].bidder, 100_000_00 + (seq - 1) * 1_000_00, f"k{seq}",
-                        NOW + timedelta(seconds=seq))
+        await place_bid(
+            db,
+            live.id,
+            live.bidders[seq % 2].bidder,
+            100_000_00 + (seq - 1) * 1_000_00,
+            f"k{seq}",
+            NOW + timedelta(seconds=seq),
+        )
     return live
 
 
@@ -75,13 +81,15 @@ async def test_live_page_shows_price_countdown_extensions_and_history_by_bidder_
         assert bidder.bidder.name not in html and bidder.bidder.id_number not in html
     assert "已延时 2 次（最多 2 次）" in html  # bids 1 and 2 extended the end; the cap stopped the third
     listing = await db.get_one(Listing, live.id, populate_existing=True)
-    end = views._aware(listing.current_end_at)  # noqa: SLF001
+    end = views._aware(listing.current_end_at)
     assert f'data-countdown-end="{end.isoformat()}"' in html
     assert "下一口可出价范围" in html and "¥103,000.00" in html and "¥107,000.00" in html
-    assert 'sse-connect="/listings/%d/live/events"' % live.id in html
+    assert f'sse-connect="/listings/{live.id}/live/events"' in html
     # the fragment is the same panel, for polling
     fragment = await (await browser()).get(f"/listings/{live.id}/live/fragment")
-    assert fragment.status_code == 200 and bid_rows(fragment.text) == [3, 2, 1] and "<html" not in fragment.text
+    assert (
+        fragment.status_code == 200 and bid_rows(fragment.text) == [3, 2, 1] and "<html" not in fragment.text
+    )
 
 
 async def test_a_listing_that_is_not_public_has_no_live_page(db: AsyncSession, browser: Any) -> None:
@@ -90,18 +98,24 @@ async def test_a_listing_that_is_not_public_has_no_live_page(db: AsyncSession, b
     listing.status, listing.announced_at = ListingStatus.SUBMITTED.value, None
     await db.commit()
     visitor = await browser()
-    for path in (f"/listings/{live.id}/live", f"/listings/{live.id}/live/fragment", f"/listings/{live.id}/live/events"):
+    for path in (
+        f"/listings/{live.id}/live",
+        f"/listings/{live.id}/live/fragment",
+        f"/listings/{live.id}/live/events",
+    ):
         response = await visitor.get(path)
         assert response.status_code == 404 and "不存在" in response.text
 
 
-async def test_live_stream_of_a_closed_auction_sends_the_result_once_and_ends(db: AsyncSession, browser: Any) -> None:
+async def test_live_stream_of_a_closed_auction_sends_the_result_once_and_ends(
+    db: AsyncSession, browser: Any
+) -> None:
     live = await bidding_on(db, 4, ends_in=timedelta(minutes=30))
     await close_listing(db, live.id, NOW + timedelta(minutes=31))
     async with (await browser()).http.stream("GET", f"/listings/{live.id}/live/events") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         body = (await response.aread()).decode()
-    events = re.findall(r"^event: (\w+)", body, re.M)
+    events = re.findall(r"^event: (\w+)", body, re.MULTILINE)
     assert events == ["closed"]
     html = "\n".join(line[6:] for line in body.splitlines() if line.startswith("data: "))
     assert bid_rows(html) == [4, 3, 2, 1]
@@ -129,20 +143,30 @@ async def test_panel_stream_follows_every_bid_once_and_ends_with_the_result(
         waiting = asyncio.create_task(anext(stream))
         await asyncio.sleep(0.05)
         publish = channels_publisher(plugin)
-        await place_bid(db, live.id, live.bidders[1].bidder, 102_000_00, "p3", NOW + timedelta(minutes=1),
-                        publish=publish)
+        await place_bid(
+            db, live.id, live.bidders[1].bidder, 102_000_00, "p3", NOW + timedelta(minutes=1), publish=publish
+        )
         third = await asyncio.wait_for(waiting, 5)
-        assert third.event == "update" and bid_rows(str(third.data)) == [3, 2, 1] and "¥102,000.00" in str(third.data)
+        assert (
+            third.event == "update"
+            and bid_rows(str(third.data)) == [3, 2, 1]
+            and "¥102,000.00" in str(third.data)
+        )
         # a repeated event is skipped; a lost one (4) comes from the database before 5
         await publish(listing_channel(live.id), {"type": "bid", "bid": {"seq": 3}})
         await place_bid(db, live.id, live.bidders[0].bidder, 103_000_00, "lost", NOW + timedelta(minutes=2))
-        await place_bid(db, live.id, live.bidders[1].bidder, 104_000_00, "p5", NOW + timedelta(minutes=3),
-                        publish=publish)
+        await place_bid(
+            db, live.id, live.bidders[1].bidder, 104_000_00, "p5", NOW + timedelta(minutes=3), publish=publish
+        )
         panels = [await asyncio.wait_for(anext(stream), 5), await asyncio.wait_for(anext(stream), 5)]
         assert [bid_rows(str(p.data)) for p in panels] == [[4, 3, 2, 1], [5, 4, 3, 2, 1]]
         await close_listing(db, live.id, NOW + timedelta(hours=3), publish=publish)
         closed = await asyncio.wait_for(anext(stream), 5)
-        assert closed.event == "closed" and "竞价结束：成交" in str(closed.data) and "¥104,000.00" in str(closed.data)
+        assert (
+            closed.event == "closed"
+            and "竞价结束：成交" in str(closed.data)
+            and "¥104,000.00" in str(closed.data)
+        )
         assert [m async for m in stream] == []
 
 
@@ -155,7 +179,9 @@ def client_key(html: str) -> str:
     return found.group(1)
 
 
-async def test_qualified_bidder_bids_from_the_console_without_javascript(db: AsyncSession, browser: Any) -> None:
+async def test_qualified_bidder_bids_from_the_console_without_javascript(
+    db: AsyncSession, browser: Any
+) -> None:
     live = await make_live_listing(db, bidders=2, now=NOW)
     first, second = live.bidders
     visitor = await browser(as_actor(first))
@@ -170,21 +196,29 @@ async def test_qualified_bidder_bids_from_the_console_without_javascript(db: Asy
     assert again.status_code == 303  # the double submit answers the same bid
     assert await count(db, Bid, Bid.listing_id == live.id) == 1
     after = await visitor.get(f"/listings/{live.id}/bid")
-    assert "出价成功：100000.00 元" in after.text and "您目前出价最高" in after.text
+    assert "出价成功：¥100,000.00" in after.text and "您目前出价最高" in after.text
     assert client_key(after.text) != key
     # the leader may not raise alone
-    leading = await visitor.post(f"/listings/{live.id}/bid", {"amount": "101000", "client_key": client_key(after.text)})
+    leading = await visitor.post(
+        f"/listings/{live.id}/bid", {"amount": "101000", "client_key": client_key(after.text)}
+    )
     assert leading.status_code == 409 and "您已是当前最高出价者" in leading.text
 
     other = await browser(as_actor(second))
     page = await other.get(f"/listings/{live.id}/bid")
-    low = await other.post(f"/listings/{live.id}/bid", {"amount": "100500", "client_key": client_key(page.text)})
-    assert low.status_code == 422
+    low = await other.post(
+        f"/listings/{live.id}/bid", {"amount": "100500", "client_key": client_key(page.text)}
+    )
+    assert low.status_code == 422 and low.headers["content-type"].startswith("text/html")
     message = field_error(low.text, "amount")
     assert message and "至少 101000.00 元" in message and "101000.00 元 至 105000.00 元" in message
-    high = await other.post(f"/listings/{live.id}/bid", {"amount": "200000", "client_key": client_key(low.text)})
+    high = await other.post(
+        f"/listings/{live.id}/bid", {"amount": "200000", "client_key": client_key(low.text)}
+    )
     assert high.status_code == 422 and "至多 105000.00 元" in (field_error(high.text, "amount") or "")
-    bad = await other.post(f"/listings/{live.id}/bid", {"amount": "12.345", "client_key": client_key(high.text)})
+    bad = await other.post(
+        f"/listings/{live.id}/bid", {"amount": "12.345", "client_key": client_key(high.text)}
+    )
     assert bad.status_code == 400 and field_error(bad.text, "amount")
     empty = await other.post(f"/listings/{live.id}/bid", {"amount": "", "client_key": client_key(bad.text)})
     assert empty.status_code == 400 and field_error(empty.text, "amount") == "请填写出价金额（元）"
@@ -199,13 +233,17 @@ async def test_htmx_bid_answers_with_the_form_fragment_and_a_refusal_inside_it(
     visitor = await browser(as_actor(live.bidders[0]))
     key = client_key((await visitor.get(f"/listings/{live.id}/bid")).text)
     headers = {"HX-Request": "true"}
-    ok = await visitor.post(f"/listings/{live.id}/bid", {"amount": "100000.00", "client_key": key}, headers=headers)
+    ok = await visitor.post(
+        f"/listings/{live.id}/bid", {"amount": "100000.00", "client_key": key}, headers=headers
+    )
     assert ok.status_code == 200 and ok.text.lstrip().startswith('<div id="bid-form-area">')
     assert "出价成功" in ok.text and client_key(ok.text) != key
     refused = await visitor.post(
         f"/listings/{live.id}/bid", {"amount": "101000", "client_key": client_key(ok.text)}, headers=headers
     )
-    assert refused.status_code == 200 and "您已是当前最高出价者" in refused.text and "<html" not in refused.text
+    assert (
+        refused.status_code == 200 and "您已是当前最高出价者" in refused.text and "<html" not in refused.text
+    )
     # too fast: the platform's per-bidder rate limit
     app.state[STATE_KEY] = BidRateLimiter(0)
     fast = await visitor.post(f"/listings/{live.id}/bid", {"amount": "101000", "client_key": "x1"})
@@ -225,22 +263,38 @@ async def test_bidders_without_qualification_or_outside_the_window_are_told_why(
         visitor = await browser(as_actor(bidder))
         page = await visitor.get(f"/listings/{live.id}/bid")
         assert page.status_code == 200 and status_text in page.text and 'name="client_key"' not in page.text
-        refused = await visitor.post(f"/listings/{live.id}/bid", {"amount": "100000", "client_key": "k-" + status_text})
+        refused = await visitor.post(
+            f"/listings/{live.id}/bid", {"amount": "100000", "client_key": "k-" + status_text}
+        )
         assert refused.status_code == 403 and "尚未取得该项目的竞买资格" in refused.text
     # outside the window: bidding has not begun
-    early = await make_live_listing(db, bidders=1, now=NOW, status=ListingStatus.ANNOUNCED,
-                                    starts_in=timedelta(hours=1), ends_in=timedelta(hours=2))
+    early = await make_live_listing(
+        db,
+        bidders=1,
+        now=NOW,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(hours=1),
+        ends_in=timedelta(hours=2),
+    )
     visitor = await browser(as_actor(early.bidders[0]))
     page = await visitor.get(f"/listings/{early.id}/bid")
     assert "距竞价开始" in page.text
-    refused = await visitor.post(f"/listings/{early.id}/bid", {"amount": "100000", "client_key": client_key(page.text)})
+    refused = await visitor.post(
+        f"/listings/{early.id}/bid", {"amount": "100000", "client_key": client_key(page.text)}
+    )
     assert refused.status_code == 409 and "不在竞价时间内" in refused.text
     assert await count(db, Bid, Bid.listing_id.in_([live.id, early.id])) == 0
 
 
 async def test_a_bidder_applies_from_the_console_once(db: AsyncSession, browser: Any) -> None:
-    live = await make_live_listing(db, bidders=0, now=NOW, status=ListingStatus.ANNOUNCED,
-                                   starts_in=timedelta(days=2), ends_in=timedelta(days=2, hours=1))
+    live = await make_live_listing(
+        db,
+        bidders=0,
+        now=NOW,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=2),
+        ends_in=timedelta(days=2, hours=1),
+    )
     listing = await db.get_one(Listing, live.id)
     listing.registration_deadline = NOW + timedelta(days=1)
     user, bidder, token = await make_bidder_user(db)
@@ -251,7 +305,9 @@ async def test_a_bidder_applies_from_the_console_once(db: AsyncSession, browser:
     bad = await visitor.post(f"/listings/{live.id}/register", {"contact_phone": "1" * 40})
     assert bad.status_code == 400 and field_error(bad.text, "contact_phone")
     assert await count(db, Registration, Registration.listing_id == live.id) == 0
-    applied = await visitor.post(f"/listings/{live.id}/register", {"contact_phone": "", "contact_address": "村西"})
+    applied = await visitor.post(
+        f"/listings/{live.id}/register", {"contact_phone": "", "contact_address": "村西"}
+    )
     assert applied.status_code == 303
     registration = await db.scalar(select(Registration).where(Registration.listing_id == live.id))
     assert registration is not None and registration.contact_phone == bidder.phone
@@ -260,7 +316,9 @@ async def test_a_bidder_applies_from_the_console_once(db: AsyncSession, browser:
     assert again.status_code == 409 and "您已报名该交易项目" in again.text
     assert await count(db, Registration, Registration.listing_id == live.id) == 1
     console = await visitor.get(f"/listings/{live.id}/bid")
-    assert "待缴保证金" in console.text and "¥100,000.00" in console.text  # the deposit to pay (factory: 10万)
+    assert (
+        "待缴保证金" in console.text and "¥100,000.00" in console.text
+    )  # the deposit to pay (factory: 10万)
 
 
 async def test_console_is_for_bidders(db: AsyncSession, browser: Any, committee_a: Actor) -> None:
@@ -303,13 +361,19 @@ async def test_sign_up_checks_every_field_in_chinese_and_writes_nothing_on_error
     bad_id = await visitor.post("/bidder/signup", signup_form(id_number="110105194912310021"))
     assert bad_id.status_code == 422 and "身份证" in (field_error(bad_id.text, "id_number") or "")
     mismatch = await visitor.post("/bidder/signup", signup_form(password_again="other-2026x"))
-    assert mismatch.status_code == 400 and field_error(mismatch.text, "password_again") == "两次输入的密码不一致"
-    company = await visitor.post("/bidder/signup", signup_form(kind="company", id_number="91350100M000100Y43"))
+    assert (
+        mismatch.status_code == 400 and field_error(mismatch.text, "password_again") == "两次输入的密码不一致"
+    )
+    company = await visitor.post(
+        "/bidder/signup", signup_form(kind="company", id_number="91350100M000100Y43")
+    )
     assert company.status_code == 422 and field_error(company.text, "legal_representative")
     bad_phone = await visitor.post("/bidder/signup", signup_form(phone="12345"))
     assert bad_phone.status_code == 422 and field_error(bad_phone.text, "phone")
     empty = await visitor.post("/bidder/signup", {})
-    assert empty.status_code == 400 and field_error(empty.text, "name") and field_error(empty.text, "username")
+    assert (
+        empty.status_code == 400 and field_error(empty.text, "name") and field_error(empty.text, "username")
+    )
     assert 'value="zhao-liu-2026"' not in mismatch.text  # passwords are never echoed back
     assert await count(db, User) == users and await count(db, Bidder) == 0
 
@@ -328,15 +392,24 @@ async def test_sign_up_logs_the_new_bidder_in_and_the_profile_edits_contact_deta
     # pages use the session: the sign-up's API token is revoked at once
     assert await count(db, ApiToken, ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)) == 0
     duplicate = await (await browser()).post("/bidder/signup", signup_form(username="zhaoliu2"))
-    assert duplicate.status_code == 409 and "该证件号码已注册" in (field_error(duplicate.text, "id_number") or "")
+    assert duplicate.status_code == 409 and "该证件号码已注册" in (
+        field_error(duplicate.text, "id_number") or ""
+    )
 
     bad = await visitor.post("/bidder/profile", {"phone": "999", "address": "新地址"})
     assert bad.status_code == 422 and field_error(bad.text, "phone")
-    bidder = await db.scalar(select(Bidder).where(Bidder.user_id == user.id).execution_options(populate_existing=True))
+    bidder = await db.scalar(
+        select(Bidder).where(Bidder.user_id == user.id).execution_options(populate_existing=True)
+    )
     assert bidder is not None and bidder.address == "广州市白云区龙归街道永兴村 2 号"
     saved = await visitor.post(
         "/bidder/profile",
-        {"phone": "139 0000 1111", "address": "新地址", "bank_name": "农业银行", "bank_account": "6228 4800 1234 5678 901"},
+        {
+            "phone": "139 0000 1111",
+            "address": "新地址",
+            "bank_name": "农业银行",
+            "bank_account": "6228 4800 1234 5678 901",
+        },
     )
     assert saved.status_code == 303
     await db.refresh(bidder)
@@ -344,22 +417,33 @@ async def test_sign_up_logs_the_new_bidder_in_and_the_profile_edits_contact_deta
     assert "联系方式已更新" in (await visitor.get("/bidder/profile")).text
 
 
-async def test_applications_show_deposit_qualification_number_and_outcome(db: AsyncSession, browser: Any) -> None:
+async def test_applications_show_deposit_qualification_number_and_outcome(
+    db: AsyncSession, browser: Any
+) -> None:
     won = await bidding_on(db, 3, ends_in=timedelta(minutes=30))  # bidder 1 places bids 1 and 3
     await close_listing(db, won.id, NOW + timedelta(minutes=31))
     winner, loser = won.bidders[1], won.bidders[0]
-    pending = await make_live_listing(db, bidders=0, now=NOW, status=ListingStatus.ANNOUNCED,
-                                      starts_in=timedelta(days=2), ends_in=timedelta(days=2, hours=1))
+    pending = await make_live_listing(
+        db,
+        bidders=0,
+        now=NOW,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=2),
+        ends_in=timedelta(days=2, hours=1),
+    )
     registration = Registration(
-        listing_id=pending.id, bidder_id=winner.bidder.id, status=RegistrationStatus.APPLIED.value,
-        contact_phone=winner.bidder.phone, deposit_state=DepositState.NONE.value,
+        listing_id=pending.id,
+        bidder_id=winner.bidder.id,
+        status=RegistrationStatus.APPLIED.value,
+        contact_phone=winner.bidder.phone,
+        deposit_state=DepositState.NONE.value,
     )
     db.add(registration)
     await db.commit()
 
     page = await (await browser(as_actor(winner))).get("/bidder/applications")
     assert page.status_code == 200
-    rows = dict(re.findall(r'<tr data-registration="(\d+)">(.*?)</tr>', page.text, re.S))
+    rows = dict(re.findall(r'<tr data-registration="(\d+)">(.*?)</tr>', page.text, re.DOTALL))
     closed_row, open_row = rows[str(winner.registration.id)], rows[str(registration.id)]
     assert "竞得" in closed_row and "¥102,000.00" in closed_row and winner.number in closed_row
     assert "已到账" in closed_row  # the winner's deposit is held until the contract
@@ -380,7 +464,14 @@ async def test_bidder_pages_are_for_bidders(browser: Any, committee_a: Actor, su
 # ---- the approval queues ----------------------------------------------------------------------------------
 
 
-ASSET = {"code": "Q-1", "name": "审批测试鱼塘", "kind": "fish_pond", "area": "8", "area_unit": "mu", "location": "村南"}
+ASSET = {
+    "code": "Q-1",
+    "name": "审批测试鱼塘",
+    "kind": "fish_pond",
+    "area": "8",
+    "area_unit": "mu",
+    "location": "村南",
+}
 RESOLUTION = {"meeting_date": "2026-01-10", "members_present": 30, "votes_for": 21, "votes_against": 5}
 
 
@@ -410,7 +501,9 @@ async def submitted_listing(client: httpx.AsyncClient, committee: Actor) -> int:
     village = f"/api/villages/{VILLAGE_A}"
     asset = await client.post(f"{village}/assets", json=ASSET, headers=committee.headers)
     assert asset.status_code == 201, asset.text
-    listing = await client.post(f"{village}/listings", json=listing_terms(asset.json()["id"]), headers=committee.headers)
+    listing = await client.post(
+        f"{village}/listings", json=listing_terms(asset.json()["id"]), headers=committee.headers
+    )
     assert listing.status_code == 201, listing.text
     submitted = await client.post(
         f"/api/listings/{listing.json()['id']}/submit", json=RESOLUTION, headers=committee.headers
@@ -420,20 +513,24 @@ async def submitted_listing(client: httpx.AsyncClient, committee: Actor) -> int:
 
 
 async def test_supervisor_approves_sends_back_and_announces_listings_of_their_area(
-    client: httpx.AsyncClient, db: AsyncSession, browser: Any, committee_a: Actor, supervisor_a: Actor,
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    browser: Any,
+    committee_a: Actor,
+    supervisor_a: Actor,
     supervisor_b: Actor,
 ) -> None:
     listing_id = await submitted_listing(client, committee_a)
     ours, theirs = await browser(supervisor_a), await browser(supervisor_b)
     queue = await ours.get("/supervisor/approvals")
     assert queue.status_code == 200
-    row = re.search(rf'<tr data-listing="{listing_id}">(.*?)</tr>', queue.text, re.S)
+    row = re.search(rf'<tr data-listing="{listing_id}">(.*?)</tr>', queue.text, re.DOTALL)
     assert row, "the submitted listing is in the area's queue"
     assert "到会 30 人，赞成 21，反对 5" in row.group(1) and "赞成票达到三分之二" in row.group(1)
     assert "¥1,800.00" in row.group(1)  # the supervisor sees the secret reserve
     assert f'data-listing="{listing_id}"' not in (await theirs.get("/supervisor/approvals")).text
 
-    status = lambda: db.scalar(  # noqa: E731
+    status = lambda: db.scalar(
         select(Listing.status).where(Listing.id == listing_id).execution_options(populate_existing=True)
     )
     base = f"/supervisor/approvals/listings/{listing_id}"
@@ -442,29 +539,45 @@ async def test_supervisor_approves_sends_back_and_announces_listings_of_their_ar
     assert await status() == ListingStatus.SUBMITTED.value
 
     empty = await ours.post(f"{base}/send-back", {"reason": ""})
-    assert empty.status_code == 400
+    assert empty.status_code == 400 and empty.headers["content-type"].startswith("text/html")
     assert re.search(rf'id="reason-listing-{listing_id}"[^>]*aria-invalid="true"', empty.text)
     assert "请填写理由" in empty.text and await status() == ListingStatus.SUBMITTED.value
     early = await ours.post(f"{base}/announce")
-    assert early.status_code == 409 and "不能变为" in early.text and await status() == ListingStatus.SUBMITTED.value
+    assert (
+        early.status_code == 409
+        and "不能变为" in early.text
+        and await status() == ListingStatus.SUBMITTED.value
+    )
 
     sent_back = await ours.post(f"{base}/send-back", {"reason": "请补充决议原件"})
     assert sent_back.status_code == 303 and await status() == ListingStatus.DRAFT.value
-    resubmitted = await client.post(f"/api/listings/{listing_id}/submit", json=RESOLUTION, headers=committee_a.headers)
+    resubmitted = await client.post(
+        f"/api/listings/{listing_id}/submit", json=RESOLUTION, headers=committee_a.headers
+    )
     assert resubmitted.status_code == 200
-    assert (await ours.post(f"{base}/approve")).status_code == 303 and await status() == ListingStatus.APPROVED.value
+    assert (
+        await ours.post(f"{base}/approve")
+    ).status_code == 303 and await status() == ListingStatus.APPROVED.value
     approved = await ours.get("/supervisor/approvals")
     assert "已审核通过" in approved.text and re.search(
-        rf'<table id="approved-listings">.*data-listing="{listing_id}"', approved.text, re.S
+        rf'<table id="approved-listings">.*data-listing="{listing_id}"', approved.text, re.DOTALL
     )
-    assert (await ours.post(f"{base}/announce")).status_code == 303 and await status() == ListingStatus.ANNOUNCED.value
+    assert (
+        await ours.post(f"{base}/announce")
+    ).status_code == 303 and await status() == ListingStatus.ANNOUNCED.value
 
 
 async def test_supervisor_qualifies_and_rejects_bidders_whose_deposit_is_held(
     db: AsyncSession, browser: Any, admin: Actor, supervisor_a: Actor, supervisor_b: Actor
 ) -> None:
-    live = await make_live_listing(db, bidders=0, now=NOW, status=ListingStatus.ANNOUNCED,
-                                   starts_in=timedelta(days=2), ends_in=timedelta(days=2, hours=1))
+    live = await make_live_listing(
+        db,
+        bidders=0,
+        now=NOW,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=2),
+        ends_in=timedelta(days=2, hours=1),
+    )
     listing = await db.get_one(Listing, live.id)
     paid = await add_bidder(db, listing, qualified=False, deposit=True, name="钱七", now=NOW)
     other = await add_bidder(db, listing, qualified=False, deposit=True, name="孙八", now=NOW)
@@ -476,7 +589,9 @@ async def test_supervisor_qualifies_and_rejects_bidders_whose_deposit_is_held(
     assert {str(paid.registration.id), str(other.registration.id)} <= listed
     assert str(unpaid.registration.id) not in listed  # no deposit yet: the committee confirms it first
     assert "钱七" in queue and paid.bidder.id_number in queue
-    assert str(paid.registration.id) not in re.findall(r'data-registration="(\d+)"', (await theirs.get("/supervisor/approvals")).text)
+    assert str(paid.registration.id) not in re.findall(
+        r'data-registration="(\d+)"', (await theirs.get("/supervisor/approvals")).text
+    )
     assert str(paid.registration.id) in (await (await browser(admin)).get("/supervisor/approvals")).text
 
     base = "/supervisor/approvals/registrations"
@@ -496,7 +611,9 @@ async def test_supervisor_qualifies_and_rejects_bidders_whose_deposit_is_held(
     assert twice.status_code == 409 and "已通过资格审核" in twice.text
 
 
-async def test_approval_queue_is_for_supervisors_and_admins(browser: Any, committee_a: Actor, make_user: Any) -> None:
+async def test_approval_queue_is_for_supervisors_and_admins(
+    browser: Any, committee_a: Actor, make_user: Any
+) -> None:
     anonymous = await (await browser()).get("/supervisor/approvals")
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login?next=")
     assert (await (await browser(committee_a)).get("/supervisor/approvals")).status_code == 403

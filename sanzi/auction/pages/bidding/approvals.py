@@ -78,6 +78,7 @@ class ApprovalPages(Controller):
             submitted=await _area_listings(db_session, user, ListingStatus.SUBMITTED),
             approved=await _area_listings(db_session, user, ListingStatus.APPROVED),
             pending=await views.pending_qualifications(db_session, user),
+            area=await views.area_name(db_session, user) if user.role == Role.SUPERVISOR.value else None,
             failed=failed or {},
             two_thirds_met=two_thirds_met,
             votes_needed=votes_needed,
@@ -112,7 +113,10 @@ class ApprovalPages(Controller):
             except DomainError as exc:
                 if exc.status_code in (403, 404):
                     raise
-                errors, status = {exc.field if exc.field == "reason" else "__all__": exc.message}, exc.status_code
+                errors, status = (
+                    {exc.field if exc.field == "reason" else "__all__": exc.message},
+                    exc.status_code,
+                )
         if errors:
             await db_session.rollback()
             failed = {"kind": kind, "id": object_id, "errors": errors, "form": form}
@@ -122,14 +126,18 @@ class ApprovalPages(Controller):
         return see_other(QUEUE)
 
     @post(f"{QUEUE}/listings/{{listing_id:int}}/approve", operation_id="ApproveListingPage", opt=SUPERVISE)
-    async def approve(self, request: AnyRequest, db_session: AsyncSession, listing_id: int) -> Any:
+    async def approve(
+        self, request: AnyRequest, db_session: AsyncSession, listing_id: int
+    ) -> Template | Redirect:
         async def act(form: dict[str, str]) -> Any:
             return await lifecycle.approve_listing(db_session, listing_id, request.user, views.utcnow())
 
         return await self._act(request, db_session, "listing", listing_id, act, "已审核通过，可发布交易公告")
 
     @post(f"{QUEUE}/listings/{{listing_id:int}}/send-back", operation_id="SendBackListingPage", opt=SUPERVISE)
-    async def send_back(self, request: AnyRequest, db_session: AsyncSession, listing_id: int) -> Any:
+    async def send_back(
+        self, request: AnyRequest, db_session: AsyncSession, listing_id: int
+    ) -> Template | Redirect:
         async def act(form: dict[str, str]) -> Any:
             return await lifecycle.send_back_listing(
                 db_session, listing_id, form["reason"], request.user, views.utcnow()
@@ -140,7 +148,9 @@ class ApprovalPages(Controller):
         )
 
     @post(f"{QUEUE}/listings/{{listing_id:int}}/announce", operation_id="AnnounceListingPage", opt=SUPERVISE)
-    async def announce(self, request: AnyRequest, db_session: AsyncSession, listing_id: int) -> Any:
+    async def announce(
+        self, request: AnyRequest, db_session: AsyncSession, listing_id: int
+    ) -> Template | Redirect:
         async def act(form: dict[str, str]) -> Any:
             return await lifecycle.announce_listing(db_session, listing_id, request.user, views.utcnow())
 
@@ -151,7 +161,9 @@ class ApprovalPages(Controller):
         operation_id="QualifyRegistrationPage",
         opt=SUPERVISE,
     )
-    async def qualify(self, request: AnyRequest, db_session: AsyncSession, registration_id: int) -> Any:
+    async def qualify(
+        self, request: AnyRequest, db_session: AsyncSession, registration_id: int
+    ) -> Template | Redirect:
         async def act(form: dict[str, str]) -> Any:
             return await registrations.qualify(db_session, registration_id, request.user, views.utcnow())
 
@@ -164,7 +176,9 @@ class ApprovalPages(Controller):
         operation_id="RejectRegistrationPage",
         opt=SUPERVISE,
     )
-    async def reject(self, request: AnyRequest, db_session: AsyncSession, registration_id: int) -> Any:
+    async def reject(
+        self, request: AnyRequest, db_session: AsyncSession, registration_id: int
+    ) -> Template | Redirect:
         async def act(form: dict[str, str]) -> Any:
             if len(form["reason"]) > 500:
                 raise DomainError("理由不能超过 500 个字", "the reason is too long", field="reason")
@@ -173,7 +187,13 @@ class ApprovalPages(Controller):
             )
 
         return await self._act(
-            request, db_session, "registration", registration_id, act, "已驳回该报名，保证金将退还", needs_reason=True
+            request,
+            db_session,
+            "registration",
+            registration_id,
+            act,
+            "已驳回该报名，保证金将退还",
+            needs_reason=True,
         )
 
 

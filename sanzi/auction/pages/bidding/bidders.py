@@ -58,7 +58,9 @@ class BidderPages(Controller):
         return page(request, "bidding/signup.html", form={"kind": "person"})
 
     @post("/bidder/signup", operation_id="BidderSignupSubmit", opt=PUBLIC)
-    async def signup(self, request: AnyRequest, db_session: AsyncSession, state: State) -> Template | Redirect:
+    async def signup(
+        self, request: AnyRequest, db_session: AsyncSession, state: State
+    ) -> Template | Redirect:
         """The platform's bidder registration (same checks as the API); success logs the new bidder in."""
         form = await form_data(request)
         errors: dict[str, str] = {}
@@ -98,7 +100,9 @@ class BidderPages(Controller):
         return page(request, "bidding/profile.html", bidder=me, form=me.model_dump())
 
     @post("/bidder/profile", operation_id="BidderProfileSubmit", opt=BIDDER)
-    async def update_profile(self, request: AnyRequest, db_session: AsyncSession, state: State) -> Template | Redirect:
+    async def update_profile(
+        self, request: AnyRequest, db_session: AsyncSession, state: State
+    ) -> Template | Redirect:
         """Contact details (as ``PATCH /api/bidders/me``): name, kind and identity number cannot change."""
         form = await form_data(request)
         service = BidderService(db_session, state.passwords)
@@ -109,7 +113,14 @@ class BidderPages(Controller):
             status = exc.status_code if isinstance(exc, DomainError) else 400
             await db_session.rollback()
             me = await service.me(request.user)
-            return page(request, "bidding/profile.html", status_code=status, bidder=me, errors=form_errors(exc), form=form)
+            return page(
+                request,
+                "bidding/profile.html",
+                status_code=status,
+                bidder=me,
+                errors=form_errors(exc),
+                form=form,
+            )
         await db_session.commit()  # a redirect is not committed by the request's session handler
         flash(request, "联系方式已更新")
         return see_other("/bidder/profile")
@@ -127,8 +138,11 @@ class BidderPages(Controller):
             outcome = None
             if listing.status in (ListingStatus.SOLD.value, ListingStatus.FAILED.value):
                 won = listing.winner_registration_id == item.id
-                outcome = {"won": won, "sold": listing.status == ListingStatus.SOLD.value,
-                           "price_fen": listing.final_price_fen}
+                outcome = {
+                    "won": won,
+                    "sold": listing.status == ListingStatus.SOLD.value,
+                    "price_fen": listing.final_price_fen,
+                }
             rows.append({"item": item, "listing": listing, "outcome": outcome})
         return page(request, "bidding/applications.html", rows=rows, no_profile=False)
 

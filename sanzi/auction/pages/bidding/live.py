@@ -15,7 +15,7 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.channels import ChannelsPlugin
-from litestar.response import ServerSentEvent, Template
+from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,9 +30,8 @@ from sanzi.auction.services import registrations
 from sanzi.auction.services.listings import get_listing
 from sanzi.platform.auth import PUBLIC, client_address, roles
 from sanzi.platform.models import Role
-from sanzi.platform.pages import flash, form_data, form_errors, page, register_labels, see_other
+from sanzi.platform.pages import flash, form_data, form_errors, page, register_labels, see_other, yuan
 from sanzi.platform.problems import DomainError
-from sanzi.platform.money import fen_to_yuan
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,22 @@ register_labels(
 )
 register_labels(
     "registration_status",
-    {"applied": "待缴保证金", "deposit_paid": "待资格审核", "qualified": "已取得竞买资格", "rejected": "资格审核未通过"},
+    {
+        "applied": "待缴保证金",
+        "deposit_paid": "待资格审核",
+        "qualified": "已取得竞买资格",
+        "rejected": "资格审核未通过",
+    },
 )
 register_labels(
     "deposit_state",
-    {"none": "待缴纳", "held": "已到账", "refunded": "已退还", "applied": "已转作成交价款", "forfeited": "已没收"},
+    {
+        "none": "待缴纳",
+        "held": "已到账",
+        "refunded": "已退还",
+        "applied": "已转作成交价款",
+        "forfeited": "已没收",
+    },
 )
 
 #: why a bid was refused, in words a bidder acts on (the service's message, with the allowed range for amounts)
@@ -108,7 +118,7 @@ async def _console_context(db_session: AsyncSession, request: AnyRequest, listin
         registration is None
         and bidder is not None
         and listing.status == ListingStatus.ANNOUNCED.value
-        and views._aware(listing.registration_deadline) > view.server_time  # noqa: SLF001
+        and views._aware(listing.registration_deadline) > view.server_time
     )
     return {
         "view": view,
@@ -209,7 +219,7 @@ class LivePages(Controller):
     @post("/listings/{listing_id:int}/bid", operation_id="PlaceBidPage", opt=BIDDER)
     async def place_bid(
         self, request: AnyRequest, db_session: AsyncSession, channels: ChannelsPlugin, listing_id: int
-    ) -> Any:
+    ) -> Template | Redirect:
         """Place a bid through the bidding engine; the client key of the form makes a double submit harmless."""
         form = await form_data(request)
         htmx = bool(request.headers.get("hx-request"))
@@ -246,7 +256,7 @@ class LivePages(Controller):
                         raise
                     errors, status = _refusal(exc), exc.status_code
         if placed is not None:
-            message = f"出价成功：{fen_to_yuan(placed.amount)} 元（第 {placed.seq} 次出价），您目前领先。"
+            message = f"出价成功：{yuan(placed.amount)}（第 {placed.seq} 次出价），您目前领先。"
             if placed.extended:
                 message += " 本次出价使竞价时间延长。"
             if not htmx:
@@ -265,7 +275,9 @@ class LivePages(Controller):
         return page(request, "bidding/console.html", status_code=status, errors=errors, form=form, **context)
 
     @post("/listings/{listing_id:int}/register", operation_id="ApplyToBidPage", opt=BIDDER)
-    async def apply(self, request: AnyRequest, db_session: AsyncSession, listing_id: int) -> Any:
+    async def apply(
+        self, request: AnyRequest, db_session: AsyncSession, listing_id: int
+    ) -> Template | Redirect:
         """Apply to bid (报名): contact details for this application, defaulting to the profile."""
         form = await form_data(request)
         try:
@@ -289,9 +301,14 @@ class LivePages(Controller):
             context = await _console_context(db_session, request, listing_id)
             status = exc.status_code if isinstance(exc, DomainError) else 400
             errors = {(k if k in APPLY_FIELDS else "__all__"): v for k, v in form_errors(exc).items()}
-            return page(request, "bidding/console.html", status_code=status, errors=errors, form=form, **context)
+            return page(
+                request, "bidding/console.html", status_code=status, errors=errors, form=form, **context
+            )
         await db_session.commit()  # a redirect is not committed by the request's session handler
-        flash(request, "报名成功。请按公告在报名截止前将竞买保证金转入村集体账户，到账确认并经镇街审核后取得竞买号。")
+        flash(
+            request,
+            "报名成功。请按公告在报名截止前将竞买保证金转入村集体账户，到账确认并经镇街审核后取得竞买号。",
+        )
         return see_other(f"/listings/{listing_id}/bid")
 
 

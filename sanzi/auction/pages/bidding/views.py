@@ -14,7 +14,7 @@ from sanzi.auction.models import Listing, ListingStatus, Registration, Registrat
 from sanzi.auction.schemas.bidding import Result
 from sanzi.auction.services import bidding as engine
 from sanzi.auction.services import results
-from sanzi.platform.models import Bidder, User, Village
+from sanzi.platform.models import Bidder, District, Township, User, Village
 from sanzi.platform.money import parse_yuan
 
 #: the bid history shows the latest bids (the count says how many there were in all)
@@ -35,7 +35,7 @@ def _fen(value: Any) -> int | None:
 def _time(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return datetime.fromisoformat(str(value))  # Python 3.11 reads a trailing "Z"
 
 
 @dataclass
@@ -196,7 +196,9 @@ async def my_registration(session: AsyncSession, listing_id: int, user: User) ->
 async def listings_by_id(session: AsyncSession, ids: list[int]) -> dict[int, Listing]:
     if not ids:
         return {}
-    return {listing.id: listing for listing in await session.scalars(select(Listing).where(Listing.id.in_(ids)))}
+    return {
+        listing.id: listing for listing in await session.scalars(select(Listing).where(Listing.id.in_(ids)))
+    }
 
 
 # ---- reads for the approval queue ------------------------------------------------------------------------
@@ -210,7 +212,9 @@ class PendingQualification:
     village_name: str
 
 
-async def pending_qualifications(session: AsyncSession, user: User, limit: int = 200) -> list[PendingQualification]:
+async def pending_qualifications(
+    session: AsyncSession, user: User, limit: int = 200
+) -> list[PendingQualification]:
     """Registrations whose deposit is held and which await the township's decision, in the caller's area
     (every area for an admin), for listings still open for registration decisions (announced)."""
     query = (
@@ -237,3 +241,11 @@ def area_prefix(user: User) -> str | None:
     if user.role == "admin":
         return None
     return user.area_prefix or "-"  # a supervisor without an area sees nothing
+
+
+async def area_name(session: AsyncSession, user: User) -> str | None:
+    """The name of a supervisor's township or district (None for an admin)."""
+    if not user.area_code:
+        return None
+    model = District if user.area_code.endswith("000000") else Township
+    return await session.scalar(select(model.name).where(model.code == user.area_code)) or user.area_code
