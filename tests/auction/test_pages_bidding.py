@@ -524,7 +524,9 @@ async def test_supervisor_approves_sends_back_and_announces_listings_of_their_ar
     ours, theirs = await browser(supervisor_a), await browser(supervisor_b)
     queue = await ours.get("/supervisor/approvals")
     assert queue.status_code == 200
-    row = re.search(rf'<tr data-listing="{listing_id}">(.*?)</tr>', queue.text, re.DOTALL)
+    row = re.search(
+        rf'<article class="card" data-listing="{listing_id}">(.*?)</article>', queue.text, re.DOTALL
+    )
     assert row, "the submitted listing is in the area's queue"
     assert "到会 30 人，赞成 21，反对 5" in row.group(1) and "赞成票达到三分之二" in row.group(1)
     assert "¥1,800.00" in row.group(1)  # the supervisor sees the secret reserve
@@ -560,7 +562,9 @@ async def test_supervisor_approves_sends_back_and_announces_listings_of_their_ar
     ).status_code == 303 and await status() == ListingStatus.APPROVED.value
     approved = await ours.get("/supervisor/approvals")
     assert "已审核通过" in approved.text and re.search(
-        rf'<table id="approved-listings">.*data-listing="{listing_id}"', approved.text, re.DOTALL
+        rf'<div class="queue" id="approved-listings">\s*<article class="card" data-listing="{listing_id}"',
+        approved.text,
+        re.DOTALL,
     )
     assert (
         await ours.post(f"{base}/announce")

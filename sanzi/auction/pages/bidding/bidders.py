@@ -14,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sanzi.auction.models import ListingStatus
 from sanzi.auction.pages.bidding import views
 from sanzi.auction.services import registrations
-from sanzi.platform.auth import PUBLIC, SignupThrottled, client_address, revoke_tokens, roles, start_session
+from sanzi.platform import identity
+from sanzi.platform.auth import (
+    PUBLIC,
+    SignupThrottled,
+    check_password_policy,
+    client_address,
+    revoke_tokens,
+    roles,
+    start_session,
+)
 from sanzi.platform.models import Role, User
 from sanzi.platform.pages import flash, form_data, form_errors, page, register_labels, see_other
 from sanzi.platform.problems import DomainError
@@ -41,8 +50,64 @@ SIGNUP_FIELDS = (
 PROFILE_FIELDS = ("phone", "address", "bank_name", "bank_account")
 
 
+#: field names as the forms label them, for messages a person understands
+FIELD_NAMES = {
+    "kind": "竞买人类型",
+    "name": "姓名或企业名称",
+    "id_number": "证件号码",
+    "legal_representative": "法定代表人",
+    "phone": "手机号码",
+    "address": "联系地址",
+    "bank_name": "开户银行",
+    "bank_account": "银行账号",
+    "username": "用户名",
+    "password": "密码",
+}
+
+
 def _optional(value: str | None) -> str | None:
     return value or None
+
+
+def _form_errors(exc: ValidationError) -> dict[str, str]:
+    """Pydantic's refusals in the words of the form (the generic translation for anything else)."""
+    errors = form_errors(exc)
+    for item in exc.errors():
+        name = str(item["loc"][0]) if item.get("loc") else "__all__"
+        label = FIELD_NAMES.get(name, name)
+        kind, ctx = item.get("type"), item.get("ctx") or {}
+        if kind in ("missing", "string_too_short") and not item.get("input"):
+            errors[name] = f"请填写{label}"
+        elif kind == "string_too_short":
+            errors[name] = f"{label}至少需要 {ctx.get('min_length')} 个字符"
+        elif kind == "string_too_long":
+            errors[name] = f"{label}不能超过 {ctx.get('max_length')} 个字符"
+        elif kind == "literal_error":
+            errors[name] = f"请选择{label}"
+        elif kind == "string_pattern_mismatch" and name == "username":
+            errors[name] = "用户名只能使用字母、数字或 . _ @ - 符号（3 至 64 位）"
+    return errors
+
+
+def _identity_errors(values: dict[str, Any]) -> dict[str, str]:
+    """The identity checks the sign-up service makes, run on every field at once so that a person sees all
+    that is wrong in one go (the service runs them again)."""
+    errors: dict[str, str] = {}
+    checks = [
+        ("id_number", lambda: identity.identity_number(values["kind"], values["id_number"])),
+        ("phone", lambda: identity.mainland_mobile(values["phone"])),
+    ]
+    if values.get("bank_account"):
+        checks.append(("bank_account", lambda: identity.bank_account(values["bank_account"])))
+    if values.get("password"):
+        checks.append(("password", lambda: check_password_policy(values["password"], values.get("username"))))
+    for name, check in checks:
+        if values.get(name) and values.get("kind") in ("person", "company"):
+            try:
+                check()
+            except DomainError as exc:
+                errors[exc.field or name] = exc.message
+    return errors
 
 
 class BidderPages(Controller):
@@ -73,7 +138,7 @@ class BidderPages(Controller):
         try:
             data = BidderCreate.model_validate(values)
         except ValidationError as exc:
-            errors = {**form_errors(exc), **errors}
+            errors = {**_identity_errors(values), **_form_errors(exc), **errors}
         if not errors:
             try:
                 registered = await BidderService(db_session, state.passwords).register(
@@ -118,7 +183,7 @@ class BidderPages(Controller):
                 "bidding/profile.html",
                 status_code=status,
                 bidder=me,
-                errors=form_errors(exc),
+                errors=_form_errors(exc) if isinstance(exc, ValidationError) else form_errors(exc),
                 form=form,
             )
         await db_session.commit()  # a redirect is not committed by the request's session handler
