@@ -443,7 +443,9 @@ async def test_applications_show_deposit_qualification_number_and_outcome(
 
     page = await (await browser(as_actor(winner))).get("/bidder/applications")
     assert page.status_code == 200
-    rows = dict(re.findall(r'<tr data-registration="(\d+)">(.*?)</tr>', page.text, re.DOTALL))
+    rows = dict(
+        re.findall(r'<article class="card" data-registration="(\d+)">(.*?)</article>', page.text, re.DOTALL)
+    )
     closed_row, open_row = rows[str(winner.registration.id)], rows[str(registration.id)]
     assert "竞得" in closed_row and "¥102,000.00" in closed_row and winner.number in closed_row
     assert "已到账" in closed_row  # the winner's deposit is held until the contract
