@@ -122,6 +122,11 @@ async def test_live_stream_of_a_closed_auction_sends_the_result_once_and_ends(
     assert "竞价结束：成交" in html and "¥103,000.00" in html
     page = await (await browser()).get(f"/listings/{live.id}/live")
     assert "sse-connect" not in page.text  # a finished auction is not followed any more
+    # the winner's console stream: their standing, and the bid form replaced wherever it stands
+    winner = await browser(as_actor(live.bidders[0]))  # bidder 0 placed bid 4
+    async with winner.http.stream("GET", f"/listings/{live.id}/live/events?console=1") as response:
+        console = (await response.aread()).decode()
+    assert "恭喜，您竞得该项目" in console and 'id="bid-form-area" hx-swap-oob="true"' in console
 
 
 async def test_panel_stream_follows_every_bid_once_and_ends_with_the_result(
