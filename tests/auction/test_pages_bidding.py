@@ -216,7 +216,7 @@ async def test_qualified_bidder_bids_from_the_console_without_javascript(
     )
     assert low.status_code == 422 and low.headers["content-type"].startswith("text/html")
     message = field_error(low.text, "amount")
-    assert message and "至少 101000.00 元" in message and "101000.00 元 至 105000.00 元" in message
+    assert message and "至少 101000.00 元" in message and "¥101,000.00 至 ¥105,000.00" in message
     high = await other.post(
         f"/listings/{live.id}/bid", {"amount": "200000", "client_key": client_key(low.text)}
     )

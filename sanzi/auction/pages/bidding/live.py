@@ -30,6 +30,7 @@ from sanzi.auction.services import registrations
 from sanzi.auction.services.listings import get_listing
 from sanzi.platform.auth import PUBLIC, client_address, roles
 from sanzi.platform.models import Role
+from sanzi.platform.money import parse_yuan
 from sanzi.platform.pages import flash, form_data, form_errors, page, register_labels, see_other, yuan
 from sanzi.platform.problems import DomainError
 
@@ -83,7 +84,8 @@ def _refusal(exc: DomainError) -> dict[str, str]:
     """Field errors for a refused bid: amounts beside the amount field with the allowed range."""
     extra = exc.extra or {}
     if exc.code in AMOUNT_CODES and extra.get("next_min_bid"):
-        message = f"{exc.message}（当前可出价范围：{extra['next_min_bid']} 元 至 {extra['next_max_bid']} 元）"
+        low, high = yuan(parse_yuan(extra["next_min_bid"])), yuan(parse_yuan(extra["next_max_bid"]))
+        message = f"{exc.message}（当前可出价范围：{low} 至 {high}）"
         return {"amount": message}
     if exc.code == "conflict" and exc.field == "client_key":
         return {"__all__": "这张出价单已经提交过。请核对当前价格后重新填写出价。"}
