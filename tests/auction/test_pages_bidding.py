@@ -638,3 +638,6 @@ async def test_live_page_in_english(db: AsyncSession, browser: Any) -> None:
     await visitor.get("/lang/en")
     page = await visitor.get(f"/listings/{live.id}/live")
     assert "Bid history" in page.text and "Next bid range" in page.text and "出价记录" not in page.text
+    assert "Leading" in page.text  # badges and form labels come from macros, translated too
+    signup = await visitor.get("/bidder/signup")
+    assert '<label for="f-id_number">ID number' in signup.text and "Person" in signup.text
