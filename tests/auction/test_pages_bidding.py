@@ -81,7 +81,7 @@ async def test_live_page_shows_price_countdown_extensions_and_history_by_bidder_
         assert bidder.bidder.name not in html and bidder.bidder.id_number not in html
     assert "已延时 2 次（最多 2 次）" in html  # bids 1 and 2 extended the end; the cap stopped the third
     listing = await db.get_one(Listing, live.id, populate_existing=True)
-    end = views._aware(listing.current_end_at)
+    end = views.as_utc(listing.current_end_at)
     assert f'data-countdown-end="{end.isoformat()}"' in html
     assert "下一口可出价范围" in html and "¥103,000.00" in html and "¥107,000.00" in html
     assert f'sse-connect="/listings/{live.id}/live/events"' in html

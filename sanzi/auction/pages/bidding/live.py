@@ -20,6 +20,7 @@ from litestar.response.sse import ServerSentEventMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sanzi.auction.lifecycle import STATUS_NAMES_ZH
 from sanzi.auction.models import DepositState, ListingStatus, RegistrationStatus
 from sanzi.auction.pages.bidding import views
 from sanzi.auction.ratelimit import limiter_for
@@ -31,7 +32,16 @@ from sanzi.auction.services.listings import get_listing
 from sanzi.platform.auth import PUBLIC, client_address, roles
 from sanzi.platform.models import Role
 from sanzi.platform.money import parse_yuan
-from sanzi.platform.pages import flash, form_data, form_errors, page, register_labels, see_other, yuan
+from sanzi.platform.pages import (
+    flash,
+    form_data,
+    form_errors,
+    page,
+    register_labels,
+    request_language,
+    see_other,
+    yuan,
+)
 from sanzi.platform.problems import DomainError
 
 log = logging.getLogger(__name__)
@@ -40,21 +50,7 @@ AnyRequest = Request[Any, Any, Any]
 BIDDER = roles(Role.BIDDER)
 PANEL = "bidding/_live_panel.html"
 
-register_labels(
-    "listing_status",
-    {
-        "draft": "草稿",
-        "submitted": "待审核",
-        "approved": "已审核",
-        "announced": "公告中",
-        "bidding": "竞价中",
-        "closed": "竞价结束",
-        "sold": "成交",
-        "failed": "流拍",
-        "suspended": "中止",
-        "terminated": "终止",
-    },
-)
+register_labels("listing_status", {status.value: name for status, name in STATUS_NAMES_ZH.items()})
 register_labels(
     "registration_status",
     {
@@ -95,13 +91,7 @@ def _refusal(exc: DomainError) -> dict[str, str]:
 def _render(request: AnyRequest, name: str, **context: Any) -> str:
     """A fragment rendered outside a response (for the stream), with the page's language."""
     template = request.app.template_engine.get_template(name)  # type: ignore[union-attr]
-    return template.render(request=request, lang=_lang(request), **context)
-
-
-def _lang(request: AnyRequest) -> str:
-    from sanzi.platform.pages import request_language
-
-    return request_language(request)
+    return template.render(request=request, lang=request_language(request), **context)
 
 
 async def _console_context(db_session: AsyncSession, request: AnyRequest, listing_id: int) -> dict[str, Any]:
@@ -120,7 +110,7 @@ async def _console_context(db_session: AsyncSession, request: AnyRequest, listin
         registration is None
         and bidder is not None
         and listing.status == ListingStatus.ANNOUNCED.value
-        and views._aware(listing.registration_deadline) > view.server_time
+        and views.as_utc(listing.registration_deadline) > view.server_time
     )
     return {
         "view": view,

@@ -158,8 +158,8 @@ async def live_view(session: AsyncSession, listing_id: int) -> LiveView:
         min_increment_fen=listing.min_increment_fen,
         max_increment_fen=listing.max_increment_fen,
         bid_count=listing.bid_count,
-        bidding_starts_at=_aware(listing.bidding_starts_at),
-        current_end_at=_aware(state.current_end_at),
+        bidding_starts_at=as_utc(listing.bidding_starts_at),
+        current_end_at=as_utc(state.current_end_at),
         server_time=now,
         extensions_used=listing.extensions_used,
         max_extensions=listing.max_extensions,
@@ -171,8 +171,8 @@ async def live_view(session: AsyncSession, listing_id: int) -> LiveView:
     return view
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive UTC times."""
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC time (SQLite hands back naive UTC times)."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
