@@ -641,3 +641,20 @@ async def test_live_page_in_english(db: AsyncSession, browser: Any) -> None:
     assert "Leading" in page.text  # badges and form labels come from macros, translated too
     signup = await visitor.get("/bidder/signup")
     assert '<label for="f-id_number">ID number' in signup.text and "Person" in signup.text
+
+
+def test_watchers_of_the_same_moment_share_one_rendered_panel() -> None:
+    from sanzi.auction.pages.bidding import live as live_pages
+
+    renders: list[int] = []
+
+    def render() -> str:
+        renders.append(1)
+        return f"<p>{len(renders)}</p>"
+
+    key = ("test-listing", 7, "bidding", NOW, "zh", False, None)
+    assert [live_pages._shared_panel(key, render) for _ in range(50)] == ["<p>1</p>"] * 50
+    assert live_pages._shared_panel((*key[:-1], "1234"), render) == "<p>2</p>"  # a bidder's own console differs
+    for n in range(live_pages.PANEL_CACHE_SIZE + 1):  # old moments make room for new ones
+        live_pages._shared_panel(("filler", n), render)
+    assert key not in live_pages._PANELS and len(live_pages._PANELS) == live_pages.PANEL_CACHE_SIZE

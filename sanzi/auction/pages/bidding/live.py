@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -86,6 +87,21 @@ def _refusal(exc: DomainError) -> dict[str, str]:
     if exc.code == "conflict" and exc.field == "client_key":
         return {"__all__": "这张出价单已经提交过。请核对当前价格后重新填写出价。"}
     return {exc.field if exc.field == "amount" else "__all__": exc.message}
+
+
+#: the panels last sent, shared by every watcher of the same moment of an auction: after a bid each stream
+#: renders the same panel (same event, language and view), so a crowd of watchers costs one render
+_PANELS: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+PANEL_CACHE_SIZE = 256
+
+
+def _shared_panel(key: tuple[Any, ...], render: Callable[[], str]) -> str:
+    html = _PANELS.get(key)
+    if html is None:
+        html = _PANELS[key] = render()
+        if len(_PANELS) > PANEL_CACHE_SIZE:
+            _PANELS.popitem(last=False)
+    return html
 
 
 def _render(request: AnyRequest, name: str, **context: Any) -> str:
@@ -189,8 +205,19 @@ class LivePages(Controller):
             view = await views.live_view(session, listing_id)
             me = await self._my_number(session, request, listing_id) if console else None
 
+        lang = request_language(request)
+
         def render(current: views.LiveView) -> str:
-            return _render(request, PANEL, view=current, console=console, me=me)
+            key = (
+                current.listing_id,
+                current.last_seq,
+                current.status,
+                current.server_time,
+                lang,
+                console,
+                me,
+            )
+            return _shared_panel(key, lambda: _render(request, PANEL, view=current, console=console, me=me))
 
         return ServerSentEvent(panel_stream(view, render, channels, maker))
 
