@@ -67,6 +67,24 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/listings/{listing_id:int}"): PUBLIC,
     ("GET", "/results"): PUBLIC,
     ("GET", "/search"): PUBLIC,
+    # pages: live bidding, bidders, approval queues
+    ("GET", "/listings/{listing_id:int}/live"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/live/fragment"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/live/events"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/bid"): BIDDER,
+    ("POST", "/listings/{listing_id:int}/bid"): BIDDER,
+    ("POST", "/listings/{listing_id:int}/register"): BIDDER,
+    ("GET", "/bidder/signup"): PUBLIC,
+    ("POST", "/bidder/signup"): PUBLIC,
+    ("GET", "/bidder/profile"): BIDDER,
+    ("POST", "/bidder/profile"): BIDDER,
+    ("GET", "/bidder/applications"): BIDDER,
+    ("GET", "/supervisor/approvals"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/approve"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/send-back"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/announce"): SUPERVISE,
+    ("POST", "/supervisor/approvals/registrations/{registration_id:int}/qualify"): SUPERVISE,
+    ("POST", "/supervisor/approvals/registrations/{registration_id:int}/reject"): SUPERVISE,
     # books
     ("GET", "/api/villages/{code:str}/accounts"): BOOKS_READ,
     ("GET", "/api/villages/{code:str}/entries"): BOOKS_READ,
@@ -155,7 +173,7 @@ MATRIX: dict[tuple[str, str], Any] = {
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
 # it is public, and tests/auction/test_stream.py reads it
-STREAMING = {("GET", "/api/listings/{listing_id:int}/stream")}
+STREAMING = {("GET", "/api/listings/{listing_id:int}/stream"), ("GET", "/listings/{listing_id:int}/live/events")}
 
 
 def registered_routes(app: Litestar) -> dict[tuple[str, str], Any]:
@@ -370,6 +388,8 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
         "/api/alerts/{alert_id:int}/dismiss": {"reason": "不属实"},
         "/api/alerts/{alert_id:int}/rectify": {"note": "已整改"},
         "/api/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
+        "/supervisor/approvals/listings/{listing_id:int}/send-back": {"reason": "材料不全"},
+        "/supervisor/approvals/registrations/{registration_id:int}/reject": {"reason": "不符合条件"},
     }
     return bodies.get(path, {})
 
