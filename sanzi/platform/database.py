@@ -82,7 +82,7 @@ def sqlalchemy_config(
         session_maker=session_maker,
         session_config=AsyncSessionConfig(expire_on_commit=False),
         engine_config=EngineConfig(),
-        before_send_handler="autocommit",
+        before_send_handler="autocommit_include_redirects",  # pages answer a successful form with a 303
         session_dependency_key="db_session",
         create_all=False,
         alembic_config=AlembicAsyncConfig(
