@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sanzi.platform import schemas
 from sanzi.platform.access import village_for
 from sanzi.platform.auth import roles
+from sanzi.platform.geography import normalise_code
 from sanzi.platform.governance import (
     CadreCreate,
     CadreUpdate,
@@ -74,6 +75,14 @@ def date_field(form: dict[str, str], name: str, errors: dict[str, str], required
     except ValueError:
         errors[name] = "日期格式应为 YYYY-MM-DD"
         return None
+
+
+def division_code(value: str) -> str:
+    """A 6-, 9- or 12-digit division code in its 12-digit form; anything else is left for the service to refuse."""
+    try:
+        return normalise_code(value)
+    except DomainError:
+        return value
 
 
 def need(form: dict[str, str], name: str, errors: dict[str, str], message: str) -> str:
@@ -178,6 +187,7 @@ class UserPages(Controller):
                           ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         for name, message in (("username", "请填写用户名"), ("display_name", "请填写姓名"), ("role", "请选择角色"),
                               ("password", "请设置初始密码")):
             need(form, name, errors, message)
@@ -188,20 +198,20 @@ class UserPages(Controller):
                                   "display_name": form.get("display_name", ""), "role": role,
                                   **optional(form, "phone")}
         if role == Role.COMMITTEE.value:
-            values["village_code"] = need(form, "village_code", errors, "村委会成员须填写所属村代码")
+            values["village_code"] = division_code(need(form, "village_code", errors, "村委会成员须填写所属村代码"))
         elif role == Role.SUPERVISOR.value:
-            values["area_code"] = need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码")
+            values["area_code"] = division_code(need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码"))
         data = checked(schemas.UserCreate, values, errors)
         if data is not None:
             try:
                 user = await UserService(db_session, state.passwords).create(data)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, f"已开设账户：{user.username}")
                 return see_other(f"/admin/users/{user.id}")
         form.pop("password", None), form.pop("password_confirm", None)
-        return page(request, "admin/user_new.html", status_code=400 if not errors.get("__all__") else 422,
+        return page(request, "admin/user_new.html", status_code=status,
                     roles=OFFICIAL_ROLES, errors=errors, form=form)
 
     @get("/{user_id:int}", operation_id="AdminUserPage", opt=ADMIN)
@@ -226,28 +236,30 @@ class UserPages(Controller):
         account = await service.get(user_id)
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         values: dict[str, Any] = {"display_name": need(form, "display_name", errors, "请填写姓名"),
                                   "phone": form.get("phone") or None}
         if account.role == Role.COMMITTEE.value:
-            values["village_code"] = need(form, "village_code", errors, "村委会成员须填写所属村代码")
+            values["village_code"] = division_code(need(form, "village_code", errors, "村委会成员须填写所属村代码"))
         elif account.role == Role.SUPERVISOR.value:
-            values["area_code"] = need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码")
+            values["area_code"] = division_code(need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码"))
         data = checked(schemas.UserUpdate, values, errors)
         if data is not None:
             try:
                 await service.update(user_id, data, by=request.user)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, "已保存用户资料")
                 return see_other(f"/admin/users/{user_id}")
-        return await self._render(db_session, state, request, user_id, 400, errors, form)
+        return await self._render(db_session, state, request, user_id, status, errors, form)
 
     @post("/{user_id:int}/password", operation_id="AdminResetPasswordPage", opt=ADMIN)
     async def reset_password(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any],
                              user_id: int) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         password = need(form, "password", errors, "请输入新密码")
         if password and password != form.get("password_confirm"):
             errors["password_confirm"] = "两次输入的密码不一致"
@@ -256,11 +268,11 @@ class UserPages(Controller):
             try:
                 await UserService(db_session, state.passwords).update(user_id, data, by=request.user)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, "已重置密码；该用户原有的登录和接口令牌均已失效")
                 return see_other(f"/admin/users/{user_id}")
-        return await self._render(db_session, state, request, user_id, 400, errors)
+        return await self._render(db_session, state, request, user_id, status, errors)
 
     @post("/{user_id:int}/active", operation_id="AdminSetUserActivePage", opt=ADMIN)
     async def set_active(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any],
@@ -310,6 +322,7 @@ class ElectionPages(Controller):
     async def bulk(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         election_date = date_field(form, "election_date", errors, "请选择选举日期")
         values = {"election_date": election_date, **optional(form, "note", "district_code")}
         data = checked(ElectionBulk, values, errors)
@@ -317,11 +330,11 @@ class ElectionPages(Controller):
             try:
                 result = await GovernanceService(db_session).add_elections_everywhere(data)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, f"已为 {result.created} 个村登记 {result.election_date} 的选举（{result.skipped} 个村已登记该日期）")
                 return see_other("/admin/elections")
-        return await self._index(db_session, request, 400, errors, form)
+        return await self._index(db_session, request, status, errors, form)
 
     @get("/villages/{code:str}", operation_id="AdminVillageElectionsPage", opt=ADMIN)
     async def village(self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str) -> Template:
@@ -344,17 +357,18 @@ class ElectionPages(Controller):
         village = await village_for(db_session, code, request.user)
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         election_date = date_field(form, "election_date", errors, "请选择选举日期")
         data = checked(ElectionCreate, {"election_date": election_date, **optional(form, "note")}, errors)
         if data is not None:
             try:
                 await GovernanceService(db_session).add_election(village.code, data, request.user)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, f"已登记 {data.election_date} 的换届选举")
                 return see_other(f"/admin/elections/villages/{village.code}")
-        return await self._village(db_session, request, village.code, 400, errors, form, "election")
+        return await self._village(db_session, request, village.code, status, errors, form, "election")
 
     @post("/villages/{code:str}/candidates", operation_id="AdminAddCandidatePage", opt=ADMIN)
     async def add_candidate(self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str
@@ -362,6 +376,7 @@ class ElectionPages(Controller):
         village = await village_for(db_session, code, request.user)
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         election_text = need(form, "election_id", errors, "请选择选举")
         election = await db_session.get(Election, int(election_text)) if election_text.isdigit() else None
         if election_text and (election is None or election.village_code != village.code):
@@ -374,11 +389,11 @@ class ElectionPages(Controller):
             try:
                 await GovernanceService(db_session).add_candidate(election.id, data, request.user)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, f"已登记候选人：{data.name}")
                 return see_other(f"/admin/elections/villages/{village.code}")
-        return await self._village(db_session, request, village.code, 400, errors, form, "candidate")
+        return await self._village(db_session, request, village.code, status, errors, form, "candidate")
 
 
 # ---- cadres and relatives ---------------------------------------------------------------------------------
@@ -415,6 +430,7 @@ class CadrePages(Controller):
         village = await village_for(db_session, code, request.user)
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         need(form, "name", errors, "请填写姓名")
         need(form, "position", errors, "请填写职务")
         need(form, "body", errors, "请选择所属组织")
@@ -427,11 +443,11 @@ class CadrePages(Controller):
             try:
                 cadre = await GovernanceService(db_session).add_cadre(village.code, data, request.user)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, f"已登记村干部：{cadre.name}")
                 return see_other(f"/admin/cadres/{cadre.id}")
-        return await self._village(db_session, request, village.code, 400, errors, form)
+        return await self._village(db_session, request, village.code, status, errors, form)
 
     @get("/{cadre_id:int}", operation_id="AdminCadrePage", opt=ADMIN)
     async def cadre(self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int) -> Template:
@@ -456,6 +472,7 @@ class CadrePages(Controller):
                            ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         need(form, "position", errors, "请填写职务")
         term_end = date_field(form, "term_end", errors)
         values = {"position": form.get("position", ""), "phone": form.get("phone") or None, "term_end": term_end}
@@ -464,11 +481,11 @@ class CadrePages(Controller):
             try:
                 await GovernanceService(db_session).update_cadre(cadre_id, data, request.user)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, "已保存干部信息")
                 return see_other(f"/admin/cadres/{cadre_id}")
-        return await self._cadre(db_session, request, cadre_id, 400, errors, form)
+        return await self._cadre(db_session, request, cadre_id, status, errors, form)
 
     @post("/{cadre_id:int}/end", operation_id="AdminEndCadreTermPage", opt=ADMIN)
     async def end_term(self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
@@ -487,6 +504,7 @@ class CadrePages(Controller):
                            ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
+        status = 400
         need(form, "relative_name", errors, "请填写亲属姓名")
         need(form, "relation", errors, "请选择关系")
         values = {"name": form.get("relative_name", ""), "relation": form.get("relation", ""),
@@ -496,12 +514,12 @@ class CadrePages(Controller):
             try:
                 await GovernanceService(db_session).add_relative(cadre_id, data, request.user)
             except DomainError as exc:
-                errors = refusal(exc)
+                errors, status = refusal(exc), exc.status_code
             else:
                 flash(request, f"已登记亲属：{data.name}")
                 return see_other(f"/admin/cadres/{cadre_id}")
         renamed = {{"name": "relative_name", "id_number": "relative_id_number"}.get(k, k): v for k, v in errors.items()}
-        return await self._cadre(db_session, request, cadre_id, 400, renamed, form)
+        return await self._cadre(db_session, request, cadre_id, status, renamed, form)
 
     @post("/relatives/{relative_id:int}/delete", operation_id="AdminDeleteRelativePage", opt=ADMIN)
     async def delete_relative(self, db_session: AsyncSession, request: Request[Any, Any, Any], relative_id: int
