@@ -181,6 +181,24 @@ async def _open_alert_counts(session: AsyncSession, user: User, area: Area) -> d
     return {"by_rule": rules, "by_severity": by_severity, "total": sum(by_severity.values())}
 
 
+def rules_chart(rows: list[dict[str, Any]], t: Any) -> Any:
+    """Open alerts per rule as horizontal bars stacked by severity, in the severities' own colours."""
+    rows = list(reversed(rows))  # pygal draws the first bar at the bottom: the most frequent goes on top
+    labels = [r["title"] if len(r["title"]) <= 14 else r["title"][:13] + "…" for r in rows]
+    most = max(r["total"] for r in rows)
+    step = max(1, -(-most // 8))
+    return bar_chart(
+        labels,
+        {t(name): [r[s] for r in rows] for s, name in (("red", "红色"), ("orange", "橙色"), ("yellow", "黄色"))},
+        title=t("未办结预警（按规则）"), stacked=True, horizontal=True,
+        height=max(240, 90 + 30 * len(rows)),
+        colours=[SEVERITY_COLOURS[s] for s in SEVERITIES],
+        # pygal measures labels as Latin text; Chinese characters are about twice as wide
+        options={"margin_left": int(0.45 * 12 * max(len(label) for label in labels)),
+                 "y_labels": list(range(0, most + step, step))},
+    )
+
+
 def _sorted_villages(villages: list[schemas.VillageIntegrity], order: str) -> list[schemas.VillageIntegrity]:
     if order == "code":
         return sorted(villages, key=lambda v: v.code)
@@ -248,14 +266,7 @@ class WarningsDashboardPage(Controller):
                 {t(name): counts["by_severity"][s] for s, name in (("red", "红色"), ("orange", "橙色"), ("yellow", "黄色"))},
                 title=t("未办结预警（按等级）"), colours=[SEVERITY_COLOURS[s] for s in SEVERITIES],
             ) if counts["total"] else None,
-            "rules": bar_chart(
-                [r["title"] for r in counts["by_rule"][:12]],
-                {t("红色"): [r["red"] for r in counts["by_rule"][:12]],
-                 t("橙色"): [r["orange"] for r in counts["by_rule"][:12]],
-                 t("黄色"): [r["yellow"] for r in counts["by_rule"][:12]]},
-                title=t("未办结预警（按规则）"), stacked=True, horizontal=True,
-                height=max(220, 40 + 28 * min(12, len(counts["by_rule"]))),
-            ) if counts["total"] else None,
+            "rules": rules_chart(counts["by_rule"][:12], t) if counts["total"] else None,
         }
         report_townships = (
             [(area.township, area.name)] if area.township
@@ -418,6 +429,11 @@ def review_actions(alert: schemas.AlertDetail, user: User) -> tuple[list[str], s
     return allowed, reason
 
 
+def basis_paragraphs(text: str) -> list[str]:
+    """A rule's docstring as paragraphs (its lines are wrapped for the source file, not for the page)."""
+    return [" ".join(part.split()) for part in text.split("\n\n") if part.strip()]
+
+
 async def assignee_choices(session: AsyncSession, alert: schemas.AlertSummary) -> list[tuple[str, str]]:
     """Active supervisors whose area holds the alert's village (its township's or its district's)."""
     rows = await session.execute(
@@ -452,7 +468,7 @@ async def alert_page(
         status_code=status_code,
         alert=alert,
         rule=rule,
-        basis=inspect.getdoc(type(rule)) if rule else "",
+        basis=basis_paragraphs(inspect.getdoc(type(rule)) if rule else ""),
         evidence=evidence_rows(alert.evidence),
         other_evidence={k: v for k, v in alert.evidence.items() if not isinstance(v, list)},
         responses=[h for h in alert.history if h.action == "response"],
