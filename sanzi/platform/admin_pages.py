@@ -1,6 +1,6 @@
 """Administration pages (admin only): users and roles, election calendars and candidates, cadres and their
 declared relatives. Handlers are thin: they read the form, call UserService or GovernanceService (which keep
-every rule: the password policy, ending sessions, scopes, who may edit what) and show refusals beside the field.
+every rule: the password policy, ending sessions, scopes, who may edit what) and show refusals by the field.
 The rule parameters page belongs to the rule catalogue and lives with the warnings pages."""
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ from sanzi.platform.services import GeographyService, UserService
 ADMIN = roles(Role.ADMIN)
 USERS_PER_PAGE = 25
 VILLAGES_PER_PAGE = 20
-OFFICIAL_ROLES = [(Role.ADMIN.value, "管理员"), (Role.COMMITTEE.value, "村委会"), (Role.SUPERVISOR.value, "监管人员")]
+OFFICIAL_ROLES = [
+    (Role.ADMIN.value, "管理员"),
+    (Role.COMMITTEE.value, "村委会"),
+    (Role.SUPERVISOR.value, "监管人员"),
+]
 register_labels("cadre_body", {"committee": "村民委员会", "party_branch": "党支部"})
 RELATIONS = ["配偶", "父母", "子女", "兄弟姐妹", "祖父母", "孙子女", "配偶父母", "子女配偶", "其他"]
 
@@ -47,7 +51,7 @@ SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 
 def checked(schema: type[SchemaT], values: dict[str, Any], errors: dict[str, str]) -> SchemaT | None:
-    """The schema from the form's values (blank optional fields left out), or None with Chinese messages by field."""
+    """The schema from the form's values, or None with Chinese messages by field added to ``errors``."""
     if errors:
         return None
     try:
@@ -58,13 +62,15 @@ def checked(schema: type[SchemaT], values: dict[str, Any], errors: dict[str, str
 
 
 def refusal(exc: DomainError) -> dict[str, str]:
-    """A service's refusal beside its field; access refusals are not form errors and go on to the error page."""
+    """A service's refusal beside its field; access refusals go on to the error page."""
     if exc.status_code in (403, 404) and exc.field is None:
         raise exc
     return form_errors(exc)
 
 
-def date_field(form: dict[str, str], name: str, errors: dict[str, str], required: str | None = None) -> date | None:
+def date_field(
+    form: dict[str, str], name: str, errors: dict[str, str], required: str | None = None
+) -> date | None:
     value = form.get(name, "")
     if not value:
         if required:
@@ -78,7 +84,7 @@ def date_field(form: dict[str, str], name: str, errors: dict[str, str], required
 
 
 def division_code(value: str) -> str:
-    """A 6-, 9- or 12-digit division code in its 12-digit form; anything else is left for the service to refuse."""
+    """A 6-, 9- or 12-digit division code in its 12-digit form; anything else is for the service to refuse."""
     try:
         return normalise_code(value)
     except DomainError:
@@ -125,13 +131,16 @@ async def village_search(request: Request[Any, Any, Any], session: AsyncSession)
     geography = GeographyService(session)
     errors: dict[str, str] = {}
     try:
-        result = await geography.villages(district or None, township or None, q or None, _page_number(request),
-                                          VILLAGES_PER_PAGE)
+        result = await geography.villages(
+            district or None, township or None, q or None, _page_number(request), VILLAGES_PER_PAGE
+        )
     except DomainError as exc:
         errors[exc.field or "q"] = exc.message
         result = schemas.Page(items=[], total=0, page=1, page_size=VILLAGES_PER_PAGE)
     districts = [(d.code, d.name) for d in await geography.districts()]
-    townships = [(t.code, t.name) for t in await geography.townships(district)] if district and not errors else []
+    townships = (
+        [(t.code, t.name) for t in await geography.townships(district)] if district and not errors else []
+    )
     return {
         "districts": districts,
         "townships": townships,
@@ -143,7 +152,7 @@ async def village_search(request: Request[Any, Any, Any], session: AsyncSession)
     }
 
 
-# ---- users and roles ----------------------------------------------------------------------------------------
+# ---- users and roles ---------------------------------------------------------------------------------------
 
 
 class UserPages(Controller):
@@ -153,7 +162,9 @@ class UserPages(Controller):
     include_in_schema = False
 
     @get(operation_id="AdminUsersPage", opt=ADMIN)
-    async def list_users(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any]) -> Template:
+    async def list_users(
+        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any]
+    ) -> Template:
         role_text = (request.query_params.get("role") or "").strip()
         q = (request.query_params.get("q") or "").strip()[:64]
         errors: dict[str, str] = {}
@@ -183,24 +194,37 @@ class UserPages(Controller):
         return page(request, "admin/user_new.html", roles=OFFICIAL_ROLES, form={"role": Role.COMMITTEE.value})
 
     @post("/new", operation_id="AdminCreateUserPage", opt=ADMIN)
-    async def create_user(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any]
-                          ) -> Template | Redirect:
+    async def create_user(
+        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any]
+    ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
         status = 400
-        for name, message in (("username", "请填写用户名"), ("display_name", "请填写姓名"), ("role", "请选择角色"),
-                              ("password", "请设置初始密码")):
+        for name, message in (
+            ("username", "请填写用户名"),
+            ("display_name", "请填写姓名"),
+            ("role", "请选择角色"),
+            ("password", "请设置初始密码"),
+        ):
             need(form, name, errors, message)
         if form.get("password") and form.get("password") != form.get("password_confirm"):
             errors["password_confirm"] = "两次输入的密码不一致"
         role = form.get("role", "")
-        values: dict[str, Any] = {"username": form.get("username", ""), "password": form.get("password", ""),
-                                  "display_name": form.get("display_name", ""), "role": role,
-                                  **optional(form, "phone")}
+        values: dict[str, Any] = {
+            "username": form.get("username", ""),
+            "password": form.get("password", ""),
+            "display_name": form.get("display_name", ""),
+            "role": role,
+            **optional(form, "phone"),
+        }
         if role == Role.COMMITTEE.value:
-            values["village_code"] = division_code(need(form, "village_code", errors, "村委会成员须填写所属村代码"))
+            values["village_code"] = division_code(
+                need(form, "village_code", errors, "村委会成员须填写所属村代码")
+            )
         elif role == Role.SUPERVISOR.value:
-            values["area_code"] = division_code(need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码"))
+            values["area_code"] = division_code(
+                need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码")
+            )
         data = checked(schemas.UserCreate, values, errors)
         if data is not None:
             try:
@@ -211,38 +235,65 @@ class UserPages(Controller):
                 flash(request, f"已开设账户：{user.username}")
                 return see_other(f"/admin/users/{user.id}")
         form.pop("password", None), form.pop("password_confirm", None)
-        return page(request, "admin/user_new.html", status_code=status,
-                    roles=OFFICIAL_ROLES, errors=errors, form=form)
+        return page(
+            request, "admin/user_new.html", status_code=status, roles=OFFICIAL_ROLES, errors=errors, form=form
+        )
 
     @get("/{user_id:int}", operation_id="AdminUserPage", opt=ADMIN)
-    async def user_page(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], user_id: int
-                        ) -> Template:
+    async def user_page(
+        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], user_id: int
+    ) -> Template:
         return await self._render(db_session, state, request, user_id)
 
-    async def _render(self, session: AsyncSession, state: State, request: Request[Any, Any, Any], user_id: int,
-                      status_code: int = 200, errors: dict[str, str] | None = None,
-                      form: dict[str, str] | None = None) -> Template:
+    async def _render(
+        self,
+        session: AsyncSession,
+        state: State,
+        request: Request[Any, Any, Any],
+        user_id: int,
+        status_code: int = 200,
+        errors: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> Template:
         account = await UserService(session, state.passwords).get(user_id)
         codes = {code for code in (account.village_code, account.area_code) if code}
-        values = {"display_name": account.display_name, "phone": account.phone or "",
-                  "village_code": account.village_code or "", "area_code": account.area_code or ""}
-        return page(request, "admin/user.html", status_code=status_code, account=account,
-                    names=await scope_names(session, codes), errors=errors or {}, form={**values, **(form or {})})
+        values = {
+            "display_name": account.display_name,
+            "phone": account.phone or "",
+            "village_code": account.village_code or "",
+            "area_code": account.area_code or "",
+        }
+        return page(
+            request,
+            "admin/user.html",
+            status_code=status_code,
+            account=account,
+            names=await scope_names(session, codes),
+            errors=errors or {},
+            form={**values, **(form or {})},
+        )
 
     @post("/{user_id:int}", operation_id="AdminUpdateUserPage", opt=ADMIN)
-    async def update_user(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any],
-                          user_id: int) -> Template | Redirect:
+    async def update_user(
+        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], user_id: int
+    ) -> Template | Redirect:
         service = UserService(db_session, state.passwords)
         account = await service.get(user_id)
         form = await form_data(request)
         errors: dict[str, str] = {}
         status = 400
-        values: dict[str, Any] = {"display_name": need(form, "display_name", errors, "请填写姓名"),
-                                  "phone": form.get("phone") or None}
+        values: dict[str, Any] = {
+            "display_name": need(form, "display_name", errors, "请填写姓名"),
+            "phone": form.get("phone") or None,
+        }
         if account.role == Role.COMMITTEE.value:
-            values["village_code"] = division_code(need(form, "village_code", errors, "村委会成员须填写所属村代码"))
+            values["village_code"] = division_code(
+                need(form, "village_code", errors, "村委会成员须填写所属村代码")
+            )
         elif account.role == Role.SUPERVISOR.value:
-            values["area_code"] = division_code(need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码"))
+            values["area_code"] = division_code(
+                need(form, "area_code", errors, "监管人员须填写所辖镇街或区代码")
+            )
         data = checked(schemas.UserUpdate, values, errors)
         if data is not None:
             try:
@@ -255,8 +306,9 @@ class UserPages(Controller):
         return await self._render(db_session, state, request, user_id, status, errors, form)
 
     @post("/{user_id:int}/password", operation_id="AdminResetPasswordPage", opt=ADMIN)
-    async def reset_password(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any],
-                             user_id: int) -> Template | Redirect:
+    async def reset_password(
+        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], user_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
         status = 400
@@ -275,12 +327,15 @@ class UserPages(Controller):
         return await self._render(db_session, state, request, user_id, status, errors)
 
     @post("/{user_id:int}/active", operation_id="AdminSetUserActivePage", opt=ADMIN)
-    async def set_active(self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any],
-                         user_id: int) -> Template | Redirect:
+    async def set_active(
+        self, db_session: AsyncSession, state: State, request: Request[Any, Any, Any], user_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         choice = form.get("is_active", "")
         if choice not in ("true", "false"):
-            return await self._render(db_session, state, request, user_id, 400, {"is_active": "请选择启用或停用"})
+            return await self._render(
+                db_session, state, request, user_id, 400, {"is_active": "请选择启用或停用"}
+            )
         try:
             await UserService(db_session, state.passwords).update(
                 user_id, schemas.UserUpdate(is_active=choice == "true"), by=request.user
@@ -291,11 +346,11 @@ class UserPages(Controller):
         return see_other(f"/admin/users/{user_id}")
 
 
-# ---- elections and candidates -------------------------------------------------------------------------------
+# ---- elections and candidates ------------------------------------------------------------------------------
 
 
 class ElectionPages(Controller):
-    """选举: each village's election calendar and candidates, and one date for a whole district or the city."""
+    """选举: each village's election calendar and candidates; one date for a whole district or the city."""
 
     path = "/admin/elections"
     include_in_schema = False
@@ -304,8 +359,14 @@ class ElectionPages(Controller):
     async def index(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> Template:
         return await self._index(db_session, request)
 
-    async def _index(self, session: AsyncSession, request: Request[Any, Any, Any], status_code: int = 200,
-                     errors: dict[str, str] | None = None, form: dict[str, str] | None = None) -> Template:
+    async def _index(
+        self,
+        session: AsyncSession,
+        request: Request[Any, Any, Any],
+        status_code: int = 200,
+        errors: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> Template:
         today = local_today(request)
         upcoming = await session.execute(
             select(Election.election_date, func.count().label("villages"))
@@ -314,9 +375,15 @@ class ElectionPages(Controller):
             .order_by(Election.election_date)
             .limit(20)
         )
-        return page(request, "admin/elections.html", status_code=status_code,
-                    search=await village_search(request, session), upcoming=list(upcoming),
-                    errors=errors or {}, form=form or {})
+        return page(
+            request,
+            "admin/elections.html",
+            status_code=status_code,
+            search=await village_search(request, session),
+            upcoming=list(upcoming),
+            errors=errors or {},
+            form=form or {},
+        )
 
     @post("/bulk", operation_id="AdminBulkElectionsPage", opt=ADMIN)
     async def bulk(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> Template | Redirect:
@@ -332,7 +399,11 @@ class ElectionPages(Controller):
             except DomainError as exc:
                 errors, status = refusal(exc), exc.status_code
             else:
-                flash(request, f"已为 {result.created} 个村登记 {result.election_date} 的选举（{result.skipped} 个村已登记该日期）")
+                flash(
+                    request,
+                    f"已为 {result.created} 个村登记 {result.election_date} 的选举"
+                    f"（{result.skipped} 个村已登记该日期）",
+                )
                 return see_other("/admin/elections")
         return await self._index(db_session, request, status, errors, form)
 
@@ -340,20 +411,37 @@ class ElectionPages(Controller):
     async def village(self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str) -> Template:
         return await self._village(db_session, request, code)
 
-    async def _village(self, session: AsyncSession, request: Request[Any, Any, Any], code: str,
-                       status_code: int = 200, errors: dict[str, str] | None = None,
-                       form: dict[str, str] | None = None, failed: str | None = None) -> Template:
+    async def _village(
+        self,
+        session: AsyncSession,
+        request: Request[Any, Any, Any],
+        code: str,
+        status_code: int = 200,
+        errors: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+        failed: str | None = None,
+    ) -> Template:
         village = await village_for(session, code, request.user)
         service = GovernanceService(session)
         elections = await service.elections(village.code)
         candidates = {e.id: await service.candidates(e.id, request.user) for e in elections}
-        return page(request, "admin/village_elections.html", status_code=status_code, village=village,
-                    elections=elections, candidates=candidates, today=local_today(request),
-                    errors=errors or {}, form=form or {}, failed=failed)
+        return page(
+            request,
+            "admin/village_elections.html",
+            status_code=status_code,
+            village=village,
+            elections=elections,
+            candidates=candidates,
+            today=local_today(request),
+            errors=errors or {},
+            form=form or {},
+            failed=failed,
+        )
 
     @post("/villages/{code:str}", operation_id="AdminAddElectionPage", opt=ADMIN)
-    async def add_election(self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str
-                           ) -> Template | Redirect:
+    async def add_election(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str
+    ) -> Template | Redirect:
         village = await village_for(db_session, code, request.user)
         form = await form_data(request)
         errors: dict[str, str] = {}
@@ -371,8 +459,9 @@ class ElectionPages(Controller):
         return await self._village(db_session, request, village.code, status, errors, form, "election")
 
     @post("/villages/{code:str}/candidates", operation_id="AdminAddCandidatePage", opt=ADMIN)
-    async def add_candidate(self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str
-                            ) -> Template | Redirect:
+    async def add_candidate(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str
+    ) -> Template | Redirect:
         village = await village_for(db_session, code, request.user)
         form = await form_data(request)
         errors: dict[str, str] = {}
@@ -383,8 +472,15 @@ class ElectionPages(Controller):
             errors["election_id"] = "请选择本村的选举"
         need(form, "name", errors, "请填写候选人姓名")
         need(form, "position", errors, "请填写竞选职务")
-        data = checked(CandidateCreate, {"name": form.get("name", ""), "position": form.get("position", ""),
-                                         **optional(form, "id_number")}, errors)
+        data = checked(
+            CandidateCreate,
+            {
+                "name": form.get("name", ""),
+                "position": form.get("position", ""),
+                **optional(form, "id_number"),
+            },
+            errors,
+        )
         if data is not None and election is not None:
             try:
                 await GovernanceService(db_session).add_candidate(election.id, data, request.user)
@@ -413,20 +509,33 @@ class CadrePages(Controller):
     async def village(self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str) -> Template:
         return await self._village(db_session, request, code)
 
-    async def _village(self, session: AsyncSession, request: Request[Any, Any, Any], code: str,
-                       status_code: int = 200, errors: dict[str, str] | None = None,
-                       form: dict[str, str] | None = None) -> Template:
+    async def _village(
+        self,
+        session: AsyncSession,
+        request: Request[Any, Any, Any],
+        code: str,
+        status_code: int = 200,
+        errors: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> Template:
         village = await village_for(session, code, request.user)
         cadres = await GovernanceService(session).cadres(village.code, request.user)
         today = local_today(request)
-        return page(request, "admin/village_cadres.html", status_code=status_code, village=village,
-                    current=[c for c in cadres if c.term_end is None or c.term_end >= today],
-                    former=[c for c in cadres if c.term_end is not None and c.term_end < today],
-                    errors=errors or {}, form=form or {"body": "committee"})
+        return page(
+            request,
+            "admin/village_cadres.html",
+            status_code=status_code,
+            village=village,
+            current=[c for c in cadres if c.term_end is None or c.term_end >= today],
+            former=[c for c in cadres if c.term_end is not None and c.term_end < today],
+            errors=errors or {},
+            form=form or {"body": "committee"},
+        )
 
     @post("/villages/{code:str}", operation_id="AdminAddCadrePage", opt=ADMIN)
-    async def add_cadre(self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str
-                        ) -> Template | Redirect:
+    async def add_cadre(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], code: str
+    ) -> Template | Redirect:
         village = await village_for(db_session, code, request.user)
         form = await form_data(request)
         errors: dict[str, str] = {}
@@ -436,8 +545,14 @@ class CadrePages(Controller):
         need(form, "body", errors, "请选择所属组织")
         term_start = date_field(form, "term_start", errors, "请选择任期开始日")
         term_end = date_field(form, "term_end", errors)
-        values = {"name": form.get("name", ""), "position": form.get("position", ""), "body": form.get("body", ""),
-                  "term_start": term_start, "term_end": term_end, **optional(form, "id_number", "phone")}
+        values = {
+            "name": form.get("name", ""),
+            "position": form.get("position", ""),
+            "body": form.get("body", ""),
+            "term_start": term_start,
+            "term_end": term_end,
+            **optional(form, "id_number", "phone"),
+        }
         data = checked(CadreCreate, values, errors)
         if data is not None:
             try:
@@ -450,32 +565,58 @@ class CadrePages(Controller):
         return await self._village(db_session, request, village.code, status, errors, form)
 
     @get("/{cadre_id:int}", operation_id="AdminCadrePage", opt=ADMIN)
-    async def cadre(self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int) -> Template:
+    async def cadre(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
+    ) -> Template:
         return await self._cadre(db_session, request, cadre_id)
 
-    async def _cadre(self, session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int,
-                     status_code: int = 200, errors: dict[str, str] | None = None,
-                     form: dict[str, str] | None = None) -> Template:
+    async def _cadre(
+        self,
+        session: AsyncSession,
+        request: Request[Any, Any, Any],
+        cadre_id: int,
+        status_code: int = 200,
+        errors: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> Template:
         row = await session.get(Cadre, cadre_id)
         if row is None:
             raise NotFound("村干部", "cadre")
         village = await village_for(session, row.village_code, request.user)
-        cadre = next(c for c in await GovernanceService(session).cadres(village.code, request.user) if c.id == cadre_id)
-        values = {"phone": cadre.phone or "", "position": cadre.position,
-                  "term_end": cadre.term_end.isoformat() if cadre.term_end else ""}
-        return page(request, "admin/cadre.html", status_code=status_code, village=village, cadre=cadre,
-                    relations=[(r, r) for r in RELATIONS], today=local_today(request), errors=errors or {},
-                    form={**values, **(form or {})})
+        cadre = next(
+            c for c in await GovernanceService(session).cadres(village.code, request.user) if c.id == cadre_id
+        )
+        values = {
+            "phone": cadre.phone or "",
+            "position": cadre.position,
+            "term_end": cadre.term_end.isoformat() if cadre.term_end else "",
+        }
+        return page(
+            request,
+            "admin/cadre.html",
+            status_code=status_code,
+            village=village,
+            cadre=cadre,
+            relations=[(r, r) for r in RELATIONS],
+            today=local_today(request),
+            errors=errors or {},
+            form={**values, **(form or {})},
+        )
 
     @post("/{cadre_id:int}", operation_id="AdminUpdateCadrePage", opt=ADMIN)
-    async def update_cadre(self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
-                           ) -> Template | Redirect:
+    async def update_cadre(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
         status = 400
         need(form, "position", errors, "请填写职务")
         term_end = date_field(form, "term_end", errors)
-        values = {"position": form.get("position", ""), "phone": form.get("phone") or None, "term_end": term_end}
+        values = {
+            "position": form.get("position", ""),
+            "phone": form.get("phone") or None,
+            "term_end": term_end,
+        }
         data = checked(CadreUpdate, values, errors)
         if data is not None:
             try:
@@ -488,8 +629,9 @@ class CadrePages(Controller):
         return await self._cadre(db_session, request, cadre_id, status, errors, form)
 
     @post("/{cadre_id:int}/end", operation_id="AdminEndCadreTermPage", opt=ADMIN)
-    async def end_term(self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
-                       ) -> Template | Redirect:
+    async def end_term(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         if form.get("confirm") != "yes":
             return await self._cadre(db_session, request, cadre_id, 400, {"confirm": "请勾选确认"})
@@ -500,15 +642,19 @@ class CadrePages(Controller):
         return see_other(f"/admin/cadres/villages/{village_code}")
 
     @post("/{cadre_id:int}/relatives", operation_id="AdminAddRelativePage", opt=ADMIN)
-    async def add_relative(self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
-                           ) -> Template | Redirect:
+    async def add_relative(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], cadre_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
         status = 400
         need(form, "relative_name", errors, "请填写亲属姓名")
         need(form, "relation", errors, "请选择关系")
-        values = {"name": form.get("relative_name", ""), "relation": form.get("relation", ""),
-                  **({"id_number": form["relative_id_number"]} if form.get("relative_id_number") else {})}
+        values = {
+            "name": form.get("relative_name", ""),
+            "relation": form.get("relation", ""),
+            **({"id_number": form["relative_id_number"]} if form.get("relative_id_number") else {}),
+        }
         data = checked(RelativeCreate, values, errors)
         if data is not None:
             try:
@@ -518,19 +664,24 @@ class CadrePages(Controller):
             else:
                 flash(request, f"已登记亲属：{data.name}")
                 return see_other(f"/admin/cadres/{cadre_id}")
-        renamed = {{"name": "relative_name", "id_number": "relative_id_number"}.get(k, k): v for k, v in errors.items()}
+        renamed = {
+            {"name": "relative_name", "id_number": "relative_id_number"}.get(k, k): v
+            for k, v in errors.items()
+        }
         return await self._cadre(db_session, request, cadre_id, status, renamed, form)
 
     @post("/relatives/{relative_id:int}/delete", operation_id="AdminDeleteRelativePage", opt=ADMIN)
-    async def delete_relative(self, db_session: AsyncSession, request: Request[Any, Any, Any], relative_id: int
-                              ) -> Template | Redirect:
+    async def delete_relative(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], relative_id: int
+    ) -> Template | Redirect:
         relative = await db_session.get(CadreRelative, relative_id)
         if relative is None:
             raise NotFound("亲属", "relative")
         form = await form_data(request)
         if form.get("confirm") != "yes":
-            return await self._cadre(db_session, request, relative.cadre_id, 400,
-                                     {f"relative-{relative_id}": "请勾选确认后再删除"})
+            return await self._cadre(
+                db_session, request, relative.cadre_id, 400, {f"relative-{relative_id}": "请勾选确认后再删除"}
+            )
         cadre_id = relative.cadre_id
         await GovernanceService(db_session).remove_relative(relative_id, request.user)
         flash(request, "已删除亲属登记")

@@ -77,8 +77,8 @@ def bar_chart(
     colours: Sequence[str] | None = None,
     options: Mapping[str, object] | None = None,
 ) -> Markup:
-    """Bars per label, one colour per series (``colours`` in series order); ``options`` go to pygal as they are
-    (e.g. ``margin_left``, ``y_labels``)."""
+    """Bars per label, one colour per series (``colours`` in series order); ``options`` go to pygal as they
+    are (e.g. ``margin_left``, ``y_labels``)."""
     kind = (pygal.HorizontalStackedBar if stacked else pygal.HorizontalBar) if horizontal else (
         pygal.StackedBar if stacked else pygal.Bar
     )

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.platform.models import Role, Village
@@ -28,7 +28,9 @@ def tomorrow_plus(days: int) -> str:
 
 async def events_of(db: AsyncSession, alert_id: int) -> list[tuple[str, str | None]]:
     rows = await db.execute(
-        select(AlertEvent.action, AlertEvent.note).where(AlertEvent.alert_id == alert_id).order_by(AlertEvent.id)
+        select(AlertEvent.action, AlertEvent.note)
+        .where(AlertEvent.alert_id == alert_id)
+        .order_by(AlertEvent.id)
     )
     return [(row.action, row.note) for row in rows]
 
@@ -42,7 +44,9 @@ async def status_of(db: AsyncSession, alert_id: int) -> tuple[str, int | None]:
 async def neighbour_of_a(db: AsyncSession) -> Village:
     """Another village of village A's township."""
     village = await db.scalar(
-        select(Village).where(Village.township_code == TOWNSHIP_A, Village.code != VILLAGE_A).order_by(Village.code)
+        select(Village)
+        .where(Village.township_code == TOWNSHIP_A, Village.code != VILLAGE_A)
+        .order_by(Village.code)
     )
     assert village is not None
     return village
@@ -55,7 +59,7 @@ def rows_of(html: str, table_marker: str) -> list[str]:
     return re.findall(r"<tr>.*?</tr>", html[start:end], flags=re.S)
 
 
-# ---- dashboard ----------------------------------------------------------------------------------------------
+# ---- dashboard ---------------------------------------------------------------------------------------------
 
 
 async def test_dashboard_shows_the_areas_villages_worst_first_with_trend_and_open_alerts(
@@ -66,9 +70,16 @@ async def test_dashboard_shows_the_areas_villages_worst_first_with_trend_and_ope
     last_month = month_start(this_month - timedelta(days=1))
     await make_alert(db, VILLAGE_A, severity="red", rule_id="BID-SINGLE-BIDDER")
     await make_alert(db, VILLAGE_A, severity="red", rule_id="BID-SINGLE-BIDDER")
-    await make_alert(db, neighbour.code, severity="yellow", rule_id="BID-SHORT-ANNOUNCEMENT",
-                     due_on=date.today() - timedelta(days=3))
-    await make_alert(db, VILLAGE_B, severity="red", rule_id="BID-SINGLE-BIDDER")  # another township: not counted
+    await make_alert(
+        db,
+        neighbour.code,
+        severity="yellow",
+        rule_id="BID-SHORT-ANNOUNCEMENT",
+        due_on=date.today() - timedelta(days=3),
+    )
+    await make_alert(
+        db, VILLAGE_B, severity="red", rule_id="BID-SINGLE-BIDDER"
+    )  # another township: not counted
     index = IntegrityService(db)
     await index.recompute(last_month)
     await index.recompute(this_month)
@@ -129,10 +140,12 @@ async def test_dashboard_area_is_the_supervisors_own_and_admins_pick_any(
 
     assert (await (await browser(committee_a)).get("/supervisor/warnings")).status_code == 403
     anonymous = await (await browser()).get("/supervisor/warnings")
-    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login?next=/supervisor/warnings"
+    assert (
+        anonymous.status_code == 303 and anonymous.headers["location"] == "/login?next=/supervisor/warnings"
+    )
 
 
-# ---- alerts list and review ---------------------------------------------------------------------------------
+# ---- alerts list and review --------------------------------------------------------------------------------
 
 
 async def test_alert_list_filters_and_refuses_a_bad_filter_beside_it(
@@ -145,9 +158,14 @@ async def test_alert_list_filters_and_refuses_a_bad_filter_beside_it(
 
     everything = await visitor.get("/supervisor/alerts")
     assert everything.status_code == 200
-    assert f"/supervisor/alerts/{red.id}\"" in everything.text and f"/supervisor/alerts/{yellow.id}\"" in everything.text
-    assert f"/supervisor/alerts/{elsewhere.id}\"" not in everything.text
-    assert everything.text.index(f"#{red.id}<") < everything.text.index(f"#{yellow.id}<")  # most serious first
+    assert (
+        f'/supervisor/alerts/{red.id}"' in everything.text
+        and f'/supervisor/alerts/{yellow.id}"' in everything.text
+    )
+    assert f'/supervisor/alerts/{elsewhere.id}"' not in everything.text
+    assert everything.text.index(f"#{red.id}<") < everything.text.index(
+        f"#{yellow.id}<"
+    )  # most serious first
 
     reds = await visitor.get("/supervisor/alerts?severity=red")
     assert f"#{red.id}<" in reds.text and f"#{yellow.id}<" not in reds.text
@@ -175,18 +193,25 @@ async def test_the_whole_review_through_the_alert_page(
     assert f'<option value="{supervisor_a.id}"' in page.text  # the area's supervisors to choose from
 
     before = await events_of(db, alert.id)
-    missing = await visitor.post(f"/supervisor/alerts/{alert.id}/assign",
-                                 {"assignee_id": str(supervisor_a.id), "assign_note": "请核查"})
+    missing = await visitor.post(
+        f"/supervisor/alerts/{alert.id}/assign",
+        {"assignee_id": str(supervisor_a.id), "assign_note": "请核查"},
+    )
     assert missing.status_code == 400 and "请选择核查期限" in missing.text
     assert re.search(r'id="f-due_on"[^>]*aria-invalid="true"', missing.text)
-    past = await visitor.post(f"/supervisor/alerts/{alert.id}/assign",
-                              {"assignee_id": str(supervisor_a.id), "due_on": "2020-01-01", "assign_note": "请核查"})
+    past = await visitor.post(
+        f"/supervisor/alerts/{alert.id}/assign",
+        {"assignee_id": str(supervisor_a.id), "due_on": "2020-01-01", "assign_note": "请核查"},
+    )
     assert past.status_code == 422 and "核查期限不能早于今天" in past.text
     assert await events_of(db, alert.id) == before and await status_of(db, alert.id) == ("new", None)
 
     steps = [
-        ("assign", {"assignee_id": str(supervisor_a.id), "due_on": tomorrow_plus(10), "assign_note": "请核查合同"},
-         "assigned"),
+        (
+            "assign",
+            {"assignee_id": str(supervisor_a.id), "due_on": tomorrow_plus(10), "assign_note": "请核查合同"},
+            "assigned",
+        ),
         ("investigate", {"investigate_note": "调阅会议记录"}, "investigating"),
         ("confirm", {"rectification_due_on": tomorrow_plus(30), "confirm_note": "情况属实"}, "confirmed"),
         ("rectify", {"rectify_note": "已重新进场交易"}, "confirmed"),
@@ -201,7 +226,7 @@ async def test_the_whole_review_through_the_alert_page(
     done = await visitor.get(f"/supervisor/alerts/{alert.id}")
     assert "已确认整改完成" in done.text  # the flash
     assert "已重新进场交易" in done.text and "调阅会议记录" in done.text
-    assert "/rectify\"" not in done.text and "此预警已办结" in done.text
+    assert '/rectify"' not in done.text and "此预警已办结" in done.text
 
     # a step out of order is refused beside the form, and changes nothing
     again = await visitor.post(f"/supervisor/alerts/{alert.id}/investigate", {"investigate_note": "再查"})
@@ -218,8 +243,10 @@ async def test_only_the_handler_takes_the_next_steps_and_other_areas_are_refused
     await db.commit()
     visitor = await browser(supervisor_a)
     page = await visitor.get(f"/supervisor/alerts/{alert.id}")
-    assert "仅承办人可办理此预警的后续步骤" in page.text and "/investigate\"" not in page.text
-    refused = await visitor.post(f"/supervisor/alerts/{alert.id}/investigate", {"investigate_note": "抢先核查"})
+    assert "仅承办人可办理此预警的后续步骤" in page.text and '/investigate"' not in page.text
+    refused = await visitor.post(
+        f"/supervisor/alerts/{alert.id}/investigate", {"investigate_note": "抢先核查"}
+    )
     assert refused.status_code == 403 and (await status_of(db, alert.id))[0] == "assigned"
 
     outsider = await browser(supervisor_b)
@@ -228,7 +255,7 @@ async def test_only_the_handler_takes_the_next_steps_and_other_areas_are_refused
     assert posted.status_code == 404 and (await status_of(db, alert.id))[0] == "assigned"
 
 
-# ---- the committee's alerts ---------------------------------------------------------------------------------
+# ---- the committee's alerts --------------------------------------------------------------------------------
 
 
 async def test_committee_sees_its_villages_alerts_without_supervisors_notes_and_responds(
@@ -236,15 +263,27 @@ async def test_committee_sees_its_villages_alerts_without_supervisors_notes_and_
 ) -> None:
     alert = await make_alert(db, VILLAGE_A, evidence={"listings": [7], "bids": [3, 4], "bidders": [11]})
     other = await make_alert(db, VILLAGE_B)
-    db.add(AlertEvent(alert_id=alert.id, action="assigned", from_status="new", to_status="assigned",
-                      actor_id=supervisor_a.id, note="内部：重点核查主任亲属", at=datetime.now(UTC)))
+    db.add(
+        AlertEvent(
+            alert_id=alert.id,
+            action="assigned",
+            from_status="new",
+            to_status="assigned",
+            actor_id=supervisor_a.id,
+            note="内部：重点核查主任亲属",
+            at=datetime.now(UTC),
+        )
+    )
     alert.status = "assigned"
     await db.commit()
 
     visitor = await browser(committee_a)
     listing = await visitor.get("/committee/alerts")
     assert listing.status_code == 200
-    assert f"/committee/alerts/{alert.id}\"" in listing.text and f"/committee/alerts/{other.id}\"" not in listing.text
+    assert (
+        f'/committee/alerts/{alert.id}"' in listing.text
+        and f'/committee/alerts/{other.id}"' not in listing.text
+    )
     page = await visitor.get(f"/committee/alerts/{alert.id}")
     assert page.status_code == 200 and "成交价低于同镇街下限" in page.text
     assert 'href="/listings/7"' in page.text
@@ -257,7 +296,9 @@ async def test_committee_sees_its_villages_alerts_without_supervisors_notes_and_
     assert empty.status_code == 400 and re.search(r'id="f-note"[^>]*aria-invalid="true"', empty.text)
     assert "请填写情况说明" in empty.text and len(await events_of(db, alert.id)) == count
 
-    sent = await visitor.post(f"/committee/alerts/{alert.id}/responses", {"note": "该地块已按村民代表会议决议公开挂牌"})
+    sent = await visitor.post(
+        f"/committee/alerts/{alert.id}/responses", {"note": "该地块已按村民代表会议决议公开挂牌"}
+    )
     assert sent.status_code == 303
     assert (await events_of(db, alert.id))[-1] == ("response", "该地块已按村民代表会议决议公开挂牌")
     assert (await status_of(db, alert.id))[0] == "assigned"  # a response changes no status
@@ -279,8 +320,14 @@ async def test_alert_pages_send_anonymous_visitors_to_log_in(browser: Any, path:
     assert response.status_code == 303 and response.headers["location"] == "/login?next=" + path
 
 
-async def test_english_switch_translates_the_dashboard(db: AsyncSession, browser: Any, supervisor_a: Any) -> None:
+async def test_english_switch_translates_the_dashboard(
+    db: AsyncSession, browser: Any, supervisor_a: Any
+) -> None:
     visitor = await browser(supervisor_a)
     await visitor.get("/lang/en?next=/supervisor/warnings")
     page = await visitor.get("/supervisor/warnings")
-    assert page.status_code == 200 and "Integrity warnings dashboard" in page.text and "Overdue alerts" in page.text
+    assert (
+        page.status_code == 200
+        and "Integrity warnings dashboard" in page.text
+        and "Overdue alerts" in page.text
+    )

@@ -1,5 +1,5 @@
-"""The village committee's alerts: its own village's alerts, what each found and where it stands, and a form to
-respond (情况说明) through the review service. Supervisors' working notes stay with the supervisors."""
+"""The village committee's alerts: its own village's alerts, what each found and where it stands, and a form
+to respond (情况说明) through the review service. Supervisors' working notes stay with the supervisors."""
 
 from __future__ import annotations
 
@@ -51,8 +51,12 @@ class CommitteeAlertPages(Controller):
         page_text = (request.query_params.get("page") or "1").strip()
         page_number = min(int(page_text), 100_000) if page_text.isdigit() and int(page_text) > 0 else 1
         result = await AlertService(db_session).list(
-            user, local_today(request), status=status or None, severity=severity or None,
-            page=page_number, page_size=PER_PAGE,
+            user,
+            local_today(request),
+            status=status or None,
+            severity=severity or None,
+            page=page_number,
+            page_size=PER_PAGE,
         )
         return page(
             request,
@@ -67,23 +71,34 @@ class CommitteeAlertPages(Controller):
         )
 
     @get("/{alert_id:int}", operation_id="CommitteeAlertPage", opt=VILLAGE_READERS)
-    async def alert(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int) -> Template:
+    async def alert(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template:
         return await committee_alert_page(request, db_session, alert_id)
 
     @post("/{alert_id:int}/responses", operation_id="RespondToAlertPage", opt=roles(Role.COMMITTEE))
-    async def respond(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
-                      ) -> Template | Redirect:
+    async def respond(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         errors: dict[str, str] = {}
         note = require_text(form, "note", errors, "请填写情况说明")
         data = build(schemas.NoteIn, {"note": note}, errors)
         if data is None:
-            return await committee_alert_page(request, db_session, alert_id, status_code=400, errors=errors, form=form)
+            return await committee_alert_page(
+                request, db_session, alert_id, status_code=400, errors=errors, form=form
+            )
         try:
             await AlertService(db_session).respond(alert_id, data, request.user)
         except DomainError as exc:
-            return await committee_alert_page(request, db_session, alert_id, status_code=exc.status_code,
-                                              errors=domain_errors(exc), form=form)
+            return await committee_alert_page(
+                request,
+                db_session,
+                alert_id,
+                status_code=exc.status_code,
+                errors=domain_errors(exc),
+                form=form,
+            )
         flash(request, "情况说明已提交，镇街监管人员将看到")
         return see_other(f"/committee/alerts/{alert_id}")
 
@@ -101,9 +116,13 @@ async def committee_alert_page(
     alert = await AlertService(session).detail(alert_id, user, local_today(request))
     rule = next((r for r in all_rules() if r.id == alert.rule_id), None)
     history = [
-        {"action": h.action, "to_status": h.to_status, "at": h.at,
-         "note": None if h.action in INTERNAL_NOTES else h.note,
-         "by_village": h.action == "response"}
+        {
+            "action": h.action,
+            "to_status": h.to_status,
+            "at": h.at,
+            "note": None if h.action in INTERNAL_NOTES else h.note,
+            "by_village": h.action == "response",
+        }
         for h in alert.history
     ]
     return page(

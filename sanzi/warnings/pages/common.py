@@ -1,5 +1,5 @@
-"""What the warning pages share: labels for stored codes, today in the villages' calendar, evidence links to the
-pages that show each row, and reading a page form into a checked schema with Chinese messages by field."""
+"""What the warning pages share: labels for stored codes, today in the villages' calendar, evidence links to
+the pages that show each row, and reading a page form into a checked schema with Chinese messages by field."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ LEVELS = ("red", "orange", "yellow", "green")
 
 register_labels(
     "alert_status",
-    {"new": "新预警", "assigned": "已分派", "investigating": "核查中", "confirmed": "属实待整改", "dismissed": "已排除"},
+    {
+        "new": "新预警",
+        "assigned": "已分派",
+        "investigating": "核查中",
+        "confirmed": "属实待整改",
+        "dismissed": "已排除",
+    },
 )
 register_labels(
     "alert_action",
@@ -55,7 +61,7 @@ register_labels(
     },
 )
 
-#: the page that shows each kind of evidence row (officials' pages for the books; the public page for listings)
+#: the page that shows each kind of evidence row (officials' pages for the books, the public one for listings)
 EVIDENCE_PAGES = {
     "listings": "/listings/{}",
     "contracts": "/committee/contracts/{}",
@@ -88,7 +94,7 @@ def evidence_rows(evidence: dict[str, Any], kinds: frozenset[str] | None = None)
 
 
 def parse_date(form: dict[str, str], field: str, errors: dict[str, str], missing: str) -> date | None:
-    """A date from a form field (YYYY-MM-DD, as a date input sends it), or a Chinese message beside the field."""
+    """A date from a form field (YYYY-MM-DD, as a date input sends it), or a Chinese message by the field."""
     value = form.get(field, "")
     if not value:
         errors[field] = missing
@@ -100,7 +106,9 @@ def parse_date(form: dict[str, str], field: str, errors: dict[str, str], missing
         return None
 
 
-def require_text(form: dict[str, str], field: str, errors: dict[str, str], missing: str, limit: int = 2000) -> str:
+def require_text(
+    form: dict[str, str], field: str, errors: dict[str, str], missing: str, limit: int = 2000
+) -> str:
     value = form.get(field, "")
     if not value:
         errors[field] = missing
@@ -109,10 +117,14 @@ def require_text(form: dict[str, str], field: str, errors: dict[str, str], missi
     return value
 
 
-def build(schema: type[SchemaT], values: dict[str, Any], errors: dict[str, str],
-          rename: dict[str, str] | None = None) -> SchemaT | None:
-    """The schema from checked values, or None with pydantic's complaints added to ``errors`` under the names of
-    the form's fields (``rename`` maps a schema field to its form field where they differ)."""
+def build(
+    schema: type[SchemaT],
+    values: dict[str, Any],
+    errors: dict[str, str],
+    rename: dict[str, str] | None = None,
+) -> SchemaT | None:
+    """The schema from checked values, or None with pydantic's complaints added to ``errors`` under the names
+    of the form's fields (``rename`` maps a schema field to its form field where they differ)."""
     if errors:
         return None
     try:
@@ -124,7 +136,7 @@ def build(schema: type[SchemaT], values: dict[str, Any], errors: dict[str, str],
 
 
 def domain_errors(exc: DomainError, rename: dict[str, str] | None = None) -> dict[str, str]:
-    """A service's refusal beside its field on the form; refusals of access are not form errors and go on up."""
+    """A service's refusal beside its field on the form; refusals of access are not form errors: raised."""
     if exc.status_code in (403, 404):
         raise exc
     return {(rename or {}).get(name, name): message for name, message in form_errors(exc).items()}

@@ -1,6 +1,6 @@
-"""规则参数 (admin): every rule of the catalogue with its basis and parameters, the documented default, the city's
-value and a district's override, edited with the same validation as the rules API. The integrity index's and
-the trading rules' parameters are edited here too (they live in the same parameter registry)."""
+"""规则参数 (admin): every rule of the catalogue with its basis and parameters, the documented default, the
+city's value and a district's override, edited with the same validation as the rules API. The integrity
+index's and the trading rules' parameters are edited here too (they live in the same parameter registry)."""
 
 from __future__ import annotations
 
@@ -133,20 +133,30 @@ class RuleParameterPages(Controller):
         return await parameters_page(request, db_session, code)
 
     @post(operation_id="SetParameterPage", opt=ADMIN)
-    async def set_value(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> Template | Redirect:
+    async def set_value(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any]
+    ) -> Template | Redirect:
         form = await form_data(request)
         key, district_code = form.get("key", ""), form.get("district_code") or None
         parameter = REGISTRY.get(key)
         if parameter is None:
-            return await parameters_page(request, db_session, district_code, status_code=400,
-                                         errors={"__all__": "请选择要修改的参数"}, form=form)
+            return await parameters_page(
+                request,
+                db_session,
+                district_code,
+                status_code=400,
+                errors={"__all__": "请选择要修改的参数"},
+                form=form,
+            )
         try:
             district = await _district(db_session, district_code)
             value = parse_value(parameter, form.get("value", ""))
             rule_id, _, name = key.removeprefix("warnings.").rpartition(".")
             if key.startswith("warnings.") and any(r.id == rule_id for r in all_rules()):
                 await RuleService(db_session).set(
-                    rule_id, name, schemas.ParameterIn(value=value, district_code=district.code if district else None),
+                    rule_id,
+                    name,
+                    schemas.ParameterIn(value=value, district_code=district.code if district else None),
                     request.user,
                 )
             else:
@@ -154,9 +164,15 @@ class RuleParameterPages(Controller):
         except DomainError as exc:
             field = key if exc.field in ("value", None) else "__all__"
             return await parameters_page(
-                request, db_session, district_code if exc.field != "district_code" else None,
-                status_code=exc.status_code if exc.status_code != 404 else 400, errors={field: exc.message}, form=form,
+                request,
+                db_session,
+                district_code if exc.field != "district_code" else None,
+                status_code=exc.status_code if exc.status_code != 404 else 400,
+                errors={field: exc.message},
+                form=form,
             )
         scope = district.name if district else "全市"
         flash(request, f"已保存：{key} = {value}（{scope}）")
-        return see_other("/admin/parameters" + (f"?district={district.code}" if district else "") + f"#{_input_id(key)}")
+        return see_other(
+            "/admin/parameters" + (f"?district={district.code}" if district else "") + f"#{_input_id(key)}"
+        )

@@ -1,8 +1,9 @@
-"""The supervisors' pages: the warnings dashboard (integrity index, open and overdue alerts), the alert list, and an
-alert's page with its evidence, history, the village's responses and the review actions of its state."""
+"""The supervisors' pages: the warnings dashboard (integrity index, open and overdue alerts), the alert list,
+and an alert's page with its evidence, history, the village's responses and the review steps of its state."""
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -49,7 +50,7 @@ VILLAGES_PER_PAGE = 50
 TREND_MONTHS = 12
 
 
-# ---- the area a page covers ---------------------------------------------------------------------------------
+# ---- the area a page covers --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ async def _township(session: AsyncSession, code: str) -> Township:
 
 
 async def resolve_area(session: AsyncSession, user: User, district: str | None, township: str | None) -> Area:
-    """The area asked for, within the caller's own: a supervisor sees their township or district (and a township
-    of their district); an admin the city, any district or any township."""
+    """The area asked for, within the caller's own: a supervisor sees their township or district (and a
+    township of their district); an admin the city, any district or any township."""
     if user.role == Role.SUPERVISOR.value:
         own = user.area_code or ""
         if own.endswith("000000"):
@@ -104,12 +105,15 @@ async def resolve_area(session: AsyncSession, user: User, district: str | None, 
                 return Area(chosen.district_code, chosen.code, f"{own_district.name} {chosen.name}")
             return Area(own_district.code, None, own_district.name)
         own_township = await _township(session, own)
-        if township and normalise_code(township, "township") != own_township.code or (
-            district and normalise_code(district, "district") != own_township.district_code
+        if (
+            township
+            and normalise_code(township, "township") != own_township.code
+            or (district and normalise_code(district, "district") != own_township.district_code)
         ):
             raise Forbidden("只能查看本辖区的数据", "outside your area")
-        return Area(own_township.district_code, own_township.code,
-                    f"{own_township.district.name} {own_township.name}")
+        return Area(
+            own_township.district_code, own_township.code, f"{own_township.district.name} {own_township.name}"
+        )
     if township:
         chosen = await _township(session, township)
         return Area(chosen.district_code, chosen.code, f"{chosen.district.name} {chosen.name}")
@@ -123,7 +127,9 @@ async def area_pickers(session: AsyncSession, user: User, area: Area) -> dict[st
     """The district and township choices the caller may switch between."""
     districts: list[tuple[str, str]] = []
     if user.role == Role.ADMIN.value:
-        districts = [(d.code, d.name) for d in await session.scalars(select(District).order_by(District.code))]
+        districts = [
+            (d.code, d.name) for d in await session.scalars(select(District).order_by(District.code))
+        ]
     townships: list[tuple[str, str]] = []
     may_pick_township = user.role == Role.ADMIN.value or (user.area_code or "").endswith("000000")
     if may_pick_township and area.district:
@@ -134,17 +140,24 @@ async def area_pickers(session: AsyncSession, user: User, area: Area) -> dict[st
     return {"districts": districts, "townships": townships}
 
 
+def page_number(request: Request[Any, Any, Any]) -> int:
+    text = _query_value(request, "page") or "1"
+    return min(int(text), 100_000) if text.isdigit() and int(text) > 0 else 1
+
+
 def _query_value(request: Request[Any, Any, Any], name: str, limit: int = 16) -> str | None:
     value = (request.query_params.get(name) or "").strip()
     return value[:limit] or None
 
 
-# ---- dashboard ----------------------------------------------------------------------------------------------
+# ---- dashboard ---------------------------------------------------------------------------------------------
 
 
 async def _trend(session: AsyncSession, area: Area, until: date) -> list[dict[str, Any]]:
     """The area's monthly roll-up: the mean of its villages' scores and how many are at each level."""
-    level_counts = [func.sum(case((IntegrityIndex.level == level, 1), else_=0)).label(level) for level in LEVELS]
+    level_counts = [
+        func.sum(case((IntegrityIndex.level == level, 1), else_=0)).label(level) for level in LEVELS
+    ]
     rows = await session.execute(
         select(IntegrityIndex.month, func.avg(IntegrityIndex.score).label("score"), *level_counts)
         .where(IntegrityIndex.month <= until, *area.conditions(IntegrityIndex))
@@ -153,8 +166,11 @@ async def _trend(session: AsyncSession, area: Area, until: date) -> list[dict[st
         .limit(TREND_MONTHS)
     )
     months = [
-        {"month": row.month.strftime("%Y-%m"), "score": round(float(row.score), 2),
-         **{level: int(getattr(row, level) or 0) for level in LEVELS}}
+        {
+            "month": row.month.strftime("%Y-%m"),
+            "score": round(float(row.score), 2),
+            **{level: int(getattr(row, level) or 0) for level in LEVELS},
+        }
         for row in rows
     ]
     return list(reversed(months))
@@ -174,8 +190,15 @@ async def _open_alert_counts(session: AsyncSession, user: User, area: Area) -> d
         by_rule[row.rule_id][row.severity] += row.n
         by_severity[row.severity] += row.n
     rules = sorted(
-        ({"rule_id": rule_id, "title": titles.get(rule_id, rule_id), **counts, "total": sum(counts.values())}
-         for rule_id, counts in by_rule.items()),
+        (
+            {
+                "rule_id": rule_id,
+                "title": titles.get(rule_id, rule_id),
+                **counts,
+                "total": sum(counts.values()),
+            }
+            for rule_id, counts in by_rule.items()
+        ),
         key=lambda r: (-r["total"], r["rule_id"]),
     )
     return {"by_rule": rules, "by_severity": by_severity, "total": sum(by_severity.values())}
@@ -189,13 +212,20 @@ def rules_chart(rows: list[dict[str, Any]], t: Any) -> Any:
     step = max(1, -(-most // 8))
     return bar_chart(
         labels,
-        {t(name): [r[s] for r in rows] for s, name in (("red", "红色"), ("orange", "橙色"), ("yellow", "黄色"))},
-        title=t("未办结预警（按规则）"), stacked=True, horizontal=True,
+        {
+            t(name): [r[s] for r in rows]
+            for s, name in (("red", "红色"), ("orange", "橙色"), ("yellow", "黄色"))
+        },
+        title=t("未办结预警（按规则）"),
+        stacked=True,
+        horizontal=True,
         height=max(240, 90 + 30 * len(rows)),
         colours=[SEVERITY_COLOURS[s] for s in SEVERITIES],
         # pygal measures labels as Latin text; Chinese characters are about twice as wide
-        options={"margin_left": int(0.45 * 12 * max(len(label) for label in labels)),
-                 "y_labels": list(range(0, most + step, step))},
+        options={
+            "margin_left": int(0.45 * 12 * max(len(label) for label in labels)),
+            "y_labels": list(range(0, most + step, step)),
+        },
     )
 
 
@@ -216,20 +246,24 @@ class WarningsDashboardPage(Controller):
     async def dashboard(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> Template:
         user: User = request.user
         lang = request_language(request)
-        area = await resolve_area(db_session, user, _query_value(request, "district"), _query_value(request, "township"))
+        area = await resolve_area(
+            db_session, user, _query_value(request, "district"), _query_value(request, "township")
+        )
         index = IntegrityService(db_session)
         month_text = _query_value(request, "month", 7)
-        months = [m.strftime("%Y-%m") for m in await db_session.scalars(
-            select(IntegrityIndex.month).distinct().order_by(IntegrityIndex.month.desc()).limit(36)
-        )]
+        months = [
+            m.strftime("%Y-%m")
+            for m in await db_session.scalars(
+                select(IntegrityIndex.month).distinct().order_by(IntegrityIndex.month.desc()).limit(36)
+            )
+        ]
         month = parse_month(month_text) if month_text else None
         overview = await index.overview(month, area.district, area.township)
         level = _query_value(request, "level")
         order = _query_value(request, "order") or "worst"
         villages = [v for v in overview.villages if not level or v.level == level]
         villages = _sorted_villages(villages, order)
-        pager = paginate(len(villages), int(_query_value(request, "page") or 1) if (
-            _query_value(request, "page") or "1").isdigit() else 1, VILLAGES_PER_PAGE)
+        pager = paginate(len(villages), page_number(request), VILLAGES_PER_PAGE)
         level_totals = {lv: sum(1 for v in overview.villages if v.level == lv) for lv in LEVELS}
         township_names = {t.code: t.name for t in overview.townships}
         rollup = overview.townships if area.district else overview.districts
@@ -239,38 +273,69 @@ class WarningsDashboardPage(Controller):
         trend = await _trend(db_session, area, parse_month(overview.month))
         counts = await _open_alert_counts(db_session, user, area)
         today = local_today(request)
-        overdue_total = await db_session.scalar(
-            select(func.count()).select_from(Alert).where(visible_to(user), overdue_condition(today),
-                                                          *area.conditions(Alert))
-        ) or 0
+        overdue_total = (
+            await db_session.scalar(
+                select(func.count())
+                .select_from(Alert)
+                .where(visible_to(user), overdue_condition(today), *area.conditions(Alert))
+            )
+            or 0
+        )
         overdue = await AlertService(db_session).list(
             user, today, district=area.district, township=area.township, overdue=True, page_size=10
         )
-        mean = round(sum(v.score for v in overview.villages) / len(overview.villages), 2) if overview.villages else None
+        mean = (
+            round(sum(v.score for v in overview.villages) / len(overview.villages), 2)
+            if overview.villages
+            else None
+        )
 
         def t(text: str) -> str:
             return translate(text, lang)
 
         charts = {
             "trend": line_chart(
-                [m["month"] for m in trend], {t("廉情指数（平均）"): [m["score"] for m in trend]},
-                title=t("廉情指数月度趋势"), range_=(0, 100), colours=("#2f6f9f",),
-            ) if trend else None,
+                [m["month"] for m in trend],
+                {t("廉情指数（平均）"): [m["score"] for m in trend]},
+                title=t("廉情指数月度趋势"),
+                range_=(0, 100),
+                colours=("#2f6f9f",),
+            )
+            if trend
+            else None,
             "levels": pie_chart(
-                {t(name): level_totals[lv] for lv, name in
-                 (("green", "绿色"), ("yellow", "黄色"), ("orange", "橙色"), ("red", "红色"))},
+                {
+                    t(name): level_totals[lv]
+                    for lv, name in (
+                        ("green", "绿色"),
+                        ("yellow", "黄色"),
+                        ("orange", "橙色"),
+                        ("red", "红色"),
+                    )
+                },
                 title=t("各等级村数"),
                 colours=[SEVERITY_COLOURS[lv] for lv in ("green", "yellow", "orange", "red")],
-            ) if overview.villages else None,
+            )
+            if overview.villages
+            else None,
             "severity": pie_chart(
-                {t(name): counts["by_severity"][s] for s, name in (("red", "红色"), ("orange", "橙色"), ("yellow", "黄色"))},
-                title=t("未办结预警（按等级）"), colours=[SEVERITY_COLOURS[s] for s in SEVERITIES],
-            ) if counts["total"] else None,
+                {
+                    t(name): counts["by_severity"][s]
+                    for s, name in (("red", "红色"), ("orange", "橙色"), ("yellow", "黄色"))
+                },
+                title=t("未办结预警（按等级）"),
+                colours=[SEVERITY_COLOURS[s] for s in SEVERITIES],
+            )
+            if counts["total"]
+            else None,
             "rules": rules_chart(counts["by_rule"][:12], t) if counts["total"] else None,
         }
         report_townships = (
-            [(area.township, area.name)] if area.township
-            else [(t_.code, t_.name) for t_ in overview.townships] if area.district else []
+            [(area.township, area.name)]
+            if area.township
+            else [(t_.code, t_.name) for t_ in overview.townships]
+            if area.district
+            else []
         )
         return page(
             request,
@@ -279,7 +344,7 @@ class WarningsDashboardPage(Controller):
             pickers=await area_pickers(db_session, user, area),
             overview=overview,
             months=months,
-            villages=villages[pager["offset"]: pager["offset"] + pager["per_page"]],
+            villages=villages[pager["offset"] : pager["offset"] + pager["per_page"]],
             pager=pager,
             level=level,
             order=order,
@@ -299,7 +364,7 @@ class WarningsDashboardPage(Controller):
         )
 
 
-# ---- the alert list and an alert's page ---------------------------------------------------------------------
+# ---- the alert list and an alert's page --------------------------------------------------------------------
 
 
 def _choice(value: str | None, allowed: tuple[str, ...], field: str, errors: dict[str, str]) -> str | None:
@@ -309,8 +374,11 @@ def _choice(value: str | None, allowed: tuple[str, ...], field: str, errors: dic
     return value or None
 
 
-async def alert_filters(request: Request[Any, Any, Any], session: AsyncSession, user: User,
-                        ) -> tuple[dict[str, Any], dict[str, str], Area | None]:
+async def alert_filters(
+    request: Request[Any, Any, Any],
+    session: AsyncSession,
+    user: User,
+) -> tuple[dict[str, Any], dict[str, str], Area | None]:
     """The list's filters from the query string, each checked; a bad one is named beside its field."""
     errors: dict[str, str] = {}
     rule_ids = tuple(rule.id for rule in all_rules())
@@ -332,7 +400,9 @@ async def alert_filters(request: Request[Any, Any, Any], session: AsyncSession, 
             errors["village"] = exc.message
     area = None
     try:
-        area = await resolve_area(session, user, _query_value(request, "district"), _query_value(request, "township"))
+        area = await resolve_area(
+            session, user, _query_value(request, "district"), _query_value(request, "township")
+        )
     except DomainError as exc:
         if exc.status_code == 403:
             raise
@@ -345,7 +415,9 @@ async def village_choices(session: AsyncSession, area: Area | None) -> list[tupl
     if area is None or not area.township:
         return []
     rows = await session.execute(
-        select(Village.code, Village.name).where(Village.township_code == area.township).order_by(Village.code)
+        select(Village.code, Village.name)
+        .where(Village.township_code == area.township)
+        .order_by(Village.code)
     )
     return [(row.code, row.name) for row in rows]
 
@@ -360,23 +432,28 @@ class SupervisorAlertPages(Controller):
     async def list_alerts(self, db_session: AsyncSession, request: Request[Any, Any, Any]) -> Template:
         user: User = request.user
         filters, errors, area = await alert_filters(request, db_session, user)
-        page_text = _query_value(request, "page") or "1"
-        page_number = int(page_text) if page_text.isdigit() and int(page_text) > 0 else 1
+        number = page_number(request)
         result = await AlertService(db_session).list(
-            user, local_today(request), **filters,
-            district=area.district if area else None, township=area.township if area else None,
-            page=min(page_number, 100_000), page_size=ALERTS_PER_PAGE,
+            user,
+            local_today(request),
+            **filters,
+            district=area.district if area else None,
+            township=area.township if area else None,
+            page=number,
+            page_size=ALERTS_PER_PAGE,
         )
         return page(
             request,
             "oversight/alerts.html",
             status_code=400 if errors else 200,
             alerts=result.items,
-            pager=paginate(result.total, page_number, ALERTS_PER_PAGE),
+            pager=paginate(result.total, number, ALERTS_PER_PAGE),
             errors=errors,
             form=dict(request.query_params.items()),
             area=area,
-            pickers=await area_pickers(db_session, user, area) if area else {"districts": [], "townships": []},
+            pickers=await area_pickers(db_session, user, area)
+            if area
+            else {"districts": [], "townships": []},
             villages=await village_choices(db_session, area),
             rules=[(rule.id, rule.title) for rule in all_rules()],
             statuses=STATUSES,
@@ -384,32 +461,39 @@ class SupervisorAlertPages(Controller):
         )
 
     @get("/{alert_id:int}", operation_id="SupervisorAlertPage", opt=REVIEWERS)
-    async def alert(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int) -> Template:
+    async def alert(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template:
         return await alert_page(request, db_session, alert_id)
 
     @post("/{alert_id:int}/assign", operation_id="AssignAlertPage", opt=REVIEWERS)
-    async def assign(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
-                     ) -> Template | Redirect:
+    async def assign(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template | Redirect:
         return await review(request, db_session, alert_id, "assign")
 
     @post("/{alert_id:int}/investigate", operation_id="InvestigateAlertPage", opt=REVIEWERS)
-    async def investigate(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
-                          ) -> Template | Redirect:
+    async def investigate(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template | Redirect:
         return await review(request, db_session, alert_id, "investigate")
 
     @post("/{alert_id:int}/confirm", operation_id="ConfirmAlertPage", opt=REVIEWERS)
-    async def confirm(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
-                      ) -> Template | Redirect:
+    async def confirm(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template | Redirect:
         return await review(request, db_session, alert_id, "confirm")
 
     @post("/{alert_id:int}/dismiss", operation_id="DismissAlertPage", opt=REVIEWERS)
-    async def dismiss(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
-                      ) -> Template | Redirect:
+    async def dismiss(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template | Redirect:
         return await review(request, db_session, alert_id, "dismiss")
 
     @post("/{alert_id:int}/rectify", operation_id="RectifyAlertPage", opt=REVIEWERS)
-    async def rectify(self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
-                      ) -> Template | Redirect:
+    async def rectify(
+        self, db_session: AsyncSession, request: Request[Any, Any, Any], alert_id: int
+    ) -> Template | Redirect:
         return await review(request, db_session, alert_id, "rectify")
 
 
@@ -423,7 +507,9 @@ def review_actions(alert: schemas.AlertDetail, user: User) -> tuple[list[str], s
         AlertStatus.INVESTIGATING.value: ["confirm", "dismiss"],
         AlertStatus.CONFIRMED.value: [] if alert.rectified_at else ["rectify"],
     }.get(alert.status, [])
-    is_handler = user.role == Role.ADMIN.value or (alert.assigned_to is not None and alert.assigned_to.id == user.id)
+    is_handler = user.role == Role.ADMIN.value or (
+        alert.assigned_to is not None and alert.assigned_to.id == user.id
+    )
     allowed = [step for step in steps if step == "assign" or is_handler]
     reason = None if allowed == steps else "仅承办人可办理此预警的后续步骤"
     return allowed, reason
@@ -438,8 +524,11 @@ async def assignee_choices(session: AsyncSession, alert: schemas.AlertSummary) -
     """Active supervisors whose area holds the alert's village (its township's or its district's)."""
     rows = await session.execute(
         select(User.id, User.display_name, User.area_code)
-        .where(User.role == Role.SUPERVISOR.value, User.is_active.is_(True),
-               User.area_code.in_([alert.township_code, alert.district_code]))
+        .where(
+            User.role == Role.SUPERVISOR.value,
+            User.is_active.is_(True),
+            User.area_code.in_([alert.township_code, alert.district_code]),
+        )
         .order_by(User.display_name)
     )
     return [(str(row.id), row.display_name) for row in rows]
@@ -460,8 +549,6 @@ async def alert_page(
     alert = await AlertService(session).detail(alert_id, user, today)
     rule = next((r for r in all_rules() if r.id == alert.rule_id), None)
     actions, blocked = review_actions(alert, user)
-    import inspect
-
     return page(
         request,
         "oversight/alert.html",
@@ -492,8 +579,9 @@ _FLASHES = {
 }
 
 
-async def review(request: Request[Any, Any, Any], session: AsyncSession, alert_id: int, action: str
-                 ) -> Template | Redirect:
+async def review(
+    request: Request[Any, Any, Any], session: AsyncSession, alert_id: int, action: str
+) -> Template | Redirect:
     """One review step from its form: checked fields, then the review service; errors beside the fields."""
     user: User = request.user
     form = await form_data(request)
@@ -511,7 +599,9 @@ async def review(request: Request[Any, Any, Any], session: AsyncSession, alert_i
             errors["assignee_id"] = "承办人无效"
         due_on = parse_date(form, "due_on", errors, "请选择核查期限")
         note = require_text(form, note_field, errors, "请填写分派说明")
-        data = build(schemas.AssignIn, {"assignee_id": assignee, "due_on": due_on, "note": note}, errors, rename)
+        data = build(
+            schemas.AssignIn, {"assignee_id": assignee, "due_on": due_on, "note": note}, errors, rename
+        )
     elif action == "confirm":
         due_on = parse_date(form, "rectification_due_on", errors, "请选择整改期限")
         note = require_text(form, note_field, errors, "请填写核实情况")
@@ -524,7 +614,9 @@ async def review(request: Request[Any, Any, Any], session: AsyncSession, alert_i
         note = require_text(form, note_field, errors, messages[action])
         data = build(schemas.NoteIn, {"note": note}, errors, rename)
     if data is None:
-        return await alert_page(request, session, alert_id, status_code=400, errors=errors, form=form, failed=action)
+        return await alert_page(
+            request, session, alert_id, status_code=400, errors=errors, form=form, failed=action
+        )
     try:
         if action == "assign":
             await service.assign(alert_id, data, user, today)
@@ -537,8 +629,15 @@ async def review(request: Request[Any, Any, Any], session: AsyncSession, alert_i
         else:
             await service.rectify(alert_id, data, user)
     except DomainError as exc:
-        return await alert_page(request, session, alert_id, status_code=exc.status_code,
-                                errors=domain_errors(exc, rename), form=form, failed=action)
+        return await alert_page(
+            request,
+            session,
+            alert_id,
+            status_code=exc.status_code,
+            errors=domain_errors(exc, rename),
+            form=form,
+            failed=action,
+        )
     flash(request, _FLASHES[action])
     return see_other(f"/supervisor/alerts/{alert_id}")
 
