@@ -340,3 +340,32 @@ async def test_cadres_terms_and_relatives(db: AsyncSession, browser: Any, admin:
     assert ended.status_code == 303
     kept = await db.get(Cadre, cadre.id, populate_existing=True)  # history is kept: the term ends today
     assert kept is not None and kept.term_end == datetime.now(ZoneInfo("Asia/Shanghai")).date()
+
+
+async def test_every_admin_page_renders_in_both_languages(db: AsyncSession, browser: Any, admin: Any) -> None:
+    cadre = Cadre(
+        village_code=VILLAGE_A, name="周九", body="party_branch", position="书记", term_start=date(2021, 3, 1)
+    )
+    db.add(cadre)
+    await db.commit()
+    visitor = await browser(admin)
+    paths = [
+        "/admin/users",
+        "/admin/users/new",
+        f"/admin/users/{admin.id}",
+        "/admin/parameters",
+        f"/admin/parameters?district={VILLAGE_B[:6]}",
+        "/admin/elections",
+        f"/admin/elections?district={VILLAGE_A[:6]}",
+        f"/admin/elections/villages/{VILLAGE_A}",
+        "/admin/cadres?q=永兴",
+        f"/admin/cadres/villages/{VILLAGE_A}",
+        f"/admin/cadres/{cadre.id}",
+    ]
+    for lang, marker in (("zh", '<html lang="zh-CN">'), ("en", '<html lang="en">')):
+        await visitor.get(f"/lang/{lang}?next=/")
+        for path in paths:
+            response = await visitor.get(path)
+            assert response.status_code == 200, (lang, path, response.text[-500:])
+            assert marker in response.text
+    assert "Users and roles" in (await visitor.get("/admin/users")).text

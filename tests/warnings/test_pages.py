@@ -331,3 +331,33 @@ async def test_english_switch_translates_the_dashboard(
         and "Integrity warnings dashboard" in page.text
         and "Overdue alerts" in page.text
     )
+
+
+async def test_every_oversight_page_renders_in_both_languages(
+    db: AsyncSession, browser: Any, admin: Any, committee_a: Any
+) -> None:
+    alert = await make_alert(db, VILLAGE_A, rule_id="BID-SINGLE-BIDDER")
+    await IntegrityService(db).recompute(month_start(date.today()))
+    await db.commit()
+    for actor, paths in (
+        (
+            admin,
+            [
+                "/supervisor/warnings",
+                f"/supervisor/warnings?district={DISTRICT_A}",
+                f"/supervisor/warnings?township={TOWNSHIP_A}&level=red&order=code",
+                "/supervisor/alerts",
+                f"/supervisor/alerts?township={TOWNSHIP_A}&overdue=no",
+                f"/supervisor/alerts/{alert.id}",
+                "/committee/alerts",
+                f"/committee/alerts/{alert.id}",
+            ],
+        ),
+        (committee_a, ["/committee/alerts", f"/committee/alerts/{alert.id}"]),
+    ):
+        visitor = await browser(actor)
+        for lang in ("zh", "en"):
+            await visitor.get(f"/lang/{lang}?next=/")
+            for path in paths:
+                response = await visitor.get(path)
+                assert response.status_code == 200, (lang, path, response.text[-500:])
