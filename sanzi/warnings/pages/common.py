@@ -58,6 +58,20 @@ register_labels(
         "cadres": "村干部",
         "candidates": "候选人",
         "receipts": "收款",
+        "relatives": "干部亲属",
+        "counterparty": "交易对象",
+        "traits": "相同的身份特征",
+    },
+)
+register_labels(
+    "identity_trait",
+    {
+        "phone": "电话",
+        "address": "地址",
+        "bank_account": "银行账户",
+        "deposit_payer": "保证金付款账户",
+        "network": "网络地址",
+        "device": "设备",
     },
 )
 
@@ -89,7 +103,8 @@ def evidence_rows(evidence: dict[str, Any], kinds: frozenset[str] | None = None)
         for item in items:
             if isinstance(item, (int, str)):
                 href = EVIDENCE_PAGES[kind].format(item) if kind in EVIDENCE_PAGES else None
-                rows.append({"kind": kind, "id": str(item), "href": href})
+                # a trait is a word (phone, device ...), every other kind an id
+                rows.append({"kind": kind, "id": str(item), "href": href, "trait": kind == "traits"})
     return rows
 
 
