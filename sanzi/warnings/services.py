@@ -380,7 +380,9 @@ class AlertService:
             conditions.append(Alert.family == family)
         if severity:
             conditions.append(Alert.severity == severity)
-        if status:
+        if status == "open":  # new, assigned or investigating: not yet concluded
+            conditions.append(Alert.status.in_(OPEN))
+        elif status:
             conditions.append(Alert.status == status)
         if village:
             conditions.append(Alert.village_code == normalise_code(village, "village"))

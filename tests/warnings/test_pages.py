@@ -172,6 +172,12 @@ async def test_alert_list_filters_and_refuses_a_bad_filter_beside_it(
     by_rule = await visitor.get("/supervisor/alerts?rule=BID-SHORT-ANNOUNCEMENT")
     assert f"#{yellow.id}<" in by_rule.text and f"#{red.id}<" not in by_rule.text
 
+    dismissed = await make_alert(db, VILLAGE_A, severity="red", status="dismissed")
+    still_open = await visitor.get("/supervisor/alerts?status=open")
+    assert f"#{red.id}<" in still_open.text and f"#{yellow.id}<" in still_open.text
+    assert f"#{dismissed.id}<" not in still_open.text
+    assert f"#{dismissed.id}<" in (await visitor.get("/supervisor/alerts?status=dismissed")).text
+
     bad = await visitor.get("/supervisor/alerts?severity=purple")
     assert bad.status_code == 400
     assert re.search(r'id="f-severity"[^>]*aria-invalid="true"', bad.text) and "无效的筛选条件" in bad.text

@@ -19,6 +19,7 @@ from sanzi.warnings.pages.common import (
     COMMITTEE_EVIDENCE,
     INTERNAL_NOTES,
     SEVERITIES,
+    STATUS_FILTERS,
     STATUSES,
     build,
     domain_errors,
@@ -44,7 +45,7 @@ class CommitteeAlertPages(Controller):
         errors: dict[str, str] = {}
         status = (request.query_params.get("status") or "").strip()
         severity = (request.query_params.get("severity") or "").strip()
-        if status and status not in STATUSES:
+        if status and status not in STATUS_FILTERS:
             errors["status"], status = "无效的筛选条件", ""
         if severity and severity not in SEVERITIES:
             errors["severity"], severity = "无效的筛选条件", ""

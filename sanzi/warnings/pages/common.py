@@ -15,6 +15,8 @@ from sanzi.platform.problems import DomainError
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 STATUSES = ("new", "assigned", "investigating", "confirmed", "dismissed")
+#: what the list filters accept: a status, or "open" for every status not yet concluded
+STATUS_FILTERS = ("open", *STATUSES)
 SEVERITIES = ("red", "orange", "yellow")
 FAMILIES = ("bid", "undisclosed", "election")
 LEVELS = ("red", "orange", "yellow", "green")

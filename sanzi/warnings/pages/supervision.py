@@ -26,6 +26,7 @@ from sanzi.warnings.models import Alert, AlertStatus, IntegrityIndex
 from sanzi.warnings.pages.common import (
     LEVELS,
     SEVERITIES,
+    STATUS_FILTERS,
     STATUSES,
     build,
     domain_errors,
@@ -383,7 +384,7 @@ async def alert_filters(
     errors: dict[str, str] = {}
     rule_ids = tuple(rule.id for rule in all_rules())
     filters: dict[str, Any] = {
-        "status": _choice(_query_value(request, "status"), STATUSES, "status", errors),
+        "status": _choice(_query_value(request, "status"), STATUS_FILTERS, "status", errors),
         "severity": _choice(_query_value(request, "severity"), SEVERITIES, "severity", errors),
         "rule": _choice(_query_value(request, "rule", 48), rule_ids, "rule", errors),
     }
