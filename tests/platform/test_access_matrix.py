@@ -169,6 +169,40 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("POST", "/api/warnings/scan"): ADMIN,
     ("GET", "/api/integrity"): PUBLIC,
     ("GET", "/api/villages/{code:str}/integrity"): PUBLIC,
+    # pages: oversight (warnings dashboard, alert review, the committee's alerts) and administration
+    ("GET", "/supervisor/warnings"): SUPERVISE,
+    ("GET", "/supervisor/alerts"): SUPERVISE,
+    ("GET", "/supervisor/alerts/{alert_id:int}"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/assign"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/investigate"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/confirm"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/dismiss"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/rectify"): SUPERVISE,
+    ("GET", "/committee/alerts"): VILLAGE_WRITE,
+    ("GET", "/committee/alerts/{alert_id:int}"): VILLAGE_WRITE,
+    ("POST", "/committee/alerts/{alert_id:int}/responses"): frozenset({"committee"}),
+    ("GET", "/admin/parameters"): ADMIN,
+    ("POST", "/admin/parameters"): ADMIN,
+    ("GET", "/admin/users"): ADMIN,
+    ("GET", "/admin/users/new"): ADMIN,
+    ("POST", "/admin/users/new"): ADMIN,
+    ("GET", "/admin/users/{user_id:int}"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}/password"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}/active"): ADMIN,
+    ("GET", "/admin/elections"): ADMIN,
+    ("POST", "/admin/elections/bulk"): ADMIN,
+    ("GET", "/admin/elections/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/elections/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/elections/villages/{code:str}/candidates"): ADMIN,
+    ("GET", "/admin/cadres"): ADMIN,
+    ("GET", "/admin/cadres/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/cadres/villages/{code:str}"): ADMIN,
+    ("GET", "/admin/cadres/{cadre_id:int}"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}/end"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}/relatives"): ADMIN,
+    ("POST", "/admin/cadres/relatives/{relative_id:int}/delete"): ADMIN,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
@@ -390,6 +424,17 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
         "/api/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
         "/supervisor/approvals/listings/{listing_id:int}/send-back": {"reason": "材料不全"},
         "/supervisor/approvals/registrations/{registration_id:int}/reject": {"reason": "不符合条件"},
+        "/supervisor/alerts/{alert_id:int}/assign": {
+            "assignee_id": world["supervisor_b_id"], "due_on": (now + timedelta(days=30)).date().isoformat(),
+            "assign_note": "请核查",
+        },
+        "/supervisor/alerts/{alert_id:int}/investigate": {"investigate_note": "开始核查"},
+        "/supervisor/alerts/{alert_id:int}/confirm": {
+            "rectification_due_on": (now + timedelta(days=60)).date().isoformat(), "confirm_note": "属实",
+        },
+        "/supervisor/alerts/{alert_id:int}/dismiss": {"reason": "不属实"},
+        "/supervisor/alerts/{alert_id:int}/rectify": {"rectify_note": "已整改"},
+        "/committee/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
     }
     return bodies.get(path, {})
 
