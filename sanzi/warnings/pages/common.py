@@ -73,7 +73,7 @@ register_labels(
         "bank_account": "银行账户",
         "deposit_payer": "保证金付款账户",
         "network": "网络地址",
-        "device": "设备",
+        "device": "上网设备",
     },
 )
 
