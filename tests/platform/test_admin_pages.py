@@ -66,7 +66,7 @@ async def test_create_an_official_with_scope_and_password_policy(
             "area_code",
             "监管人员须填写所辖镇街或区代码",
         ),
-        ({"username": "a"}, "username", "字段 username"),
+        ({"username": "a"}, "username", "至少需要 3 个字符"),
     ]:
         response = await visitor.post("/admin/users/new", {**form, **changes})
         assert response.status_code in (400, 422), (changes, response.status_code)
