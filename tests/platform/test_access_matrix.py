@@ -145,6 +145,40 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("POST", "/api/warnings/scan"): ADMIN,
     ("GET", "/api/integrity"): PUBLIC,
     ("GET", "/api/villages/{code:str}/integrity"): PUBLIC,
+    # pages: the committee's assets, books, contracts and listings; each village's public disclosure
+    ("GET", "/committee/assets"): BOOKS_READ,
+    ("GET", "/committee/assets/new"): VILLAGE_WRITE,
+    ("POST", "/committee/assets/new"): VILLAGE_WRITE,
+    ("GET", "/committee/assets/{asset_id:int}"): BOOKS_READ,
+    ("GET", "/committee/assets/{asset_id:int}/edit"): VILLAGE_WRITE,
+    ("POST", "/committee/assets/{asset_id:int}/edit"): VILLAGE_WRITE,
+    ("POST", "/committee/assets/{asset_id:int}/status"): VILLAGE_WRITE,
+    ("GET", "/committee/books"): BOOKS_READ,
+    ("GET", "/committee/books/new"): VILLAGE_WRITE,
+    ("POST", "/committee/books/new"): VILLAGE_WRITE,
+    ("GET", "/committee/books/entries/{entry_id:int}"): BOOKS_READ,
+    ("POST", "/committee/books/entries/{entry_id:int}/reverse"): VILLAGE_WRITE,
+    ("GET", "/committee/books/trial-balance"): BOOKS_READ,
+    ("GET", "/committee/books/statements"): BOOKS_READ,
+    ("GET", "/committee/books/accounts/{account_code:str}"): BOOKS_READ,
+    ("GET", "/committee/contracts"): BOOKS_READ,
+    ("GET", "/committee/contracts/arrears"): BOOKS_READ,
+    ("GET", "/committee/contracts/new"): VILLAGE_WRITE,
+    ("POST", "/committee/contracts/new"): VILLAGE_WRITE,
+    ("GET", "/committee/contracts/{contract_id:int}"): BOOKS_READ,
+    ("POST", "/committee/contracts/{contract_id:int}/receipts"): VILLAGE_WRITE,
+    ("GET", "/committee/listings"): BOOKS_READ,
+    ("GET", "/committee/listings/new"): VILLAGE_WRITE,
+    ("POST", "/committee/listings/new"): VILLAGE_WRITE,
+    ("GET", "/committee/listings/{listing_id:int}"): BOOKS_READ,
+    ("GET", "/committee/listings/{listing_id:int}/edit"): VILLAGE_WRITE,
+    ("POST", "/committee/listings/{listing_id:int}/edit"): VILLAGE_WRITE,
+    ("POST", "/committee/listings/{listing_id:int}/submit"): VILLAGE_WRITE,
+    ("POST", "/committee/listings/{listing_id:int}/contract"): VILLAGE_WRITE,
+    ("POST", "/committee/registrations/{registration_id:int}/deposit"): VILLAGE_WRITE,
+    ("GET", "/villages"): PUBLIC,
+    ("GET", "/villages/{code:str}"): PUBLIC,
+    ("GET", "/villages/{code:str}/trades"): PUBLIC,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
@@ -364,6 +398,25 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
         "/api/alerts/{alert_id:int}/dismiss": {"reason": "不属实"},
         "/api/alerts/{alert_id:int}/rectify": {"note": "已整改"},
         "/api/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
+        # committee pages (form fields)
+        "/committee/assets/new": {**ASSET, "code": "M-4"},
+        "/committee/assets/{asset_id:int}/edit": {"name": "改名"},
+        "/committee/assets/{asset_id:int}/status": {"status": "disposed", "reason": "报废"},
+        "/committee/books/new": {
+            "entry_date": "2025-03-01", "memo": "收承包款", "lines.0.account_code": "102", "lines.0.debit": "100.00",
+            "lines.1.account_code": "50101", "lines.1.credit": "100.00",
+        },
+        "/committee/books/entries/{entry_id:int}/reverse": {},
+        "/committee/contracts/new": {**contract_body(world["asset_id"], "M-HT-4"), "term_years": "3"},
+        "/committee/contracts/{contract_id:int}/receipts": {"amount": "10.00", "received_on": "2025-01-05"},
+        "/committee/listings/{listing_id:int}/edit": {"title": "改名"},
+        "/committee/listings/{listing_id:int}/submit": RESOLUTION,
+        "/committee/listings/{listing_id:int}/contract": {
+            "number": "M-HT-5", "signed_on": "2026-01-01", "start_date": "2026-01-01", "payment_frequency": "annual",
+        },
+        "/committee/registrations/{registration_id:int}/deposit": {
+            "payer_name": "竞买人甲", "payer_account": "6222020000000001", "paid_at": "2026-01-01T09:00",
+        },
     }
     return bodies.get(path, {})
 

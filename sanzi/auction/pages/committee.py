@@ -37,6 +37,7 @@ from sanzi.ledger.pages.common import (
     options,
     page_number,
     page_village,
+    saved,
     today_beijing,
     village_context,
 )
@@ -280,6 +281,7 @@ class ListingPages(Controller):
         village = await page_village(db_session, request, write=True)
         if village is None:
             raise _no_village()
+        code = village.code  # the rollback below expires the row
         try:
             data = ListingCreate.model_validate(blank_to_none(_terms_input(form, asset_ids)))
             listing = await service.create_listing(db_session, village.code, data, request.user, _now())
@@ -287,10 +289,10 @@ class ListingPages(Controller):
             if not is_form_error(exc):
                 raise
             await db_session.rollback()
-            village = await village_for(db_session, village.code, request.user, write=True)
+            village = await village_for(db_session, code, request.user, write=True)
             return await self._terms_form(db_session, request, village, form, field_errors(exc), status_code=400)
         flash(request, f"已保存交易项目草稿 {listing.number}；请附村民代表会议决议后提交审核")
-        return see_other(f"/committee/listings/{listing.id}?village={village.code}")
+        return await saved(db_session, f"/committee/listings/{listing.id}?village={code}")
 
     @get("/{listing_id:int}/edit", opt=WRITE)
     async def edit_form(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template:
@@ -326,7 +328,7 @@ class ListingPages(Controller):
             again = await db_session.get(Listing, listing_id)
             return await self._terms_form(db_session, request, village, form, field_errors(exc), again, 400)
         flash(request, "草稿已保存")
-        return see_other(f"/committee/listings/{listing.id}?village={code}")
+        return await saved(db_session, f"/committee/listings/{listing.id}?village={code}")
 
     # ---- one listing ---------------------------------------------------------------------------------------
 
@@ -352,7 +354,7 @@ class ListingPages(Controller):
                 db_session, request, listing_id, field_errors(exc), {"resolution": form}, 400
             )
         flash(request, "已提交镇街审核")
-        return see_other(f"/committee/listings/{listing_id}?village={code}")
+        return await saved(db_session, f"/committee/listings/{listing_id}?village={code}")
 
     @post("/{listing_id:int}/contract", opt=WRITE)
     async def sign(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template | Redirect:
@@ -372,7 +374,7 @@ class ListingPages(Controller):
                 db_session, request, listing_id, field_errors(exc), {"contract": form}, 400
             )
         flash(request, "已依成交结果签订合同；中标人的保证金已转作首期价款")
-        return see_other(f"/committee/contracts/{contract_id}?village={code}")
+        return await saved(db_session, f"/committee/contracts/{contract_id}?village={code}")
 
 
 class DepositPages(Controller):
@@ -404,7 +406,7 @@ class DepositPages(Controller):
                 db_session, request, listing_id, field_errors(exc), {"deposit": form, "deposit_for": registration_id}, 400
             )
         flash(request, "保证金已确认到账，并已入账（应付款—竞买保证金）")
-        return see_other(f"/committee/listings/{listing_id}?village={code}")
+        return await saved(db_session, f"/committee/listings/{listing_id}?village={code}")
 
 
 class VillageTradesPage(Controller):

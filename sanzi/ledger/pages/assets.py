@@ -26,6 +26,7 @@ from sanzi.ledger.pages.common import (
     options,
     page_number,
     page_village,
+    saved,
     village_context,
 )
 from sanzi.ledger.schemas.assets import AssetCreate, AssetStatusIn, AssetUpdate, format_area
@@ -145,7 +146,7 @@ class AssetPages(Controller):
             await db_session.rollback()
             return await self._new_form(db_session, request, form, field_errors(exc), 400)
         flash(request, f"已登记资产“{asset.name}”")
-        return see_other(f"/committee/assets/{asset.id}?village={village.code}")
+        return await saved(db_session, f"/committee/assets/{asset.id}?village={village.code}")
 
     # ---- one asset -----------------------------------------------------------------------------------------
 
@@ -208,7 +209,7 @@ class AssetPages(Controller):
                 db_session, request, asset_id, "committee/asset_form.html", form, field_errors(exc), 400, True
             )
         flash(request, "资产信息已保存")
-        return see_other(f"/committee/assets/{asset.id}?village={asset.village_code}")
+        return await saved(db_session, f"/committee/assets/{asset.id}?village={asset.village_code}")
 
     @post("/{asset_id:int}/status", opt=WRITE)
     async def change_status(
@@ -228,7 +229,7 @@ class AssetPages(Controller):
                 db_session, request, asset_id, "committee/asset.html", form, field_errors(exc), 400
             )
         flash(request, f"资产状态已变更为“{ASSET_STATUSES[asset.status]}”")
-        return see_other(f"/committee/assets/{asset.id}?village={asset.village_code}")
+        return await saved(db_session, f"/committee/assets/{asset.id}?village={asset.village_code}")
 
 
 controllers: list[Any] = [AssetPages]

@@ -24,6 +24,7 @@ from sanzi.ledger.pages.common import (
     money,
     page_number,
     page_village,
+    saved,
     parse_date,
     period_choice,
     periods,
@@ -197,7 +198,7 @@ class BooksPages(Controller):
             flash(request, f"凭证已入账：第 {entry.seq} 号")
         else:
             flash(request, f"该凭证已入账（第 {entry.seq} 号），重复提交未再入账", "info")
-        return see_other(f"/committee/books/entries/{entry.id}?village={village.code}")
+        return await saved(db_session, f"/committee/books/entries/{entry.id}?village={village.code}")
 
     # ---- one entry -----------------------------------------------------------------------------------------
 
@@ -259,7 +260,7 @@ class BooksPages(Controller):
             await db_session.rollback()
             return await self._entry_page(db_session, request, entry_id, form, field_errors(exc), 400)
         flash(request, f"已冲销：冲销凭证为第 {reversal.seq} 号")
-        return see_other(f"/committee/books/entries/{reversal.id}?village={collective.village_code}")
+        return await saved(db_session, f"/committee/books/entries/{reversal.id}?village={collective.village_code}")
 
     # ---- reports -------------------------------------------------------------------------------------------
 

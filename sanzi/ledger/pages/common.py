@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Request
+from litestar.response import Redirect
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +17,7 @@ from sanzi.ledger.models import AreaUnit, AssetKind, AssetStatus, ContractOrigin
 from sanzi.platform.access import village_for
 from sanzi.platform.auth import roles
 from sanzi.platform.models import Role, User, Village
-from sanzi.platform.pages import form_errors, register_labels
+from sanzi.platform.pages import form_errors, register_labels, see_other
 from sanzi.platform.problems import DomainError
 from sanzi.platform.services import GeographyService
 
@@ -276,3 +277,9 @@ def period_choice(request: AnyRequest, default_year: int) -> tuple[str, int]:
     except ValueError:
         year = default_year
     return by, min(max(year, 2000), 2100)
+
+
+async def saved(session: AsyncSession, path: str) -> Redirect:
+    """Commit the form's writes, then POST-redirect-GET (the request's session commits by itself on 2xx only)."""
+    await session.commit()
+    return see_other(path)

@@ -28,6 +28,7 @@ from sanzi.ledger.pages.common import (
     options,
     page_number,
     page_village,
+    saved,
     parse_date,
     today_beijing,
     village_context,
@@ -155,7 +156,7 @@ class ContractPages(Controller):
             await db_session.rollback()
             return await self._new_form(db_session, request, form, field_errors(exc), 400)
         flash(request, f"已登记合同 {contract.number}，共 {len(contract.installments)} 期")
-        return see_other(f"/committee/contracts/{contract.id}?village={village.code}")
+        return await saved(db_session, f"/committee/contracts/{contract.id}?village={village.code}")
 
     # ---- one contract --------------------------------------------------------------------------------------
 
@@ -222,7 +223,7 @@ class ContractPages(Controller):
             flash(request, f"已登记收款 {receipt.amount_fen // 100}.{receipt.amount_fen % 100:02d} 元，并已入账")
         else:
             flash(request, "该笔收款已登记，重复提交未再入账", "info")
-        return see_other(f"/committee/contracts/{contract_id}?village={contract.village_code}")
+        return await saved(db_session, f"/committee/contracts/{contract_id}?village={contract.village_code}")
 
 
 controllers: list[Any] = [ContractPages]
