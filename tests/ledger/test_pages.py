@@ -16,8 +16,16 @@ from sanzi.ledger.models import Asset, AssetStatusChange, Contract, ContractRece
 from tests.conftest import VILLAGE_A, VILLAGE_B, Actor
 
 ASSET_FORM = {
-    "code": "YT-01", "name": "北围鱼塘", "kind": "fish_pond", "area": "48.6", "area_unit": "mu",
-    "location": "村北", "book_value": "12,000.00", "appraisal": "", "appraised_on": "", "description": "",
+    "code": "YT-01",
+    "name": "北围鱼塘",
+    "kind": "fish_pond",
+    "area": "48.6",
+    "area_unit": "mu",
+    "location": "村北",
+    "book_value": "12,000.00",
+    "appraisal": "",
+    "appraised_on": "",
+    "description": "",
 }
 
 
@@ -27,8 +35,8 @@ async def count(db: AsyncSession, model: Any, *where: Any) -> int:
 
 def invalid_fields(html: str) -> set[str]:
     """The names of the form fields marked invalid on the page."""
-    return set(re.findall(r'name="([^"]+)"[^>]*aria-invalid="true"', html, re.S)) | set(
-        re.findall(r'<select id="f-([^"]+)" name="[^"]+"[^>]*aria-invalid="true"', html, re.S)
+    return set(re.findall(r'name="([^"]+)"[^>]*aria-invalid="true"', html, re.DOTALL)) | set(
+        re.findall(r'<select id="f-([^"]+)" name="[^"]+"[^>]*aria-invalid="true"', html, re.DOTALL)
     )
 
 
@@ -40,10 +48,12 @@ def error_beside(html: str, field: str) -> str:
 
 def rows(html: str, table_id: str) -> list[str]:
     """The text of each body row of a table, tags stripped."""
-    table = re.search(rf'<table id="{table_id}".*?<tbody>(.*?)</tbody>', html, re.S)
+    table = re.search(rf'<table id="{table_id}".*?<tbody>(.*?)</tbody>', html, re.DOTALL)
     assert table, f"no table {table_id}"
-    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
-            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)]
+    return [
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
+        for row in re.findall(r"<tr>(.*?)</tr>", table.group(1), re.DOTALL)
+    ]
 
 
 async def test_committee_registers_edits_and_retires_an_asset_with_its_history(
@@ -76,30 +86,53 @@ async def test_committee_registers_edits_and_retires_an_asset_with_its_history(
     duplicate = await visitor.post("/committee/assets/new", {**ASSET_FORM, "name": "另一个"})
     assert duplicate.status_code == 400 and "已存在" in error_beside(duplicate.text, "code")
 
-    edited = await visitor.post(f"/committee/assets/{asset_id}/edit", {**ASSET_FORM, "name": "北围大鱼塘", "area": ""})
+    edited = await visitor.post(
+        f"/committee/assets/{asset_id}/edit", {**ASSET_FORM, "name": "北围大鱼塘", "area": ""}
+    )
     assert edited.status_code == 400 and "area" in invalid_fields(edited.text)
     edited = await visitor.post(f"/committee/assets/{asset_id}/edit", {**ASSET_FORM, "name": "北围大鱼塘"})
     assert edited.status_code == 303
     await db.refresh(asset)
     assert asset.name == "北围大鱼塘"
 
-    no_reason = await visitor.post(f"/committee/assets/{asset_id}/status", {"status": "disposed", "reason": ""})
+    no_reason = await visitor.post(
+        f"/committee/assets/{asset_id}/status", {"status": "disposed", "reason": ""}
+    )
     assert no_reason.status_code == 400 and "须说明理由" in error_beside(no_reason.text, "reason")
     assert await count(db, AssetStatusChange, AssetStatusChange.asset_id == asset_id) == 1
-    retired = await visitor.post(f"/committee/assets/{asset_id}/status", {"status": "disposed", "reason": "塘基崩塌报废"})
+    retired = await visitor.post(
+        f"/committee/assets/{asset_id}/status", {"status": "disposed", "reason": "塘基崩塌报废"}
+    )
     assert retired.status_code == 303
     history = rows((await visitor.get(f"/committee/assets/{asset_id}")).text, "history")
     assert len(history) == 2 and "闲置" in history[0]
-    assert "已处置" in history[1] and "塘基崩塌报废" in history[1] and committee_a.user.display_name in history[1]
+    assert (
+        "已处置" in history[1]
+        and "塘基崩塌报废" in history[1]
+        and committee_a.user.display_name in history[1]
+    )
 
 
 async def test_a_committee_reaches_only_its_village_and_supervisors_read_only(
-    browser: Any, client: httpx.AsyncClient, committee_a: Actor, committee_b: Actor, supervisor_a: Actor,
-    supervisor_b: Actor, admin: Actor,
+    browser: Any,
+    client: httpx.AsyncClient,
+    committee_a: Actor,
+    committee_b: Actor,
+    supervisor_a: Actor,
+    supervisor_b: Actor,
+    admin: Actor,
 ) -> None:
     made = await client.post(
-        f"/api/villages/{VILLAGE_A}/assets", headers=committee_a.headers,
-        json={"code": "A-1", "name": "东片水田", "kind": "farmland", "area": "120", "area_unit": "mu", "location": "村东"},
+        f"/api/villages/{VILLAGE_A}/assets",
+        headers=committee_a.headers,
+        json={
+            "code": "A-1",
+            "name": "东片水田",
+            "kind": "farmland",
+            "area": "120",
+            "area_unit": "mu",
+            "location": "村东",
+        },
     )
     asset_id = made.json()["id"]
     other = await browser(committee_b)
@@ -117,9 +150,11 @@ async def test_a_committee_reaches_only_its_village_and_supervisors_read_only(
     assert seen.status_code == 200 and "东片水田" in seen.text
     assert "只能查看，不能修改" in seen.text and "/committee/assets/new" not in seen.text
     detail = await reader.get(f"/committee/assets/{asset_id}?village={VILLAGE_A}")
-    assert detail.status_code == 200 and "<form method=\"post\"" not in detail.text.split("<main")[1]
+    assert detail.status_code == 200 and '<form method="post"' not in detail.text.split("<main")[1]
     assert (await reader.get(f"/committee/assets/{asset_id}/edit")).status_code == 403
-    assert (await reader.post(f"/committee/assets/{asset_id}/status", {"status": "disposed"})).status_code == 403
+    assert (
+        await reader.post(f"/committee/assets/{asset_id}/status", {"status": "disposed"})
+    ).status_code == 403
     assert (await (await browser(supervisor_b)).get(f"/committee/assets/{asset_id}")).status_code == 404
 
     admin_view = await (await browser(admin)).get(f"/committee/assets?village={VILLAGE_A}")
@@ -136,17 +171,28 @@ async def test_posting_an_entry_refuses_unbalanced_lines_and_posts_a_double_subm
     assert form_page.status_code == 200
     client_key = re.search(r'name="client_key" value="([0-9a-f]+)"', form_page.text).group(1)
     entry = {
-        "client_key": client_key, "line_count": "3", "entry_date": "2025-03-01", "memo": "收取鱼塘承包款",
+        "client_key": client_key,
+        "line_count": "3",
+        "entry_date": "2025-03-01",
+        "memo": "收取鱼塘承包款",
         "counterparty": "张三",
-        "lines.0.account_code": "102", "lines.0.debit": "¥1,000.50", "lines.0.credit": "",
-        "lines.1.account_code": "", "lines.1.debit": "", "lines.1.credit": "",
-        "lines.2.account_code": "50101", "lines.2.debit": "", "lines.2.credit": "1000.00",
+        "lines.0.account_code": "102",
+        "lines.0.debit": "¥1,000.50",
+        "lines.0.credit": "",
+        "lines.1.account_code": "",
+        "lines.1.debit": "",
+        "lines.1.credit": "",
+        "lines.2.account_code": "50101",
+        "lines.2.debit": "",
+        "lines.2.credit": "1000.00",
     }
     before = await count(db, JournalEntry)
     unbalanced = await visitor.post("/committee/books/new", entry)
     assert unbalanced.status_code == 400 and "借贷不平衡" in unbalanced.text
     assert 'value="¥1,000.50"' in unbalanced.text  # the lines are shown again as typed
-    both_sides = await visitor.post("/committee/books/new", {**entry, "lines.2.debit": "5", "lines.2.credit": "1000.50"})
+    both_sides = await visitor.post(
+        "/committee/books/new", {**entry, "lines.2.debit": "5", "lines.2.credit": "1000.50"}
+    )
     assert both_sides.status_code == 400 and "借方或贷方" in error_beside(both_sides.text, "lines.2.credit")
     assert await count(db, JournalEntry) == before
 
@@ -167,7 +213,9 @@ async def test_posting_an_entry_refuses_unbalanced_lines_and_posts_a_double_subm
     assert [line.split()[1] for line in rows(posted.text, "lines")] == ["102", "50101"]
 
     entry_id = stored.id
-    reversed_ = await visitor.post(f"/committee/books/entries/{entry_id}/reverse", {"entry_date": "", "memo": ""})
+    reversed_ = await visitor.post(
+        f"/committee/books/entries/{entry_id}/reverse", {"entry_date": "", "memo": ""}
+    )
     assert reversed_.status_code == 303 and await count(db, JournalEntry) == before + 2
     twice = await visitor.post(f"/committee/books/entries/{entry_id}/reverse", {})
     assert twice.status_code == 400 and "已由第" in twice.text and await count(db, JournalEntry) == before + 2
@@ -189,9 +237,14 @@ async def test_statements_show_income_and_expenditure_by_period_and_a_balanced_s
         ("2024-02-10", "收承包款", [("102", "8000.00", ""), ("50101", "", "8000.00")]),
         ("2024-05-20", "付办公用品", [("53102", "300.00", ""), ("102", "", "300.00")]),
     ]:
-        body = {"entry_date": day, "memo": memo,
-                "lines": [{"account_code": a, "debit": d or "0", "credit": c or "0"} for a, d, c in lines]}
-        assert (await client.post(f"/api/villages/{VILLAGE_A}/entries", json=body, headers=committee_a.headers)).status_code == 201
+        body = {
+            "entry_date": day,
+            "memo": memo,
+            "lines": [{"account_code": a, "debit": d or "0", "credit": c or "0"} for a, d, c in lines],
+        }
+        assert (
+            await client.post(f"/api/villages/{VILLAGE_A}/entries", json=body, headers=committee_a.headers)
+        ).status_code == 201
     visitor = await browser(committee_a)
     quarters = await visitor.get("/committee/books/statements?by=quarter&year=2024&as_of=2024-12-31")
     assert quarters.status_code == 200 and "<svg" in quarters.text
@@ -200,7 +253,9 @@ async def test_statements_show_income_and_expenditure_by_period_and_a_balanced_s
     assert table[1] == "2024年第2季度 ¥0.00 ¥300.00 -¥300.00"
     assert re.search(r'id="total-assets">¥57,700.00<', quarters.text)
     assert re.search(r'id="total-claims">¥57,700.00<', quarters.text)
-    months = rows((await visitor.get("/committee/books/statements?by=month&year=2024")).text, "income-expenditure")
+    months = rows(
+        (await visitor.get("/committee/books/statements?by=month&year=2024")).text, "income-expenditure"
+    )
     assert len(months) == 12 and months[1].startswith("2024年2月 ¥8,000.00")
     ledger = await visitor.get("/committee/books/accounts/102?date_from=2024-02-01")
     assert ledger.status_code == 200 and "¥50,000.00" in ledger.text and "¥57,700.00" in ledger.text
@@ -210,25 +265,47 @@ async def test_direct_contract_needs_a_reason_and_receipts_post_once(
     browser: Any, client: httpx.AsyncClient, committee_a: Actor, db: AsyncSession
 ) -> None:
     made = await client.post(
-        f"/api/villages/{VILLAGE_A}/assets", headers=committee_a.headers,
-        json={"code": "S-1", "name": "村口商铺", "kind": "shop", "area": "85", "area_unit": "m2", "location": "村委旁"},
+        f"/api/villages/{VILLAGE_A}/assets",
+        headers=committee_a.headers,
+        json={
+            "code": "S-1",
+            "name": "村口商铺",
+            "kind": "shop",
+            "area": "85",
+            "area_unit": "m2",
+            "location": "村委旁",
+        },
     )
     asset_id = made.json()["id"]
     visitor = await browser(committee_a)
     start = date.today() - timedelta(days=400)
     form = {
-        "number": "HT-2025-01", "asset_id": str(asset_id), "trade_type": "lease", "origin_reason": "",
-        "counterparty_name": "李四", "counterparty_id_number": "", "signed_on": start.isoformat(),
-        "start_date": start.isoformat(), "term_years": "3", "term_months": "", "price_basis": "per_year",
-        "unit_price": "12,000", "area": "", "payment_frequency": "annual",
+        "number": "HT-2025-01",
+        "asset_id": str(asset_id),
+        "trade_type": "lease",
+        "origin_reason": "",
+        "counterparty_name": "李四",
+        "counterparty_id_number": "",
+        "signed_on": start.isoformat(),
+        "start_date": start.isoformat(),
+        "term_years": "3",
+        "term_months": "",
+        "price_basis": "per_year",
+        "unit_price": "12,000",
+        "area": "",
+        "payment_frequency": "annual",
     }
     no_reason = await visitor.post("/committee/contracts/new", form)
     assert no_reason.status_code == 400 and "须说明理由" in error_beside(no_reason.text, "origin_reason")
-    both_terms = await visitor.post("/committee/contracts/new", {**form, "origin_reason": "续租", "term_months": "36"})
+    both_terms = await visitor.post(
+        "/committee/contracts/new", {**form, "origin_reason": "续租", "term_months": "36"}
+    )
     assert both_terms.status_code == 400 and "term_months" in invalid_fields(both_terms.text)
     assert await count(db, Contract) == 0
 
-    created = await visitor.post("/committee/contracts/new", {**form, "origin_reason": "原承租户续租，经村民代表会议同意"})
+    created = await visitor.post(
+        "/committee/contracts/new", {**form, "origin_reason": "原承租户续租，经村民代表会议同意"}
+    )
     assert created.status_code == 303
     contract_path = created.headers["location"]
     page = await visitor.get(contract_path)
@@ -237,10 +314,17 @@ async def test_direct_contract_needs_a_reason_and_receipts_post_once(
     client_key = re.search(r'name="client_key" value="([0-9a-f]+)"', page.text).group(1)
     contract_id = int(contract_path.split("/")[3].split("?")[0])
 
-    too_much = await visitor.post(f"/committee/contracts/{contract_id}/receipts",
-                                  {"amount": "99999", "received_on": date.today().isoformat(), "client_key": client_key})
+    too_much = await visitor.post(
+        f"/committee/contracts/{contract_id}/receipts",
+        {"amount": "99999", "received_on": date.today().isoformat(), "client_key": client_key},
+    )
     assert too_much.status_code == 400 and "超过合同未收金额" in error_beside(too_much.text, "amount")
-    receipt = {"amount": "5,000.00", "received_on": date.today().isoformat(), "account": "bank", "client_key": client_key}
+    receipt = {
+        "amount": "5,000.00",
+        "received_on": date.today().isoformat(),
+        "account": "bank",
+        "client_key": client_key,
+    }
     assert (await visitor.post(f"/committee/contracts/{contract_id}/receipts", receipt)).status_code == 303
     assert (await visitor.post(f"/committee/contracts/{contract_id}/receipts", receipt)).status_code == 303
     assert await count(db, ContractReceipt, ContractReceipt.contract_id == contract_id) == 1
@@ -258,18 +342,46 @@ async def test_public_disclosure_shows_the_books_and_their_published_root_withou
     browser: Any, client: httpx.AsyncClient, committee_a: Actor, admin: Actor
 ) -> None:
     await client.post(
-        f"/api/villages/{VILLAGE_A}/assets", headers=committee_a.headers,
-        json={"code": "S-1", "name": "村口商铺", "kind": "shop", "area": "85", "area_unit": "m2", "location": "村委旁"},
+        f"/api/villages/{VILLAGE_A}/assets",
+        headers=committee_a.headers,
+        json={
+            "code": "S-1",
+            "name": "村口商铺",
+            "kind": "shop",
+            "area": "85",
+            "area_unit": "m2",
+            "location": "村委旁",
+        },
     )
-    asset_id = (await client.get(f"/api/villages/{VILLAGE_A}/assets", headers=committee_a.headers)).json()["items"][0]["id"]
-    contract = {"number": "HT-9", "asset_id": asset_id, "trade_type": "lease", "counterparty_name": "王五",
-                "counterparty_id_number": "440111198001011231", "start_date": "2025-01-01", "term_years": 2,
-                "price_basis": "per_year", "unit_price": "6000", "payment_frequency": "annual",
-                "signed_on": "2024-12-20", "origin": "direct", "origin_reason": "原承租户续租"}
-    assert (await client.post(f"/api/villages/{VILLAGE_A}/contracts", json=contract, headers=committee_a.headers)).status_code == 201
-    body = {"entry_date": "2025-02-01", "memo": "收租金", "lines": [
-        {"account_code": "102", "debit": "6000"}, {"account_code": "50101", "credit": "6000"}]}
-    assert (await client.post(f"/api/villages/{VILLAGE_A}/entries", json=body, headers=committee_a.headers)).status_code == 201
+    asset_id = (await client.get(f"/api/villages/{VILLAGE_A}/assets", headers=committee_a.headers)).json()[
+        "items"
+    ][0]["id"]
+    contract = {
+        "number": "HT-9",
+        "asset_id": asset_id,
+        "trade_type": "lease",
+        "counterparty_name": "王五",
+        "counterparty_id_number": "440111198001011231",
+        "start_date": "2025-01-01",
+        "term_years": 2,
+        "price_basis": "per_year",
+        "unit_price": "6000",
+        "payment_frequency": "annual",
+        "signed_on": "2024-12-20",
+        "origin": "direct",
+        "origin_reason": "原承租户续租",
+    }
+    assert (
+        await client.post(f"/api/villages/{VILLAGE_A}/contracts", json=contract, headers=committee_a.headers)
+    ).status_code == 201
+    body = {
+        "entry_date": "2025-02-01",
+        "memo": "收租金",
+        "lines": [{"account_code": "102", "debit": "6000"}, {"account_code": "50101", "credit": "6000"}],
+    }
+    assert (
+        await client.post(f"/api/villages/{VILLAGE_A}/entries", json=body, headers=committee_a.headers)
+    ).status_code == 201
 
     anonymous = await browser()
     before = await anonymous.get(f"/villages/{VILLAGE_A}?by=year&year=2025")

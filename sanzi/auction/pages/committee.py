@@ -1,6 +1,6 @@
-"""The village committee's listing pages: its listings, drafting and editing a listing of idle assets, submitting
-it with the villagers' resolution, confirming bidders' deposits (numbers only until the close), signing the
-contract from a result; and the public list of a village's trades shown on its disclosure page."""
+"""The village committee's listing pages: its listings, drafting and editing a listing of idle assets,
+submitting it with the villagers' resolution, confirming bidders' deposits (numbers only until the close),
+signing the contract from a result; and the public list of a village's trades shown on its disclosure page."""
 
 from __future__ import annotations
 
@@ -50,16 +50,54 @@ from sanzi.platform.problems import DomainError
 
 PER_PAGE = 20
 register_labels("listing_status", {status.value: name for status, name in STATUS_NAMES_ZH.items()})
-register_labels("registration_status", {"applied": "已报名", "deposit_paid": "保证金已到账", "qualified": "已获竞买资格",
-                                        "rejected": "未通过"})
-register_labels("deposit_state", {"none": "未缴", "held": "已到账（代管）", "refunded": "已退还", "applied": "已转作价款",
-                                  "forfeited": "已没收"})
-LISTING_COLOURS = {"draft": "", "submitted": "yellow", "approved": "blue", "announced": "blue", "bidding": "orange",
-                   "closed": "orange", "sold": "green", "failed": "red", "suspended": "red", "terminated": ""}
+register_labels(
+    "registration_status",
+    {"applied": "已报名", "deposit_paid": "保证金已到账", "qualified": "已获竞买资格", "rejected": "未通过"},
+)
+register_labels(
+    "deposit_state",
+    {
+        "none": "未缴",
+        "held": "已到账（代管）",
+        "refunded": "已退还",
+        "applied": "已转作价款",
+        "forfeited": "已没收",
+    },
+)
+LISTING_COLOURS = {
+    "draft": "",
+    "submitted": "yellow",
+    "approved": "blue",
+    "announced": "blue",
+    "bidding": "orange",
+    "closed": "orange",
+    "sold": "green",
+    "failed": "red",
+    "suspended": "red",
+    "terminated": "",
+}
 
-TEXT_FIELDS = ("title", "description", "trade_type", "term_years", "term_months", "price_basis", "area",
-               "qualification_conditions", "announcement_days", "extension_minutes", "max_extensions")
-MONEY_FIELDS = ("starting_price", "reserve_price", "min_increment", "max_increment", "deposit", "performance_bond")
+TEXT_FIELDS = (
+    "title",
+    "description",
+    "trade_type",
+    "term_years",
+    "term_months",
+    "price_basis",
+    "area",
+    "qualification_conditions",
+    "announcement_days",
+    "extension_minutes",
+    "max_extensions",
+)
+MONEY_FIELDS = (
+    "starting_price",
+    "reserve_price",
+    "min_increment",
+    "max_increment",
+    "deposit",
+    "performance_bond",
+)
 TIME_FIELDS = ("registration_deadline", "bidding_starts_at", "bidding_ends_at")
 OPTIONAL = ("description", "reserve_price", "qualification_conditions", "area")
 
@@ -117,7 +155,11 @@ def _form_of(listing: Listing, asset_ids: list[int]) -> dict[str, Any]:
 def _default_terms() -> dict[str, Any]:
     """Sensible first values: a 3-year lease priced per year, 20 days' announcement, bidding on a weekday
     morning after registration closes (all editable)."""
-    start = (datetime.now(UTC) + timedelta(days=25)).astimezone(UTC).replace(hour=1, minute=0, second=0, microsecond=0)
+    start = (
+        (datetime.now(UTC) + timedelta(days=25))
+        .astimezone(UTC)
+        .replace(hour=1, minute=0, second=0, microsecond=0)
+    )
     return {
         "trade_type": "lease",
         "term_years": "3",
@@ -136,7 +178,9 @@ def _default_terms() -> dict[str, Any]:
 async def _asset_ids_of(session: AsyncSession, listing_id: int) -> list[int]:
     return list(
         await session.scalars(
-            select(ListingAsset.asset_id).where(ListingAsset.listing_id == listing_id).order_by(ListingAsset.id)
+            select(ListingAsset.asset_id)
+            .where(ListingAsset.listing_id == listing_id)
+            .order_by(ListingAsset.id)
         )
     )
 
@@ -176,8 +220,11 @@ async def listing_page(
     (detail,) = await service.listings_out(db_session, [listing], user)
     events = await service.listing_events(db_session, listing.id, user)
     regs = None
-    if listing.status not in (ListingStatus.DRAFT.value, ListingStatus.SUBMITTED.value,
-                              ListingStatus.APPROVED.value):
+    if listing.status not in (
+        ListingStatus.DRAFT.value,
+        ListingStatus.SUBMITTED.value,
+        ListingStatus.APPROVED.value,
+    ):
         regs = await registrations.listing_registrations(db_session, listing.id, user)
     result = None
     if listing.status in (ListingStatus.SOLD.value, ListingStatus.FAILED.value):
@@ -199,8 +246,9 @@ async def listing_page(
         resolution=forms.get("resolution", {"meeting_date": today}),
         deposit=forms.get("deposit", {"paid_at": datetime_local(_now())}),
         deposit_for=forms.get("deposit_for"),
-        contract_form=forms.get("contract", {"signed_on": today, "start_date": today,
-                                             "payment_frequency": "annual"}),
+        contract_form=forms.get(
+            "contract", {"signed_on": today, "start_date": today, "payment_frequency": "annual"}
+        ),
         frequencies=options(FREQUENCIES),
         colours=LISTING_COLOURS,
         now=_now(),
@@ -221,7 +269,9 @@ class ListingPages(Controller):
         raw = request.query_params.get("status")
         status = ListingStatus(raw) if raw in {s.value for s in ListingStatus} else None
         number = page_number(request)
-        result = await service.village_listings(db_session, village.code, request.user, status, number, PER_PAGE)
+        result = await service.village_listings(
+            db_session, village.code, request.user, status, number, PER_PAGE
+        )
         return page(
             request,
             "committee/listings.html",
@@ -290,19 +340,28 @@ class ListingPages(Controller):
                 raise
             await db_session.rollback()
             village = await village_for(db_session, code, request.user, write=True)
-            return await self._terms_form(db_session, request, village, form, field_errors(exc), status_code=400)
+            return await self._terms_form(
+                db_session, request, village, form, field_errors(exc), status_code=400
+            )
         flash(request, f"已保存交易项目草稿 {listing.number}；请附村民代表会议决议后提交审核")
         return await saved(db_session, f"/committee/listings/{listing.id}?village={code}")
 
     @get("/{listing_id:int}/edit", opt=WRITE)
-    async def edit_form(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template:
+    async def edit_form(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Template | Redirect:
         listing = await own_listing(db_session, request, listing_id, True)
+        if listing.status != ListingStatus.DRAFT.value:
+            flash(request, "只有草稿可以修改；镇街退回后可再修改", "warning")
+            return see_other(f"/committee/listings/{listing.id}?village={listing.village_code}")
         village = await village_for(db_session, listing.village_code, request.user, write=True)
         form = _form_of(listing, await _asset_ids_of(db_session, listing.id))
         return await self._terms_form(db_session, request, village, form, {}, listing)
 
     @post("/{listing_id:int}/edit", opt=WRITE)
-    async def update(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template | Redirect:
+    async def update(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Template | Redirect:
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         raw = await request.form()
@@ -315,7 +374,9 @@ class ListingPages(Controller):
             changes.pop("term_years")
         else:
             changes.pop("term_years" if changes.get("term_years") is None else "term_months")
-        changes = {k: v for k, v in changes.items() if v is not None or k in OPTIONAL or k in ("term_months",)}
+        changes = {
+            k: v for k, v in changes.items() if v is not None or k in OPTIONAL or k in ("term_months",)
+        }
         try:
             listing = await service.update_listing(
                 db_session, listing_id, ListingUpdate.model_validate(changes), request.user, _now()
@@ -337,7 +398,9 @@ class ListingPages(Controller):
         return await listing_page(db_session, request, listing_id)
 
     @post("/{listing_id:int}/submit", opt=WRITE)
-    async def submit(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template | Redirect:
+    async def submit(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Template | Redirect:
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         form = await form_data(request)
@@ -357,7 +420,9 @@ class ListingPages(Controller):
         return await saved(db_session, f"/committee/listings/{listing_id}?village={code}")
 
     @post("/{listing_id:int}/contract", opt=WRITE)
-    async def sign(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template | Redirect:
+    async def sign(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Template | Redirect:
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         form = await form_data(request)
@@ -365,7 +430,9 @@ class ListingPages(Controller):
             data = ContractFromResult.model_validate(
                 blank_to_none(form, "number", "signed_on", "start_date", "payment_frequency")
             )
-            _, contract_id = await results.contract_from_result(db_session, listing_id, data, request.user, _now())
+            _, contract_id = await results.contract_from_result(
+                db_session, listing_id, data, request.user, _now()
+            )
         except Exception as exc:
             if not is_form_error(exc):
                 raise
@@ -384,7 +451,9 @@ class DepositPages(Controller):
     include_in_schema = False
 
     @post("/{registration_id:int}/deposit", opt=WRITE)
-    async def confirm(self, db_session: AsyncSession, request: AnyRequest, registration_id: int) -> Template | Redirect:
+    async def confirm(
+        self, db_session: AsyncSession, request: AnyRequest, registration_id: int
+    ) -> Template | Redirect:
         registration = await db_session.get(Registration, registration_id)
         listing = await db_session.get(Listing, registration.listing_id) if registration else None
         if registration is None or listing is None:
@@ -403,7 +472,12 @@ class DepositPages(Controller):
                 raise
             await db_session.rollback()
             return await listing_page(
-                db_session, request, listing_id, field_errors(exc), {"deposit": form, "deposit_for": registration_id}, 400
+                db_session,
+                request,
+                listing_id,
+                field_errors(exc),
+                {"deposit": form, "deposit_for": registration_id},
+                400,
             )
         flash(request, "保证金已确认到账，并已入账（应付款—竞买保证金）")
         return await saved(db_session, f"/committee/listings/{listing_id}?village={code}")

@@ -1,4 +1,4 @@
-"""Ledger pages: the committee's assets, books, contracts and arrears, and each village's public disclosure."""
+"""Ledger pages: the committee's assets, books, contracts and arrears; each village's public disclosure."""
 
 from __future__ import annotations
 

@@ -32,12 +32,22 @@ from sanzi.ledger.pages.common import (
 from sanzi.ledger.schemas.assets import AssetCreate, AssetStatusIn, AssetUpdate, format_area
 from sanzi.ledger.services.assets import TRANSITIONS, AssetService
 from sanzi.platform.access import collective_for, village_for
-from sanzi.platform.pages import flash, form_data, page, paginate, see_other
+from sanzi.platform.pages import flash, form_data, page, paginate
 from sanzi.platform.problems import DomainError
 
 PER_PAGE = 20
-ASSET_FIELDS = ("code", "name", "kind", "area", "area_unit", "location", "book_value", "appraisal", "appraised_on",
-                "description")
+ASSET_FIELDS = (
+    "code",
+    "name",
+    "kind",
+    "area",
+    "area_unit",
+    "location",
+    "book_value",
+    "appraisal",
+    "appraised_on",
+    "description",
+)
 MONEY_FIELDS = ("book_value", "appraisal")
 
 
@@ -54,6 +64,7 @@ def _asset_input(form: dict[str, str]) -> dict[str, Any]:
 
 def _form_of(asset: Any) -> dict[str, str]:
     """An asset's current values as the edit form shows them (amounts in yuan)."""
+
     def yuan(fen: int | None) -> str:
         return "" if fen is None else f"{fen // 100}.{fen % 100:02d}"
 
@@ -89,7 +100,12 @@ class AssetPages(Controller):
         q = (query.get("q") or "").strip()[:50] or None
         number = page_number(request)
         result = await AssetService(db_session).list(
-            collective, AssetKind(kind) if kind else None, AssetStatus(status) if status else None, q, number, PER_PAGE
+            collective,
+            AssetKind(kind) if kind else None,
+            AssetStatus(status) if status else None,
+            q,
+            number,
+            PER_PAGE,
         )
         return page(
             request,
@@ -107,7 +123,11 @@ class AssetPages(Controller):
     # ---- registering ---------------------------------------------------------------------------------------
 
     async def _new_form(
-        self, db_session: AsyncSession, request: AnyRequest, form: dict[str, str], errors: dict[str, str],
+        self,
+        db_session: AsyncSession,
+        request: AnyRequest,
+        form: dict[str, str],
+        errors: dict[str, str],
         status_code: int = 200,
     ) -> Template:
         village = await page_village(db_session, request, write=True)
@@ -174,8 +194,10 @@ class AssetPages(Controller):
             asset=asset,
             area=format_area(asset.area),
             history=history,
-            next_statuses=[(s.value, ASSET_STATUSES[s.value]) for s in sorted(
-                TRANSITIONS[AssetStatus(asset.status)], key=lambda s: s.value)],
+            next_statuses=[
+                (s.value, ASSET_STATUSES[s.value])
+                for s in sorted(TRANSITIONS[AssetStatus(asset.status)], key=lambda s: s.value)
+            ],
             form=form if form is not None else _form_of(asset),
             errors=errors or {},
             kinds=options(ASSET_KINDS),
@@ -192,7 +214,9 @@ class AssetPages(Controller):
         return await self._asset_page(db_session, request, asset_id, "committee/asset_form.html", write=True)
 
     @post("/{asset_id:int}/edit", opt=WRITE)
-    async def update(self, db_session: AsyncSession, request: AnyRequest, asset_id: int) -> Template | Redirect:
+    async def update(
+        self, db_session: AsyncSession, request: AnyRequest, asset_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         service = AssetService(db_session)
         await service.get(asset_id, request.user, write=True)  # 404 / 403 before the form is read

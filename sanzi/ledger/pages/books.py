@@ -1,7 +1,7 @@
-"""The committee's books: journal entries (list, one entry with its place in the hash chain), posting a balanced
-entry (a client key per form so a double submit posts once), reversing an entry, the trial balance, the
-statements (balance sheet, income and expenditure by period) and an account's statement — through the books
-service."""
+"""The committee's books: journal entries (list, one entry with its place in the hash chain), posting a
+balanced entry (a client key per form so a double submit posts once), reversing an entry, the trial balance,
+the statements (balance sheet, income and expenditure by period) and an account's statement — through the
+books service."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from sanzi.ledger.pages.common import (
     money,
     page_number,
     page_village,
-    saved,
     parse_date,
     period_choice,
     periods,
+    saved,
     today_beijing,
     village_context,
 )
@@ -36,7 +36,7 @@ from sanzi.ledger.services.books import BooksService
 from sanzi.platform.access import check_village, collective_for, village_for
 from sanzi.platform.charts import bar_chart
 from sanzi.platform.models import Collective
-from sanzi.platform.pages import flash, form_data, page, paginate, see_other
+from sanzi.platform.pages import flash, form_data, page, paginate
 from sanzi.platform.problems import DomainError
 
 PER_PAGE = 20
@@ -103,7 +103,9 @@ class BooksPages(Controller):
     path = "/committee/books"
     include_in_schema = False
 
-    async def _collective(self, db_session: AsyncSession, request: AnyRequest) -> tuple[Any, Collective] | None:
+    async def _collective(
+        self, db_session: AsyncSession, request: AnyRequest
+    ) -> tuple[Any, Collective] | None:
         village = await page_village(db_session, request)
         if village is None:
             return None
@@ -122,7 +124,11 @@ class BooksPages(Controller):
         account_code = query.get("account") if query.get("account") in {a.code for a in accounts} else None
         number = page_number(request)
         rows, total = await service.entries(
-            collective, date_from=date_from, date_to=date_to, account_code=account_code, page=number,
+            collective,
+            date_from=date_from,
+            date_to=date_to,
+            account_code=account_code,
+            page=number,
             page_size=PER_PAGE,
         )
         entries = await service.entries_out(rows, village.code)
@@ -134,8 +140,11 @@ class BooksPages(Controller):
             collective=collective,
             entries=entries,
             pager=paginate(total, number, PER_PAGE),
-            filters={"date_from": query.get("date_from", ""), "date_to": query.get("date_to", ""),
-                     "account": account_code or ""},
+            filters={
+                "date_from": query.get("date_from", ""),
+                "date_to": query.get("date_to", ""),
+                "account": account_code or "",
+            },
             accounts=[(a.code, f"{a.code} {a.name}") for a in accounts],
         )
 
@@ -168,8 +177,11 @@ class BooksPages(Controller):
 
     @get("/new", opt=WRITE)
     async def new_entry(self, db_session: AsyncSession, request: AnyRequest) -> Template:
-        form = {"entry_date": today_beijing().isoformat(), "client_key": uuid.uuid4().hex,
-                "line_count": str(DEFAULT_LINES)}
+        form = {
+            "entry_date": today_beijing().isoformat(),
+            "client_key": uuid.uuid4().hex,
+            "line_count": str(DEFAULT_LINES),
+        }
         return await self._entry_form(db_session, request, form, {})
 
     @post("/new", opt=WRITE)
@@ -185,7 +197,9 @@ class BooksPages(Controller):
         collective = await collective_for(db_session, village.code, request.user, write=True)
         try:
             data = EntryCreate.model_validate(_entry_input(form, count))
-            await db_session.commit()  # as the API: the posting starts a fresh transaction and waits for the lock
+            await (
+                db_session.commit()
+            )  # as the API: the posting starts a fresh transaction and waits for the lock
             service = BooksService(db_session)
             entry, created = await service.post_entry(collective, data, request.user)
         except Exception as exc:
@@ -219,7 +233,9 @@ class BooksPages(Controller):
         (out,) = await service.entries_out([entry], village.code)
         reverses = None
         if out.reverses_entry_id:
-            reverses = (await service.entries_out([await service.get_entry(out.reverses_entry_id)], village.code))[0]
+            reverses = (
+                await service.entries_out([await service.get_entry(out.reverses_entry_id)], village.code)
+            )[0]
         reversed_by = None
         if out.reversed_by_entry_id:
             reversed_by = (
@@ -244,14 +260,18 @@ class BooksPages(Controller):
         return await self._entry_page(db_session, request, entry_id)
 
     @post("/entries/{entry_id:int}/reverse", opt=WRITE)
-    async def reverse(self, db_session: AsyncSession, request: AnyRequest, entry_id: int) -> Template | Redirect:
+    async def reverse(
+        self, db_session: AsyncSession, request: AnyRequest, entry_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         service = BooksService(db_session)
         entry = await service.get_entry(entry_id)
         collective = await service.collective_of(entry)
         check_village(request.user, collective.village_code, write=True)
         try:
-            data = ReversalCreate.model_validate({k: v for k, v in form.items() if k in ("entry_date", "memo") and v})
+            data = ReversalCreate.model_validate(
+                {k: v for k, v in form.items() if k in ("entry_date", "memo") and v}
+            )
             await db_session.commit()
             reversal = await service.reverse_entry(collective, entry, request.user, data)
         except Exception as exc:
@@ -260,7 +280,9 @@ class BooksPages(Controller):
             await db_session.rollback()
             return await self._entry_page(db_session, request, entry_id, form, field_errors(exc), 400)
         flash(request, f"已冲销：冲销凭证为第 {reversal.seq} 号")
-        return await saved(db_session, f"/committee/books/entries/{reversal.id}?village={collective.village_code}")
+        return await saved(
+            db_session, f"/committee/books/entries/{reversal.id}?village={collective.village_code}"
+        )
 
     # ---- reports -------------------------------------------------------------------------------------------
 
@@ -338,23 +360,34 @@ async def income_expenditure_by_period(
     rows = []
     for label, first, last in periods(by, year):
         report = await service.income_expenditure(collective, first, last)
-        rows.append({"label": label, "date_from": first, "date_to": last, "income": report.total_income,
-                     "expenditure": report.total_expenditure, "net": report.net})
+        rows.append(
+            {
+                "label": label,
+                "date_from": first,
+                "date_to": last,
+                "income": report.total_income,
+                "expenditure": report.total_expenditure,
+                "net": report.net,
+            }
+        )
     return rows
 
 
 def income_chart(table: list[dict[str, Any]]) -> Any:
     return bar_chart(
         [row["label"] for row in table],
-        {"收入（元）": [row["income"] / 100 for row in table], "支出（元）": [row["expenditure"] / 100 for row in table]},
+        {
+            "收入（元）": [row["income"] / 100 for row in table],
+            "支出（元）": [row["expenditure"] / 100 for row in table],
+        },
         title="收入与支出",
         formatter=lambda value: f"{value:,.0f}",
     )
 
 
 def balance_sheet(trial: Any) -> dict[str, Any]:
-    """The balance sheet from the trial balance: what the collective has (assets) against what it owes and owns
-    (liabilities, equity) plus this period's income less expenses not yet carried into equity."""
+    """The balance sheet from the trial balance: what the collective has (assets) against what it owes and
+    owns (liabilities, equity) plus this period's income less expenses not yet carried into equity."""
     sides: dict[str, list[tuple[str, str, int]]] = {"asset": [], "liability": [], "equity": []}
     surplus = 0
     for row in trial.accounts:

@@ -1,5 +1,6 @@
-"""What every committee page shares: which village it is about, whether the caller may change it, and forgiving
-parsing of the accountant's form input (yuan with commas, Beijing dates and times, blank meaning "not given")."""
+"""What every committee page shares: which village it is about, whether the caller may change it, and
+forgiving parsing of the accountant's form input (yuan with commas, Beijing dates and times, blank
+meaning "not given")."""
 
 from __future__ import annotations
 
@@ -51,10 +52,20 @@ TRADE_TYPES = {
     TradeType.TRANSFER.value: "转让",
     TradeType.JOINT_VENTURE.value: "合作",
 }
-PRICE_BASES = {PriceBasis.TOTAL.value: "总价", PriceBasis.PER_YEAR.value: "元/年", PriceBasis.PER_MU_YEAR.value: "元/亩/年"}
+PRICE_BASES = {
+    PriceBasis.TOTAL.value: "总价",
+    PriceBasis.PER_YEAR.value: "元/年",
+    PriceBasis.PER_MU_YEAR.value: "元/亩/年",
+}
 ORIGINS = {ContractOrigin.AUCTION.value: "平台交易", ContractOrigin.DIRECT.value: "直接签订"}
 CONTRACT_STATUSES = {"active": "履行中", "terminated": "已解除", "expired": "已到期"}
-FREQUENCIES = {"once": "一次性", "annual": "按年", "semiannual": "按半年", "quarterly": "按季", "monthly": "按月"}
+FREQUENCIES = {
+    "once": "一次性",
+    "annual": "按年",
+    "semiannual": "按半年",
+    "quarterly": "按季",
+    "monthly": "按月",
+}
 ACCOUNT_TYPES = {
     "asset": "资产类",
     "liability": "负债类",
@@ -101,7 +112,9 @@ async def page_village(session: AsyncSession, request: AnyRequest, *, write: boo
     """The village a committee page is about: the committee member's own, or the one an admin or supervisor
     chose with ``?village=`` (None: not chosen yet). Another village's code is refused with 403."""
     user: User = request.user
-    code = request.query_params.get("village") or (user.village_code if user.role == Role.COMMITTEE.value else None)
+    code = request.query_params.get("village") or (
+        user.village_code if user.role == Role.COMMITTEE.value else None
+    )
     if not code:
         return None
     return await village_for(session, code, user, write=write)
@@ -137,7 +150,9 @@ def blank_to_none(form: dict[str, str], *names: str) -> dict[str, Any]:
 def money(value: str) -> str:
     """A yuan amount as typed on a phone: "1,234.50", "¥1234.5", "1234.50元" → "1234.50"; other text is kept
     for the validator to refuse beside the field."""
-    cleaned = value.replace(",", "").replace("，", "").replace("¥", "").replace("￥", "").replace("元", "").strip()
+    cleaned = (
+        value.replace(",", "").replace("，", "").replace("¥", "").replace("￥", "").replace("元", "").strip()
+    )
     return cleaned
 
 
@@ -229,7 +244,7 @@ def field_errors(exc: ValidationError | DomainError) -> dict[str, str]:
 
 
 def _single(item: Any) -> DomainError:
-    from sanzi.platform.problems import _bilingual  # noqa: PLC0415 - the one rule for "中文 / English" messages
+    from sanzi.platform.problems import _bilingual
 
     name = ".".join(str(part) for part in item.get("loc", ())) or "__all__"
     zh, en = _bilingual(name, str(item.get("msg", "")))
@@ -249,20 +264,19 @@ PERIOD_KINDS = {"month": "按月", "quarter": "按季", "year": "按年"}
 
 
 def periods(by: str, year: int) -> list[tuple[str, date, date]]:
-    """The periods of an income and expenditure table: the months or quarters of ``year``, or the five years up
-    to it; each as (label, first day, last day)."""
+    """The periods of an income and expenditure table: the months or quarters of ``year``, or the five
+    years up to it; each as (label, first day, last day)."""
     if by == "year":
         return [(f"{y}年", date(y, 1, 1), date(y, 12, 31)) for y in range(year - 4, year + 1)]
     if by == "quarter":
         return [
-            (f"{year}年第{q}季度", date(year, 3 * q - 2, 1), _month_end(year, 3 * q))
-            for q in range(1, 5)
+            (f"{year}年第{q}季度", date(year, 3 * q - 2, 1), _month_end(year, 3 * q)) for q in range(1, 5)
         ]
     return [(f"{year}年{m}月", date(year, m, 1), _month_end(year, m)) for m in range(1, 13)]
 
 
 def _month_end(year: int, month: int) -> date:
-    from calendar import monthrange  # noqa: PLC0415
+    from calendar import monthrange
 
     return date(year, month, monthrange(year, month)[1])
 
@@ -280,6 +294,6 @@ def period_choice(request: AnyRequest, default_year: int) -> tuple[str, int]:
 
 
 async def saved(session: AsyncSession, path: str) -> Redirect:
-    """Commit the form's writes, then POST-redirect-GET (the request's session commits by itself on 2xx only)."""
+    """Commit the form's writes, then POST-redirect-GET (the request's session commits itself on 2xx only)."""
     await session.commit()
     return see_other(path)

@@ -28,8 +28,8 @@ from sanzi.ledger.pages.common import (
     options,
     page_number,
     page_village,
-    saved,
     parse_date,
+    saved,
     today_beijing,
     village_context,
 )
@@ -37,13 +37,26 @@ from sanzi.ledger.schemas.contracts import ContractCreate, ContractStatus, Recei
 from sanzi.ledger.services.assets import AssetService
 from sanzi.ledger.services.contracts import ContractService
 from sanzi.platform.access import collective_for, village_for
-from sanzi.platform.pages import flash, form_data, page, paginate, see_other
+from sanzi.platform.pages import flash, form_data, page, paginate
 from sanzi.platform.problems import DomainError
 
 PER_PAGE = 20
-CONTRACT_FIELDS = ("number", "asset_id", "trade_type", "counterparty_name", "counterparty_id_number", "start_date",
-                   "term_years", "term_months", "price_basis", "unit_price", "area", "payment_frequency",
-                   "signed_on", "origin_reason")
+CONTRACT_FIELDS = (
+    "number",
+    "asset_id",
+    "trade_type",
+    "counterparty_name",
+    "counterparty_id_number",
+    "start_date",
+    "term_years",
+    "term_months",
+    "price_basis",
+    "unit_price",
+    "area",
+    "payment_frequency",
+    "signed_on",
+    "origin_reason",
+)
 RECEIPT_ACCOUNTS = [("bank", "银行存款"), ("cash", "库存现金")]
 
 
@@ -81,7 +94,11 @@ class ContractPages(Controller):
             section="contracts",
             contracts=result.items,
             pager=paginate(result.total, number, PER_PAGE),
-            filters={"status": status or "", "counterparty": counterparty or "", "asset": query.get("asset", "")},
+            filters={
+                "status": status or "",
+                "counterparty": counterparty or "",
+                "asset": query.get("asset", ""),
+            },
             statuses=options(CONTRACT_STATUSES),
         )
 
@@ -105,7 +122,11 @@ class ContractPages(Controller):
     # ---- registering a direct contract ---------------------------------------------------------------------
 
     async def _new_form(
-        self, db_session: AsyncSession, request: AnyRequest, form: dict[str, str], errors: dict[str, str],
+        self,
+        db_session: AsyncSession,
+        request: AnyRequest,
+        form: dict[str, str],
+        errors: dict[str, str],
         status_code: int = 200,
     ) -> Template:
         village = await page_village(db_session, request, write=True)
@@ -131,7 +152,12 @@ class ContractPages(Controller):
     @get("/new", opt=WRITE)
     async def new_form(self, db_session: AsyncSession, request: AnyRequest) -> Template:
         today = today_beijing().isoformat()
-        form = {"signed_on": today, "start_date": today, "payment_frequency": "annual", "price_basis": "per_year"}
+        form = {
+            "signed_on": today,
+            "start_date": today,
+            "payment_frequency": "annual",
+            "price_basis": "per_year",
+        }
         if request.query_params.get("asset"):
             form["asset_id"] = request.query_params["asset"]
         return await self._new_form(db_session, request, form, {})
@@ -174,7 +200,7 @@ class ContractPages(Controller):
         village = await village_for(db_session, contract.village_code, request.user)
         schedule = await service.schedule(contract_id, request.user, today_beijing())
         asset = await db_session.get(Asset, contract.asset_id) if contract.asset_id else None
-        # the receipts of this contract with the entries that booked them (read-only view of the service's rows)
+        # the receipts of this contract with the entries that booked them (a read of the service's rows)
         receipts = (
             await db_session.execute(
                 select(ContractReceipt, JournalEntry.seq)
@@ -193,8 +219,12 @@ class ContractPages(Controller):
             asset=asset,
             schedule=schedule,
             receipts=receipts,
-            form=form or {"received_on": today_beijing().isoformat(), "account": "bank",
-                          "client_key": uuid.uuid4().hex},
+            form=form
+            or {
+                "received_on": today_beijing().isoformat(),
+                "account": "bank",
+                "client_key": uuid.uuid4().hex,
+            },
             errors=errors or {},
             receipt_accounts=RECEIPT_ACCOUNTS,
         )
@@ -204,7 +234,9 @@ class ContractPages(Controller):
         return await self._contract_page(db_session, request, contract_id)
 
     @post("/{contract_id:int}/receipts", opt=WRITE)
-    async def receive(self, db_session: AsyncSession, request: AnyRequest, contract_id: int) -> Template | Redirect:
+    async def receive(
+        self, db_session: AsyncSession, request: AnyRequest, contract_id: int
+    ) -> Template | Redirect:
         form = await form_data(request)
         service = ContractService(db_session)
         contract = await service.get(contract_id, request.user, write=True)
@@ -220,7 +252,9 @@ class ContractPages(Controller):
             await db_session.rollback()
             return await self._contract_page(db_session, request, contract_id, form, field_errors(exc), 400)
         if created:
-            flash(request, f"已登记收款 {receipt.amount_fen // 100}.{receipt.amount_fen % 100:02d} 元，并已入账")
+            flash(
+                request, f"已登记收款 {receipt.amount_fen // 100}.{receipt.amount_fen % 100:02d} 元，并已入账"
+            )
         else:
             flash(request, "该笔收款已登记，重复提交未再入账", "info")
         return await saved(db_session, f"/committee/contracts/{contract_id}?village={contract.village_code}")

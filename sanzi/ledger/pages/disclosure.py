@@ -1,6 +1,6 @@
-"""Each village's public disclosure (村务公开), no login: its assets, contracts, income and expenditure by period,
-its listings and results (a fragment from the trading module's pages, since the ledger does not import it),
-and the published root of its books with the inclusion proof anyone can check."""
+"""Each village's public disclosure (村务公开), no login: its assets, contracts, income and expenditure by
+period, its listings and results (a fragment from the trading module's pages, since the ledger does not
+import it), and the published root of its books with the inclusion proof anyone can check."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class DisclosurePages(Controller):
 
     @get("/{code:str}", opt=PUBLIC)
     async def village(self, db_session: AsyncSession, request: AnyRequest, code: str) -> Template:
-        from sanzi.platform.models import Village  # noqa: PLC0415
+        from sanzi.platform.models import Village
 
         collective = await collective_for(db_session, code, None, public=True)
         village = await db_session.get(Village, collective.village_code)
@@ -82,7 +82,7 @@ class DisclosurePages(Controller):
 
 
 async def _verification(books: BooksService, collective: Any) -> dict[str, Any]:
-    """The chain's state now, the latest published root and this village's inclusion proof, checked here too."""
+    """The chain's state now, the latest published root and this village's inclusion proof, checked."""
     failure = await books.verify_collective(collective)
     out: dict[str, Any] = {
         "ok": failure is None,
