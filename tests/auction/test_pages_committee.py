@@ -250,3 +250,22 @@ async def test_committee_signs_the_contract_from_a_result_after_its_publicity(
     assert contract is not None and contract.unit_price_fen == 104_000_00 and contract.origin == "auction"
     shown = await visitor.get(signed.headers["location"])
     assert "HT-R-1" in shown.text and "平台交易" in shown.text
+
+
+async def test_committee_withdraws_its_own_draft_with_a_reason(
+    browser: Any, client: httpx.AsyncClient, committee_a: Actor, committee_b: Actor, db: AsyncSession
+) -> None:
+    asset_id = await idle_asset(client, committee_a, "YT-9")
+    visitor = await browser(committee_a)
+    created = await visitor.post(f"/committee/listings/new?village={VILLAGE_A}", terms(asset_id))
+    listing_id = int(created.headers["location"].split("/")[3].split("?")[0])
+    path = f"/committee/listings/{listing_id}/withdraw"
+    assert (await (await browser(committee_b)).post(path, {"reason": "撤销"})).status_code == 404
+    blank = await visitor.post(path, {"reason": ""})
+    assert blank.status_code == 400 and error_beside(blank.text, "reason") == "请填写此项"
+    withdrawn = await visitor.post(path, {"reason": "村民代表会议未通过"})
+    assert withdrawn.status_code == 303
+    row = await db.get(Listing, listing_id, populate_existing=True)
+    assert row is not None and row.status == "terminated" and row.status_reason == "村民代表会议未通过"
+    again = await visitor.post(path, {"reason": "再次撤销"})
+    assert again.status_code == 400 and "只有草稿可以由村委会撤销" in again.text

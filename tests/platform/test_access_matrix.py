@@ -174,6 +174,7 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/committee/listings/{listing_id:int}/edit"): VILLAGE_WRITE,
     ("POST", "/committee/listings/{listing_id:int}/edit"): VILLAGE_WRITE,
     ("POST", "/committee/listings/{listing_id:int}/submit"): VILLAGE_WRITE,
+    ("POST", "/committee/listings/{listing_id:int}/withdraw"): VILLAGE_WRITE,
     ("POST", "/committee/listings/{listing_id:int}/contract"): VILLAGE_WRITE,
     ("POST", "/committee/registrations/{registration_id:int}/deposit"): VILLAGE_WRITE,
     ("GET", "/villages"): PUBLIC,
@@ -411,6 +412,7 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
         "/committee/contracts/{contract_id:int}/receipts": {"amount": "10.00", "received_on": "2025-01-05"},
         "/committee/listings/{listing_id:int}/edit": {"title": "改名"},
         "/committee/listings/{listing_id:int}/submit": RESOLUTION,
+        "/committee/listings/{listing_id:int}/withdraw": {"reason": "撤销"},
         "/committee/listings/{listing_id:int}/contract": {
             "number": "M-HT-5", "signed_on": "2026-01-01", "start_date": "2026-01-01", "payment_frequency": "annual",
         },

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH
 from sanzi.auction.models import Listing, ListingAsset, ListingStatus, Registration
 from sanzi.auction.schemas.bidding import ContractFromResult
-from sanzi.auction.schemas.listings import ListingCreate, ListingUpdate, ResolutionIn
+from sanzi.auction.schemas.listings import ListingCreate, ListingUpdate, ReasonIn, ResolutionIn
 from sanzi.auction.schemas.registrations import DepositIn
 from sanzi.auction.services import listings as service
 from sanzi.auction.services import registrations, results
@@ -245,6 +245,7 @@ async def listing_page(
         errors=errors or {},
         resolution=forms.get("resolution", {"meeting_date": today}),
         deposit=forms.get("deposit", {"paid_at": datetime_local(_now())}),
+        withdraw=forms.get("withdraw", {}),
         deposit_for=forms.get("deposit_for"),
         contract_form=forms.get(
             "contract", {"signed_on": today, "start_date": today, "payment_frequency": "annual"}
@@ -417,6 +418,31 @@ class ListingPages(Controller):
                 db_session, request, listing_id, field_errors(exc), {"resolution": form}, 400
             )
         flash(request, "已提交镇街审核")
+        return await saved(db_session, f"/committee/listings/{listing_id}?village={code}")
+
+    @post("/{listing_id:int}/withdraw", opt=WRITE)
+    async def withdraw(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Template | Redirect:
+        """Withdraw the village's own draft for good (later steps are the township's to end)."""
+        listing = await own_listing(db_session, request, listing_id, True)
+        code = listing.village_code
+        form = await form_data(request)
+        try:
+            data = ReasonIn.model_validate(blank_to_none(form, "reason"))
+            if listing.status != ListingStatus.DRAFT.value:
+                raise DomainError(
+                    "只有草稿可以由村委会撤销", "only a draft can be withdrawn by the committee"
+                )
+            await service.terminate_listing(db_session, listing_id, data.reason, request.user, _now())
+        except Exception as exc:
+            if not is_form_error(exc):
+                raise
+            await db_session.rollback()
+            return await listing_page(
+                db_session, request, listing_id, field_errors(exc), {"withdraw": form}, 400
+            )
+        flash(request, "草稿已撤销")
         return await saved(db_session, f"/committee/listings/{listing_id}?village={code}")
 
     @post("/{listing_id:int}/contract", opt=WRITE)

@@ -382,6 +382,8 @@ def income_chart(table: list[dict[str, Any]]) -> Any:
         },
         title="收入与支出",
         formatter=lambda value: f"{value:,.0f}",
+        width=560,
+        height=340,
     )
 
 
