@@ -194,9 +194,11 @@ class AssetPages(Controller):
             asset=asset,
             area=format_area(asset.area),
             history=history,
+            # listing and selling go through a listing and its result, not this form
             next_statuses=[
                 (s.value, ASSET_STATUSES[s.value])
                 for s in sorted(TRANSITIONS[AssetStatus(asset.status)], key=lambda s: s.value)
+                if s not in (AssetStatus.LISTED, AssetStatus.SOLD)
             ],
             form=form if form is not None else _form_of(asset),
             errors=errors or {},
