@@ -269,3 +269,39 @@ async def test_committee_withdraws_its_own_draft_with_a_reason(
     assert row is not None and row.status == "terminated" and row.status_reason == "村民代表会议未通过"
     again = await visitor.post(path, {"reason": "再次撤销"})
     assert again.status_code == 400 and "只有草稿可以由村委会撤销" in again.text
+
+
+async def test_committee_offers_a_failed_listing_again_within_the_price_cut(
+    browser: Any, committee_a: Actor, db: AsyncSession
+) -> None:
+    now = datetime.now(UTC)
+    live = await make_live_listing(
+        db, bidders=1, now=now - timedelta(hours=2), ends_in=timedelta(hours=1), reserve_price_fen=150_000_00
+    )
+    await place_bid(
+        db, live.id, live.bidders[0].bidder, 100_000_00, "f-0", now - timedelta(hours=2, minutes=-1)
+    )
+    await close_listing(db, live.id, now - timedelta(minutes=30))
+    await db.commit()
+    visitor = await browser(committee_a)
+    page = await visitor.get(f"/committee/listings/{live.id}")
+    assert "流拍" in page.text and "生成重新挂牌草稿" in page.text
+    timetable = {
+        "registration_deadline": local(now + timedelta(days=25)),
+        "bidding_starts_at": local(now + timedelta(days=26)),
+        "bidding_ends_at": local(now + timedelta(days=26, hours=2)),
+    }
+    drafts = await count(db, Listing, Listing.relisted_from_id == live.id)
+    too_cheap = await visitor.post(
+        f"/committee/listings/{live.id}/relist", {**timetable, "starting_price": "1000"}
+    )
+    assert too_cheap.status_code == 400 and "不得低于上次起始价" in error_beside(
+        too_cheap.text, "starting_price"
+    )
+    assert await count(db, Listing, Listing.relisted_from_id == live.id) == drafts
+    relisted = await visitor.post(
+        f"/committee/listings/{live.id}/relist", {**timetable, "starting_price": "95,000"}
+    )
+    assert relisted.status_code == 303
+    draft = await db.scalar(select(Listing).where(Listing.relisted_from_id == live.id))
+    assert draft is not None and draft.status == "draft" and draft.starting_price_fen == 95_000_00

@@ -175,6 +175,7 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("POST", "/committee/listings/{listing_id:int}/edit"): VILLAGE_WRITE,
     ("POST", "/committee/listings/{listing_id:int}/submit"): VILLAGE_WRITE,
     ("POST", "/committee/listings/{listing_id:int}/withdraw"): VILLAGE_WRITE,
+    ("POST", "/committee/listings/{listing_id:int}/relist"): VILLAGE_WRITE,
     ("POST", "/committee/listings/{listing_id:int}/contract"): VILLAGE_WRITE,
     ("POST", "/committee/registrations/{registration_id:int}/deposit"): VILLAGE_WRITE,
     ("GET", "/villages"): PUBLIC,
@@ -413,6 +414,10 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
         "/committee/listings/{listing_id:int}/edit": {"title": "改名"},
         "/committee/listings/{listing_id:int}/submit": RESOLUTION,
         "/committee/listings/{listing_id:int}/withdraw": {"reason": "撤销"},
+        "/committee/listings/{listing_id:int}/relist": {
+            "starting_price": "1400.00", "registration_deadline": "2030-01-10T09:00",
+            "bidding_starts_at": "2030-01-11T09:00", "bidding_ends_at": "2030-01-11T11:00",
+        },
         "/committee/listings/{listing_id:int}/contract": {
             "number": "M-HT-5", "signed_on": "2026-01-01", "start_date": "2026-01-01", "payment_frequency": "annual",
         },

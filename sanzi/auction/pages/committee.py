@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH
 from sanzi.auction.models import Listing, ListingAsset, ListingStatus, Registration
 from sanzi.auction.schemas.bidding import ContractFromResult
-from sanzi.auction.schemas.listings import ListingCreate, ListingUpdate, ReasonIn, ResolutionIn
+from sanzi.auction.schemas.listings import ListingCreate, ListingUpdate, ReasonIn, RelistIn, ResolutionIn
 from sanzi.auction.schemas.registrations import DepositIn
 from sanzi.auction.services import listings as service
 from sanzi.auction.services import registrations, results
@@ -175,6 +175,16 @@ def _default_terms() -> dict[str, Any]:
     }
 
 
+def _relist_defaults(listing: Listing) -> dict[str, str]:
+    """A failed listing offered again: the same price, a new timetable starting from today."""
+    defaults = _default_terms()
+    return {
+        "starting_price": _yuan(listing.starting_price_fen),
+        "reserve_price": _yuan(listing.reserve_price_fen),
+        **{name: defaults[name] for name in TIME_FIELDS},
+    }
+
+
 async def _asset_ids_of(session: AsyncSession, listing_id: int) -> list[int]:
     return list(
         await session.scalars(
@@ -246,6 +256,7 @@ async def listing_page(
         resolution=forms.get("resolution", {"meeting_date": today}),
         deposit=forms.get("deposit", {"paid_at": datetime_local(_now())}),
         withdraw=forms.get("withdraw", {}),
+        relist=forms.get("relist", _relist_defaults(listing)),
         deposit_for=forms.get("deposit_for"),
         contract_form=forms.get(
             "contract", {"signed_on": today, "start_date": today, "payment_frequency": "annual"}
@@ -444,6 +455,35 @@ class ListingPages(Controller):
             )
         flash(request, "草稿已撤销")
         return await saved(db_session, f"/committee/listings/{listing_id}?village={code}")
+
+    @post("/{listing_id:int}/relist", opt=WRITE)
+    async def relist(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Template | Redirect:
+        """Offer a failed listing again as a new draft: new dates and a starting price (terms copied)."""
+        listing = await own_listing(db_session, request, listing_id, True)
+        code = listing.village_code
+        form = await form_data(request)
+        values: dict[str, Any] = blank_to_none(form, "starting_price", "reserve_price", *TIME_FIELDS)
+        for name in ("starting_price", "reserve_price"):
+            if name in values:
+                values[name] = money(values[name])
+        for name in TIME_FIELDS:
+            if name in values:
+                values[name] = beijing_datetime(values[name])
+        try:
+            relisted = await service.relist_listing(
+                db_session, listing_id, RelistIn.model_validate(values), request.user, _now()
+            )
+        except Exception as exc:
+            if not is_form_error(exc):
+                raise
+            await db_session.rollback()
+            return await listing_page(
+                db_session, request, listing_id, field_errors(exc), {"relist": form}, 400
+            )
+        flash(request, f"已生成重新挂牌的草稿 {relisted.number}；请附村民代表会议决议后提交审核")
+        return await saved(db_session, f"/committee/listings/{relisted.id}?village={code}")
 
     @post("/{listing_id:int}/contract", opt=WRITE)
     async def sign(
