@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter

@@ -61,6 +61,12 @@ MATRIX: dict[tuple[str, str], Any] = {
     # pages: shared infrastructure
     ("GET", "/static/{file_path:path}"): PUBLIC,
     ("GET", "/lang/{lang:str}"): PUBLIC,
+    # pages: the public portal
+    ("GET", "/"): PUBLIC,
+    ("GET", "/announcements"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}"): PUBLIC,
+    ("GET", "/results"): PUBLIC,
+    ("GET", "/search"): PUBLIC,
     # books
     ("GET", "/api/villages/{code:str}/accounts"): BOOKS_READ,
     ("GET", "/api/villages/{code:str}/entries"): BOOKS_READ,
