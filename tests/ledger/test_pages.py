@@ -157,6 +157,8 @@ async def test_a_committee_reaches_only_its_village_and_supervisors_read_only(
     ).status_code == 403
     assert (await (await browser(supervisor_b)).get(f"/committee/assets/{asset_id}")).status_code == 404
 
+    for path in ("/committee/assets/", "/committee/books/entries/", "/committee/contracts/", "/committee/listings/"):
+        assert (await reader.get(f"{path}{2**63}")).status_code == 404  # beyond any stored id
     admin_view = await (await browser(admin)).get(f"/committee/assets?village={VILLAGE_A}")
     assert admin_view.status_code == 200 and "/committee/assets/new?village=" in admin_view.text
     anonymous = await (await browser()).get("/committee/books")

@@ -33,6 +33,7 @@ from sanzi.ledger.pages.common import (
     datetime_local,
     field_errors,
     is_form_error,
+    known_id,
     money,
     options,
     page_number,
@@ -362,6 +363,7 @@ class ListingPages(Controller):
     async def edit_form(
         self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> Template | Redirect:
+        known_id(listing_id)
         listing = await own_listing(db_session, request, listing_id, True)
         if listing.status != ListingStatus.DRAFT.value:
             flash(request, "只有草稿可以修改；镇街退回后可再修改", "warning")
@@ -374,6 +376,7 @@ class ListingPages(Controller):
     async def update(
         self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> Template | Redirect:
+        known_id(listing_id)
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         raw = await request.form()
@@ -407,12 +410,14 @@ class ListingPages(Controller):
 
     @get("/{listing_id:int}", opt=READ)
     async def listing(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template:
+        known_id(listing_id)
         return await listing_page(db_session, request, listing_id)
 
     @post("/{listing_id:int}/submit", opt=WRITE)
     async def submit(
         self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> Template | Redirect:
+        known_id(listing_id)
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         form = await form_data(request)
@@ -436,6 +441,7 @@ class ListingPages(Controller):
         self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> Template | Redirect:
         """Withdraw the village's own draft for good (later steps are the township's to end)."""
+        known_id(listing_id)
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         form = await form_data(request)
@@ -461,6 +467,7 @@ class ListingPages(Controller):
         self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> Template | Redirect:
         """Offer a failed listing again as a new draft: new dates and a starting price (terms copied)."""
+        known_id(listing_id)
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         form = await form_data(request)
@@ -489,6 +496,7 @@ class ListingPages(Controller):
     async def sign(
         self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> Template | Redirect:
+        known_id(listing_id)
         listing = await own_listing(db_session, request, listing_id, True)
         code = listing.village_code
         form = await form_data(request)
@@ -520,6 +528,7 @@ class DepositPages(Controller):
     async def confirm(
         self, db_session: AsyncSession, request: AnyRequest, registration_id: int
     ) -> Template | Redirect:
+        known_id(registration_id)
         registration = await db_session.get(Registration, registration_id)
         listing = await db_session.get(Listing, registration.listing_id) if registration else None
         if registration is None or listing is None:

@@ -22,6 +22,7 @@ from sanzi.ledger.pages.common import (
     blank_to_none,
     field_errors,
     is_form_error,
+    known_id,
     money,
     options,
     page_number,
@@ -181,6 +182,7 @@ class AssetPages(Controller):
         status_code: int = 200,
         write: bool = False,
     ) -> Template:
+        known_id(asset_id)
         service = AssetService(db_session)
         asset = await service.get(asset_id, request.user, write=write)
         village = await village_for(db_session, asset.village_code, request.user)
@@ -209,16 +211,19 @@ class AssetPages(Controller):
 
     @get("/{asset_id:int}", opt=READ)
     async def detail(self, db_session: AsyncSession, request: AnyRequest, asset_id: int) -> Template:
+        known_id(asset_id)
         return await self._asset_page(db_session, request, asset_id, "committee/asset.html", form={})
 
     @get("/{asset_id:int}/edit", opt=WRITE)
     async def edit_form(self, db_session: AsyncSession, request: AnyRequest, asset_id: int) -> Template:
+        known_id(asset_id)
         return await self._asset_page(db_session, request, asset_id, "committee/asset_form.html", write=True)
 
     @post("/{asset_id:int}/edit", opt=WRITE)
     async def update(
         self, db_session: AsyncSession, request: AnyRequest, asset_id: int
     ) -> Template | Redirect:
+        known_id(asset_id)
         form = await form_data(request)
         service = AssetService(db_session)
         await service.get(asset_id, request.user, write=True)  # 404 / 403 before the form is read
@@ -241,6 +246,7 @@ class AssetPages(Controller):
     async def change_status(
         self, db_session: AsyncSession, request: AnyRequest, asset_id: int
     ) -> Template | Redirect:
+        known_id(asset_id)
         form = await form_data(request)
         service = AssetService(db_session)
         await service.get(asset_id, request.user, write=True)

@@ -21,6 +21,7 @@ from sanzi.ledger.pages.common import (
     AnyRequest,
     field_errors,
     is_form_error,
+    known_id,
     money,
     page_number,
     page_village,
@@ -225,6 +226,7 @@ class BooksPages(Controller):
         errors: dict[str, str] | None = None,
         status_code: int = 200,
     ) -> Template:
+        known_id(entry_id)
         service = BooksService(db_session)
         entry = await service.get_entry(entry_id)
         collective = await service.collective_of(entry)
@@ -257,12 +259,14 @@ class BooksPages(Controller):
 
     @get("/entries/{entry_id:int}", opt=READ)
     async def entry(self, db_session: AsyncSession, request: AnyRequest, entry_id: int) -> Template:
+        known_id(entry_id)
         return await self._entry_page(db_session, request, entry_id)
 
     @post("/entries/{entry_id:int}/reverse", opt=WRITE)
     async def reverse(
         self, db_session: AsyncSession, request: AnyRequest, entry_id: int
     ) -> Template | Redirect:
+        known_id(entry_id)
         form = await form_data(request)
         service = BooksService(db_session)
         entry = await service.get_entry(entry_id)

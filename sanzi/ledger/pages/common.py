@@ -294,6 +294,13 @@ def period_choice(request: AnyRequest, default_year: int) -> tuple[str, int]:
 
 
 async def saved(session: AsyncSession, path: str) -> Redirect:
-    """Commit the form's writes, then POST-redirect-GET (the request's session commits itself on 2xx only)."""
+    """Commit the form's writes before answering with POST-redirect-GET (so the next page surely sees them)."""
     await session.commit()
     return see_other(path)
+
+
+def known_id(value: int) -> int:
+    """An id from the path that can be a stored BIGINT; any other is an object that does not exist (404)."""
+    if not 0 < value < 2**63:
+        raise DomainError("对象不存在", "object not found", status_code=404, code="not_found")
+    return value

@@ -24,6 +24,7 @@ from sanzi.ledger.pages.common import (
     blank_to_none,
     field_errors,
     is_form_error,
+    known_id,
     money,
     options,
     page_number,
@@ -195,6 +196,7 @@ class ContractPages(Controller):
         errors: dict[str, str] | None = None,
         status_code: int = 200,
     ) -> Template:
+        known_id(contract_id)
         service = ContractService(db_session)
         contract = await service.get(contract_id, request.user)
         village = await village_for(db_session, contract.village_code, request.user)
@@ -231,12 +233,14 @@ class ContractPages(Controller):
 
     @get("/{contract_id:int}", opt=READ)
     async def contract(self, db_session: AsyncSession, request: AnyRequest, contract_id: int) -> Template:
+        known_id(contract_id)
         return await self._contract_page(db_session, request, contract_id)
 
     @post("/{contract_id:int}/receipts", opt=WRITE)
     async def receive(
         self, db_session: AsyncSession, request: AnyRequest, contract_id: int
     ) -> Template | Redirect:
+        known_id(contract_id)
         form = await form_data(request)
         service = ContractService(db_session)
         contract = await service.get(contract_id, request.user, write=True)
