@@ -9,17 +9,16 @@ from typing import Any
 
 from litestar import Controller, get, post
 from litestar.response import Redirect, Template
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH
-from sanzi.auction.models import Listing, ListingAsset, ListingStatus, Registration
+from sanzi.auction.models import Listing, ListingStatus, Registration
 from sanzi.auction.schemas.bidding import ContractFromResult
 from sanzi.auction.schemas.listings import ListingCreate, ListingUpdate, ReasonIn, RelistIn, ResolutionIn
 from sanzi.auction.schemas.registrations import DepositIn
 from sanzi.auction.services import listings as service
 from sanzi.auction.services import registrations, results
-from sanzi.ledger.models import Asset, AssetStatus
+from sanzi.ledger.models import AssetStatus
 from sanzi.ledger.pages.chooser import choose_village
 from sanzi.ledger.pages.common import (
     FREQUENCIES,
@@ -42,8 +41,10 @@ from sanzi.ledger.pages.common import (
     today_beijing,
     village_context,
 )
+from sanzi.ledger.schemas.assets import Asset as AssetSchema
 from sanzi.ledger.schemas.assets import format_area
-from sanzi.platform.access import check_village, village_for
+from sanzi.ledger.services.assets import AssetService
+from sanzi.platform.access import check_village, collective_for, village_for
 from sanzi.platform.auth import PUBLIC
 from sanzi.platform.models import Village
 from sanzi.platform.pages import flash, form_data, page, paginate, register_labels, see_other
@@ -186,26 +187,27 @@ def _relist_defaults(listing: Listing) -> dict[str, str]:
     }
 
 
-async def _asset_ids_of(session: AsyncSession, listing_id: int) -> list[int]:
-    return list(
-        await session.scalars(
-            select(ListingAsset.asset_id)
-            .where(ListingAsset.listing_id == listing_id)
-            .order_by(ListingAsset.id)
-        )
-    )
+async def _asset_ids_of(session: AsyncSession, listing: Listing, user: Any) -> list[int]:
+    """The assets a listing offers, as the listing service shows them to its officials."""
+    (detail,) = await service.listings_out(session, [listing], user)
+    return [asset.id for asset in detail.assets]
 
 
-async def _offerable_assets(session: AsyncSession, village_code: str, include: list[int]) -> list[Asset]:
+async def _offerable_assets(
+    session: AsyncSession, request: AnyRequest, village: Village, include: list[int]
+) -> list[Any]:
     """The village's idle assets (and those already in this draft), to tick in the listing form."""
-    rows = await session.scalars(
-        select(Asset)
-        .where(Asset.village_code == village_code)
-        .where((Asset.status == AssetStatus.IDLE.value) | Asset.id.in_(include or [0]))
-        .order_by(Asset.code)
-        .limit(500)
-    )
-    return list(rows)
+    collective = await collective_for(session, village.code, request.user)
+    assets = AssetService(session)
+    idle = (await assets.list(collective, None, AssetStatus.IDLE, None, 1, 500)).items
+    shown = {asset.id for asset in idle}
+    extra = []
+    for asset_id in {i for i in include if i not in shown and 0 < i < 2**63}:
+        try:
+            extra.append(await assets.get(asset_id, request.user))
+        except DomainError:  # a made-up or another village's id in the submitted form: not offered
+            continue
+    return sorted([*idle, *[AssetSchema.model_validate(a) for a in extra]], key=lambda asset: asset.code)
 
 
 async def own_listing(db_session: AsyncSession, request: AnyRequest, listing_id: int, write: bool) -> Listing:
@@ -311,7 +313,7 @@ class ListingPages(Controller):
     ) -> Template:
         include = [int(i) for i in form.get("asset_ids", []) if str(i).isdigit()]
         if listing is not None:
-            include += await _asset_ids_of(db_session, listing.id)
+            include += await _asset_ids_of(db_session, listing, request.user)
         return page(
             request,
             "committee/listing_form.html",
@@ -321,7 +323,7 @@ class ListingPages(Controller):
             listing=listing,
             form=form,
             errors=errors,
-            assets=await _offerable_assets(db_session, village.code, include),
+            assets=await _offerable_assets(db_session, request, village, include),
             trade_types=options(TRADE_TYPES),
             price_bases=options(PRICE_BASES),
         )
@@ -369,7 +371,7 @@ class ListingPages(Controller):
             flash(request, "只有草稿可以修改；镇街退回后可再修改", "warning")
             return see_other(f"/committee/listings/{listing.id}?village={listing.village_code}")
         village = await village_for(db_session, listing.village_code, request.user, write=True)
-        form = _form_of(listing, await _asset_ids_of(db_session, listing.id))
+        form = _form_of(listing, await _asset_ids_of(db_session, listing, request.user))
         return await self._terms_form(db_session, request, village, form, {}, listing)
 
     @post("/{listing_id:int}/edit", opt=WRITE)
