@@ -37,7 +37,7 @@ from sanzi.ledger.services.books import BooksService
 from sanzi.platform.access import check_village, collective_for, village_for
 from sanzi.platform.charts import bar_chart
 from sanzi.platform.models import Collective
-from sanzi.platform.pages import flash, form_data, page, paginate
+from sanzi.platform.pages import flash, form_data, page, paginate, request_language, translate
 from sanzi.platform.problems import DomainError
 
 PER_PAGE = 20
@@ -316,7 +316,8 @@ class BooksPages(Controller):
         village, collective = found
         service = BooksService(db_session)
         by, year = period_choice(request, today_beijing().year)
-        table = await income_expenditure_by_period(service, collective, by, year)
+        lang = request_language(request)
+        table = await income_expenditure_by_period(service, collective, by, year, lang)
         as_of = parse_date(request.query_params.get("as_of")) or min(date(year, 12, 31), today_beijing())
         sheet = balance_sheet(await service.trial_balance(collective, as_of))
         year_total = await service.income_expenditure(collective, date(year, 1, 1), date(year, 12, 31))
@@ -329,7 +330,7 @@ class BooksPages(Controller):
             year=year,
             kinds=list(PERIOD_KINDS.items()),
             table=table,
-            chart=income_chart(table),
+            chart=income_chart(table, lang),
             sheet=sheet,
             as_of=as_of,
             year_total=year_total,
@@ -358,11 +359,11 @@ class BooksPages(Controller):
 
 
 async def income_expenditure_by_period(
-    service: BooksService, collective: Collective, by: str, year: int
+    service: BooksService, collective: Collective, by: str, year: int, lang: str = "zh"
 ) -> list[dict[str, Any]]:
     """Total income, expenditure and the balance of each period, from the books service."""
     rows = []
-    for label, first, last in periods(by, year):
+    for label, first, last in periods(by, year, lang):
         report = await service.income_expenditure(collective, first, last)
         rows.append(
             {
@@ -377,14 +378,14 @@ async def income_expenditure_by_period(
     return rows
 
 
-def income_chart(table: list[dict[str, Any]]) -> Any:
+def income_chart(table: list[dict[str, Any]], lang: str = "zh") -> Any:
     return bar_chart(
         [row["label"] for row in table],
         {
-            "收入（元）": [row["income"] / 100 for row in table],
-            "支出（元）": [row["expenditure"] / 100 for row in table],
+            translate("收入（元）", lang): [row["income"] / 100 for row in table],
+            translate("支出（元）", lang): [row["expenditure"] / 100 for row in table],
         },
-        title="收入与支出",
+        title=translate("收入与支出", lang),
         formatter=lambda value: f"{value:,.0f}",
         width=560,
         height=340,

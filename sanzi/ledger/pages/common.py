@@ -263,16 +263,32 @@ def is_form_error(exc: Exception) -> bool:
 PERIOD_KINDS = {"month": "按月", "quarter": "按季", "year": "按年"}
 
 
-def periods(by: str, year: int) -> list[tuple[str, date, date]]:
+def periods(by: str, year: int, lang: str = "zh") -> list[tuple[str, date, date]]:
     """The periods of an income and expenditure table: the months or quarters of ``year``, or the five
-    years up to it; each as (label, first day, last day)."""
+    years up to it; each as (label in the page's language, first day, last day)."""
+    english = lang == "en"
     if by == "year":
-        return [(f"{y}年", date(y, 1, 1), date(y, 12, 31)) for y in range(year - 4, year + 1)]
+        return [
+            (f"{y}" if english else f"{y}年", date(y, 1, 1), date(y, 12, 31))
+            for y in range(year - 4, year + 1)
+        ]
     if by == "quarter":
         return [
-            (f"{year}年第{q}季度", date(year, 3 * q - 2, 1), _month_end(year, 3 * q)) for q in range(1, 5)
+            (
+                f"Q{q} {year}" if english else f"{year}年第{q}季度",
+                date(year, 3 * q - 2, 1),
+                _month_end(year, 3 * q),
+            )
+            for q in range(1, 5)
         ]
-    return [(f"{year}年{m}月", date(year, m, 1), _month_end(year, m)) for m in range(1, 13)]
+    return [
+        (
+            date(year, m, 1).strftime("%b %Y") if english else f"{year}年{m}月",
+            date(year, m, 1),
+            _month_end(year, m),
+        )
+        for m in range(1, 13)
+    ]
 
 
 def _month_end(year: int, month: int) -> date:

@@ -18,7 +18,7 @@ from sanzi.ledger.services.books import BooksService
 from sanzi.ledger.services.contracts import ContractService
 from sanzi.platform.access import collective_for
 from sanzi.platform.auth import PUBLIC
-from sanzi.platform.pages import page, paginate
+from sanzi.platform.pages import page, paginate, request_language
 from sanzi.platform.problems import DomainError, NotFound
 from sanzi.platform.services import GeographyService
 
@@ -64,7 +64,8 @@ class DisclosurePages(Controller):
         assets = await AssetService(db_session).list(collective, None, None, None, 1, SHOWN)
         contracts = await ContractService(db_session).list(collective, None, None, None, 1, SHOWN)
         by, year = period_choice(request, today_beijing().year)
-        table = await income_expenditure_by_period(books, collective, by, year)
+        lang = request_language(request)
+        table = await income_expenditure_by_period(books, collective, by, year, lang)
         return page(
             request,
             "disclosure/village.html",
@@ -76,7 +77,7 @@ class DisclosurePages(Controller):
             year=year,
             kinds=list(PERIOD_KINDS.items()),
             table=table,
-            chart=income_chart(table),
+            chart=income_chart(table, lang),
             verification=await _verification(books, collective),
         )
 
