@@ -74,12 +74,19 @@ def bar_chart(
     formatter: Callable[[float], str] | None = None,
     stacked: bool = False,
     horizontal: bool = False,
+    colours: Sequence[str] | None = None,
+    options: Mapping[str, object] | None = None,
 ) -> Markup:
-    """Bars per label, one colour per series."""
+    """Bars per label, one colour per series (``colours`` in series order); ``options`` go to pygal as they
+    are (e.g. ``margin_left``, ``y_labels``)."""
     kind = (pygal.HorizontalStackedBar if stacked else pygal.HorizontalBar) if horizontal else (
         pygal.StackedBar if stacked else pygal.Bar
     )
-    chart = kind(**_config(title, width, height, formatter), x_label_rotation=0 if horizontal else 30)
+    config = _config(title, width, height, formatter)
+    if colours:
+        config["style"] = Style(**{**STYLE.to_dict(), "colors": tuple(colours)})
+    config.update(options or {})
+    chart = kind(**config, x_label_rotation=0 if horizontal else 30)
     chart.x_labels = list(labels)
     for name, values in series.items():
         chart.add(name, list(values))

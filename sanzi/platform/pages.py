@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -68,10 +69,14 @@ def translate(message: str, lang: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+#: the language of the page being rendered, for macros imported without the template's context
+_page_language: ContextVar[str] = ContextVar("page_language", default="zh")
+
+
 @pass_context
 def _template_gettext(context: Mapping[str, Any], message: str, **values: Any) -> str:
     request = context.get("request")
-    lang = request_language(request) if request is not None else "zh"
+    lang = request_language(request) if request is not None else _page_language.get()
     return translate(message, lang, **values)
 
 
@@ -254,6 +259,7 @@ def page(
     """Render a page with what every template needs: the caller, the language, messages and field errors."""
     context.setdefault("errors", {})
     context.setdefault("form", {})
+    _page_language.set(request_language(request))
     return Template(
         template_name=template_name,
         context={
@@ -281,9 +287,48 @@ def form_errors(exc: ValidationError | problems.DomainError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for item in exc.errors():
         name = ".".join(str(part) for part in item.get("loc", ())) or "__all__"
-        zh, _ = problems._bilingual(name, str(item.get("msg", "")))  # noqa: SLF001 - one translation rule
-        errors.setdefault(name, zh)
+        errors.setdefault(name, _field_message(name, item))
     return errors
+
+
+#: pydantic's error types in plain Chinese, for the person filling in the form
+_PYDANTIC_MESSAGES = {
+    "missing": "请填写此项",
+    "string_too_short": "至少需要 {min_length} 个字符",
+    "string_too_long": "不能超过 {max_length} 个字符",
+    "string_pattern_mismatch": "格式不正确",
+    "int_parsing": "请输入整数",
+    "int_type": "请输入整数",
+    "int_from_float": "请输入整数",
+    "decimal_parsing": "请输入数字",
+    "float_parsing": "请输入数字",
+    "greater_than": "须大于 {gt}",
+    "greater_than_equal": "不能小于 {ge}",
+    "less_than": "须小于 {lt}",
+    "less_than_equal": "不能大于 {le}",
+    "date_parsing": "请输入有效日期（如 2026-03-01）",
+    "date_from_datetime_parsing": "请输入有效日期（如 2026-03-01）",
+    "date_type": "请输入有效日期（如 2026-03-01）",
+    "datetime_parsing": "请输入有效的日期和时间",
+    "datetime_from_date_parsing": "请输入有效的日期和时间",
+    "datetime_type": "请输入有效的日期和时间",
+    "enum": "请从列表中选择",
+    "literal_error": "请从列表中选择",
+    "bool_parsing": "请选择是或否",
+    "too_short": "至少需要 {min_length} 项",
+    "too_long": "不能超过 {max_length} 项",
+}
+
+
+def _field_message(name: str, item: Mapping[str, Any]) -> str:
+    template = _PYDANTIC_MESSAGES.get(str(item.get("type")))
+    if template is not None:
+        try:
+            return template.format(**(item.get("ctx") or {}))
+        except (KeyError, IndexError):
+            return template.split("{")[0].strip() or "填写有误"
+    zh, _ = problems._bilingual(name, str(item.get("msg", "")))  # noqa: SLF001 - one translation rule
+    return zh
 
 
 async def form_data(request: Request[Any, Any, Any]) -> dict[str, str]:

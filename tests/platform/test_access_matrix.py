@@ -67,6 +67,24 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/listings/{listing_id:int}"): PUBLIC,
     ("GET", "/results"): PUBLIC,
     ("GET", "/search"): PUBLIC,
+    # pages: live bidding, bidders, approval queues
+    ("GET", "/listings/{listing_id:int}/live"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/live/fragment"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/live/events"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/bid"): BIDDER,
+    ("POST", "/listings/{listing_id:int}/bid"): BIDDER,
+    ("POST", "/listings/{listing_id:int}/register"): BIDDER,
+    ("GET", "/bidder/signup"): PUBLIC,
+    ("POST", "/bidder/signup"): PUBLIC,
+    ("GET", "/bidder/profile"): BIDDER,
+    ("POST", "/bidder/profile"): BIDDER,
+    ("GET", "/bidder/applications"): BIDDER,
+    ("GET", "/supervisor/approvals"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/approve"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/send-back"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/announce"): SUPERVISE,
+    ("POST", "/supervisor/approvals/registrations/{registration_id:int}/qualify"): SUPERVISE,
+    ("POST", "/supervisor/approvals/registrations/{registration_id:int}/reject"): SUPERVISE,
     # books
     ("GET", "/api/villages/{code:str}/accounts"): BOOKS_READ,
     ("GET", "/api/villages/{code:str}/entries"): BOOKS_READ,
@@ -187,11 +205,45 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/villages"): PUBLIC,
     ("GET", "/villages/{code:str}"): PUBLIC,
     ("GET", "/villages/{code:str}/trades"): PUBLIC,
+    # pages: oversight (warnings dashboard, alert review, the committee's alerts) and administration
+    ("GET", "/supervisor/warnings"): SUPERVISE,
+    ("GET", "/supervisor/alerts"): SUPERVISE,
+    ("GET", "/supervisor/alerts/{alert_id:int}"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/assign"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/investigate"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/confirm"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/dismiss"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/rectify"): SUPERVISE,
+    ("GET", "/committee/alerts"): VILLAGE_WRITE,
+    ("GET", "/committee/alerts/{alert_id:int}"): VILLAGE_WRITE,
+    ("POST", "/committee/alerts/{alert_id:int}/responses"): frozenset({"committee"}),
+    ("GET", "/admin/parameters"): ADMIN,
+    ("POST", "/admin/parameters"): ADMIN,
+    ("GET", "/admin/users"): ADMIN,
+    ("GET", "/admin/users/new"): ADMIN,
+    ("POST", "/admin/users/new"): ADMIN,
+    ("GET", "/admin/users/{user_id:int}"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}/password"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}/active"): ADMIN,
+    ("GET", "/admin/elections"): ADMIN,
+    ("POST", "/admin/elections/bulk"): ADMIN,
+    ("GET", "/admin/elections/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/elections/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/elections/villages/{code:str}/candidates"): ADMIN,
+    ("GET", "/admin/cadres"): ADMIN,
+    ("GET", "/admin/cadres/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/cadres/villages/{code:str}"): ADMIN,
+    ("GET", "/admin/cadres/{cadre_id:int}"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}/end"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}/relatives"): ADMIN,
+    ("POST", "/admin/cadres/relatives/{relative_id:int}/delete"): ADMIN,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
 # it is public, and tests/auction/test_stream.py reads it
-STREAMING = {("GET", "/api/listings/{listing_id:int}/stream")}
+STREAMING = {("GET", "/api/listings/{listing_id:int}/stream"), ("GET", "/listings/{listing_id:int}/live/events")}
 
 
 def registered_routes(app: Litestar) -> dict[tuple[str, str], Any]:
@@ -430,6 +482,19 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
         "/committee/registrations/{registration_id:int}/deposit": {
             "payer_name": "竞买人甲", "payer_account": "6222020000000001", "paid_at": "2026-01-01T09:00",
         },
+        "/supervisor/approvals/listings/{listing_id:int}/send-back": {"reason": "材料不全"},
+        "/supervisor/approvals/registrations/{registration_id:int}/reject": {"reason": "不符合条件"},
+        "/supervisor/alerts/{alert_id:int}/assign": {
+            "assignee_id": world["supervisor_b_id"], "due_on": (now + timedelta(days=30)).date().isoformat(),
+            "assign_note": "请核查",
+        },
+        "/supervisor/alerts/{alert_id:int}/investigate": {"investigate_note": "开始核查"},
+        "/supervisor/alerts/{alert_id:int}/confirm": {
+            "rectification_due_on": (now + timedelta(days=60)).date().isoformat(), "confirm_note": "属实",
+        },
+        "/supervisor/alerts/{alert_id:int}/dismiss": {"reason": "不属实"},
+        "/supervisor/alerts/{alert_id:int}/rectify": {"rectify_note": "已整改"},
+        "/committee/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
     }
     return bodies.get(path, {})
 

@@ -106,3 +106,24 @@ async def test_work_pages_send_anonymous_visitors_to_log_in(browser, path: str) 
         pytest.skip(f"{path} is not built yet")
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=" + path
+
+
+def test_form_errors_speak_plain_chinese_for_pydantic_errors() -> None:
+    from datetime import date
+
+    from pydantic import BaseModel, Field, ValidationError
+
+    from sanzi.platform.pages import form_errors
+
+    class Example(BaseModel):
+        name: str = Field(min_length=2, max_length=4)
+        count: int = Field(ge=1)
+        day: date
+
+    with pytest.raises(ValidationError) as caught:
+        Example.model_validate({"name": "x", "count": "0", "day": "2026-02-30"})
+    errors = form_errors(caught.value)
+    assert errors == {"name": "至少需要 2 个字符", "count": "不能小于 1", "day": "请输入有效日期（如 2026-03-01）"}
+    with pytest.raises(ValidationError) as caught:
+        Example.model_validate({"count": "many"})
+    assert form_errors(caught.value) == {"name": "请填写此项", "count": "请输入整数", "day": "请填写此项"}

@@ -5,4 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-controllers: list[Any] = []
+from sanzi.auction.pages.bidding import approvals, bidders, live
+
+controllers: list[Any] = [*live.controllers, *bidders.controllers, *approvals.controllers]
