@@ -114,6 +114,8 @@ class Plan:
     #: (kind, source id) -> (target id, content hash) for everything imported before
     keys: dict[str, dict[str, tuple[int, str]]] = field(default_factory=dict)
     collectives: dict[str, int] = field(default_factory=dict)
+    #: ids of rows that did not parse: a reference to one is not a further problem of the referring file
+    invalid_ids: dict[str, set[str]] = field(default_factory=dict)
     accounts: dict[int, dict[str, tuple[int, str | None, bool]]] = field(default_factory=dict)
 
     def add(self, problem: Problem) -> None:
@@ -459,6 +461,8 @@ def _parse_file(source: Source, spec: fmt.FileSpec, plan: Plan) -> None:
                 plan.add(Problem(source.name, line, column.name, bad.message, bad.message_en))
                 ok = False
         if not ok:
+            if raw.get("id", "").strip():
+                plan.invalid_ids.setdefault(spec.kind, set()).add(raw["id"].strip())
             continue
         record_id = values["id"]
         if spec.multi_row:
@@ -543,6 +547,8 @@ class Checker:
             return found
         if value in self.plan.keys.get(kind, {}):
             return True
+        if value in self.plan.invalid_ids.get(kind, set()):
+            return False  # its own row is already reported
         self.problem(record, field_name, f"引用的{fmt.SPEC_BY_KIND[kind].title_zh}编号「{value}」不存在",
                      f"refers to {kind} id {value!r}, which does not exist (neither in {kind} nor imported before)")
         return False
@@ -573,11 +579,13 @@ class Checker:
                     if digest == record.content_hash:
                         record.state, record.target_id = "unchanged", target_id
                     else:
+                        record.state = "conflict"
                         self.problem(record, "id", f"编号「{record.id}」此前已导入，但内容与这次不同",
                                      f"id {record.id!r} was imported before with different content")
 
     def new(self, kind: str) -> list[Record]:
-        return [r for r in self.records(kind) if r.state != "unchanged"]
+        """The records to check: neither unchanged nor already refused as a conflict."""
+        return [r for r in self.records(kind) if r.state not in ("unchanged", "conflict")]
 
     async def run(self) -> None:
         self.classify()
@@ -810,7 +818,8 @@ def resolve_per_file(plan: Plan) -> set[str]:
                         continue
                     values = record.values.get(column.name)
                     targets = values if isinstance(values, list) else [values] if values else []
-                    if any(target in plan.records.get(column.ref, {}) for target in targets):
+                    inside = plan.records.get(column.ref, {}).keys() | plan.invalid_ids.get(column.ref, set())
+                    if any(target in inside for target in targets):
                         failed.add(kind)
                         reasons[kind] = column.ref
                         changed = True

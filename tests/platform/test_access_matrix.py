@@ -140,6 +140,8 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("POST", "/api/warnings/scan"): ADMIN,
     ("GET", "/api/integrity"): PUBLIC,
     ("GET", "/api/villages/{code:str}/integrity"): PUBLIC,
+    # interchange
+    ("POST", "/api/imports"): ADMIN,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
