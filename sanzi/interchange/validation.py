@@ -477,9 +477,14 @@ def _parse_file(source: Source, spec: fmt.FileSpec, plan: Plan) -> None:
                              f"编号「{record_id}」重复，且与第 {first.line} 行内容不同",
                              f"id {record_id!r} is duplicated with content different from line {first.line}"))
     if spec.multi_row:
+        # an entry with a line that did not parse is not checked further (its balance would mislead)
+        for entry_id in plan.invalid_ids.get(spec.kind, set()):
+            records.pop(entry_id, None)
         for record in records.values():
             record.lines.sort(key=lambda item: item["line_no"])
-            record.content_hash = content_hash([record.values, record.lines])
+            # the lines' positions in the file are not content: the same entry written elsewhere is the same
+            lines = [{key: value for key, value in item.items() if key != "_line"} for item in record.lines]
+            record.content_hash = content_hash([record.values, lines])
     report.records = len(records)
 
 
