@@ -66,10 +66,18 @@ def import_command(source: Path, dry_run: bool, per_file: bool, report_path: Pat
                     loading = progress.add_task("loading / 写入", total=None, visible=False)
 
                     def advance(kind: str, n: int) -> None:
-                        progress.update(loading, advance=n, description=f"loading {kind}", visible=True)
+                        progress.update(loading, advance=n, description=f"loading / 写入 {kind}", visible=True)
+
+                    def stage(text: str, total: int | None = None) -> None:
+                        if total is None:
+                            progress.update(checking, description=f"checking / 校验: {text}")
+                        else:
+                            progress.update(checking, total=1, completed=1, description="checked / 已校验")
+                            progress.update(loading, total=total, visible=True)
 
                     plan, written = await import_sources(
-                        session, sources, today=today, dry_run=dry_run, per_file=per_file, progress=advance
+                        session, sources, today=today, dry_run=dry_run, per_file=per_file, progress=advance,
+                        stage=stage,
                     )
                     progress.update(checking, total=1, completed=1)
                 return plan, written

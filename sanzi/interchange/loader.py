@@ -71,11 +71,15 @@ class Loader:
     def target(self, kind: str, source_id: str | None) -> int | None:
         return None if source_id is None else self.plan.target(kind, source_id)
 
-    async def insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    async def insert(self, table: Table, rows: list[dict[str, Any]], kind: str | None = None) -> list[int]:
+        """Insert rows in chunks and return their ids in order (advancing ``kind``'s progress per chunk)."""
         ids: list[int] = []
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         for start in range(0, len(rows), CHUNK):
-            ids.extend((await self.session.execute(statement, rows[start:start + CHUNK])).scalars())
+            chunk = rows[start:start + CHUNK]
+            ids.extend((await self.session.execute(statement, chunk)).scalars())
+            if kind:
+                self.progress(kind, len(chunk))
         return ids
 
     async def insert_plain(self, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -84,11 +88,10 @@ class Loader:
 
     async def put(self, kind: str, table: Table, records: list[Record], row: Callable[[Record], dict[str, Any]]) -> None:
         """Insert one row per record and remember the ids they got."""
-        ids = await self.insert(table, [row(record) for record in records])
+        ids = await self.insert(table, [row(record) for record in records], kind)
         for record, new_id in zip(records, ids, strict=True):
             record.target_id = new_id
         self.written[kind] = len(records)
-        self.progress(kind, len(records))
 
     async def run(self) -> dict[str, int]:
         await self.cadres()
@@ -363,12 +366,13 @@ async def import_sources(
     per_file: bool = False,
     actor_id: int | None = None,
     progress: Callable[[str, int], None] | None = None,
+    stage: Callable[..., None] | None = None,
 ) -> tuple[Plan, dict[str, int]]:
     """Validate everything, then (unless a dry run) write it: all of it when nothing is wrong, or with
     ``per_file`` the files without problems whose references do not lead into a file with problems."""
     from sanzi.interchange.validation import resolve_per_file, validate
 
-    plan = await validate(session, sources, today)
+    plan = await validate(session, sources, today, stage)
     if dry_run:
         return plan, {}
     if plan.valid:
@@ -377,6 +381,8 @@ async def import_sources(
         kinds = resolve_per_file(plan)
     else:
         return plan, {}
+    if stage:
+        stage("loading", sum(1 for kind in kinds for r in plan.records[kind].values() if r.state == "new"))
     written = await Loader(session, plan, kinds, actor_id, progress).run()
     for report in plan.files.values():
         report.loaded = report.kind in kinds

@@ -389,7 +389,9 @@ def _kind_of(name: str) -> str | None:
     return stem if dot and f".{ext}" in fmt.EXTENSIONS and stem in fmt.SPEC_BY_KIND else None
 
 
-def parse_sources(sources: Iterable[Source], today: date) -> Plan:
+def parse_sources(
+    sources: Iterable[Source], today: date, stage: Callable[[str], None] | None = None
+) -> Plan:
     """Read and type-check every file; records of each kind keyed by id (checks against each other follow)."""
     plan = Plan(today=today)
     sources = list(sources)
@@ -415,6 +417,8 @@ def parse_sources(sources: Iterable[Source], today: date) -> Plan:
     for kind in fmt.KIND_ORDER:
         if kind in by_kind:
             source = by_kind[kind]
+            if stage:
+                stage(f"reading {source.name}")
             plan.files[source.name] = FileReport(source.name, kind)
             _parse_file(source, fmt.SPEC_BY_KIND[kind], plan)
     return plan
@@ -838,12 +842,12 @@ def resolve_per_file(plan: Plan) -> set[str]:
 
 
 async def validate(
-    session: AsyncSession, sources: Iterable[Source], today: date, progress: Callable[[str], None] | None = None
+    session: AsyncSession, sources: Iterable[Source], today: date, stage: Callable[[str], None] | None = None
 ) -> Plan:
-    """Read, type-check and cross-check everything; write nothing."""
-    plan = parse_sources(sources, today)
-    if progress:
-        progress("checked")
+    """Read, type-check and cross-check everything; write nothing. ``stage`` hears what is being done."""
+    plan = parse_sources(sources, today, stage)
+    if stage:
+        stage("checking references and the database")
     await load_context(session, plan)
     await Checker(session, plan).run()
     for kind, records in plan.records.items():
