@@ -24,17 +24,21 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 def _too_large(request: Request[Any, Any, Any], limit: int) -> Response[dict[str, Any]]:
     megabytes = f"{limit / 1024 / 1024:.1f}".rstrip("0").rstrip(".")
     return problem(
-        request, 413,
+        request,
+        413,
         f"上传的文件超过 {megabytes} MB 的上限；请拆分后上传，或在服务器上用 `sanzi import` 导入",
-        f"the upload exceeds the limit of {megabytes} MB ({limit} bytes); split it, or run `sanzi import` on the "
-        "server",
-        code="too_large", limit_bytes=limit,
+        f"the upload exceeds the limit of {megabytes} MB ({limit} bytes); split it, "
+        "or run `sanzi import` on the server",
+        code="too_large",
+        limit_bytes=limit,
     )
 
 
 def multipart_sources(body: bytes, content_type: str) -> list[Source]:
     """The uploaded files of a multipart/form-data body (each part with a file name is one file)."""
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
     if not message.is_multipart():
         raise DomainError("无法解析上传的表单", "the multipart form could not be read", field="files")
     sources = []
@@ -66,7 +70,11 @@ class ImportController(Controller):
         status_code=200,
     )
     async def upload(
-        self, request: Request[Any, Any, Any], db_session: AsyncSession, dry_run: bool = False, per_file: bool = False
+        self,
+        request: Request[Any, Any, Any],
+        db_session: AsyncSession,
+        dry_run: bool = False,
+        per_file: bool = False,
     ) -> Response[dict[str, Any]]:
         limit = int(request.app.state.get("import_max_bytes", DEFAULT_MAX_BYTES))
         declared = request.headers.get("content-length")
@@ -83,9 +91,13 @@ class ImportController(Controller):
         elif content_type.split(";")[0].strip() in ("application/zip", "application/x-zip-compressed"):
             sources = sources_from_zip(bytes(body))
         else:
-            return problem(request, 415, "请上传 zip 压缩包（application/zip）或以 multipart/form-data 上传文件",
-                           "send a zip archive (application/zip) or the files as multipart/form-data",
-                           code="unsupported_media_type")
+            return problem(
+                request,
+                415,
+                "请上传 zip 压缩包（application/zip）或以 multipart/form-data 上传文件",
+                "send a zip archive (application/zip) or the files as multipart/form-data",
+                code="unsupported_media_type",
+            )
         today = datetime.now(request.app.state.settings.zone).date()
         plan, written = await import_sources(
             db_session, sources, today=today, dry_run=dry_run, per_file=per_file, actor_id=request.user.id
@@ -95,12 +107,16 @@ class ImportController(Controller):
             return Response(report, status_code=200)
         first = plan.problems[0]
         return problem(
-            request, 422,
-            f"导入数据有 {plan.problem_count} 个问题，未写入" + ("任何数据" if not sum(written.values()) else "有问题的文件")
+            request,
+            422,
+            f"导入数据有 {plan.problem_count} 个问题，未写入"
+            + ("任何数据" if not sum(written.values()) else "有问题的文件")
             + f"；第一个：{first.file} 第 {first.line} 行「{first.field}」：{first.message}",
-            f"{plan.problem_count} problems in the import, nothing written; first: {first.file} line {first.line} "
+            f"{plan.problem_count} problems in the import, nothing written; "
+            f"first: {first.file} line {first.line} "
             f"[{first.field}]: {first.message_en}",
-            code="import_invalid", **report,
+            code="import_invalid",
+            **report,
         )
 
 

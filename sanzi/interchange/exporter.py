@@ -89,31 +89,70 @@ class Exporter:
         if since:
             cadres = cadres.where(or_(Cadre.term_end.is_(None), Cadre.term_end >= since))
         cadre_rows = [row for row in await self.rows(self.village(cadres, Cadre.village_code))]
-        out["cadres"] = [self.record("cadres", c.id, c, ("village_code", "name", "id_number", "phone", "body",
-                                                         "position", "term_start", "term_end")) for c in cadre_rows]
+        out["cadres"] = [
+            self.record(
+                "cadres",
+                c.id,
+                c,
+                ("village_code", "name", "id_number", "phone", "body", "position", "term_start", "term_end"),
+            )
+            for c in cadre_rows
+        ]
         cadre_ids = {c.id for c in cadre_rows}
         relatives = await self.rows(select(CadreRelative.__table__).order_by(CadreRelative.id))
         out["cadre_relatives"] = [
-            {**self.record("cadre_relatives", r.id, r, ("name", "id_number", "relation")),
-             "cadre_id": self.ref("cadres", r.cadre_id)}
-            for r in relatives if r.cadre_id in cadre_ids
+            {
+                **self.record("cadre_relatives", r.id, r, ("name", "id_number", "relation")),
+                "cadre_id": self.ref("cadres", r.cadre_id),
+            }
+            for r in relatives
+            if r.cadre_id in cadre_ids
         ]
         elections = select(Election.__table__).order_by(Election.id)
         if since:
             elections = elections.where(Election.election_date >= since)
         election_rows = [row for row in await self.rows(self.village(elections, Election.village_code))]
-        out["elections"] = [self.record("elections", e.id, e, ("village_code", "election_date", "note"))
-                            for e in election_rows]
+        out["elections"] = [
+            self.record("elections", e.id, e, ("village_code", "election_date", "note"))
+            for e in election_rows
+        ]
         election_ids = {e.id for e in election_rows}
         out["candidates"] = [
-            {**self.record("candidates", c.id, c, ("name", "id_number", "position")),
-             "election_id": self.ref("elections", c.election_id)}
-            for c in await self.rows(select(Candidate.__table__).order_by(Candidate.id)) if c.election_id in election_ids
+            {
+                **self.record("candidates", c.id, c, ("name", "id_number", "position")),
+                "election_id": self.ref("elections", c.election_id),
+            }
+            for c in await self.rows(select(Candidate.__table__).order_by(Candidate.id))
+            if c.election_id in election_ids
         ]
-        assets = [row for row in await self.rows(self.village(select(Asset.__table__).order_by(Asset.id), Asset.village_code))]
-        out["assets"] = [self.record("assets", a.id, a, ("village_code", "code", "name", "kind", "area", "area_unit",
-                                                         "location", "book_value_fen", "appraisal_fen", "appraised_on",
-                                                         "status", "description")) for a in assets]
+        assets = [
+            row
+            for row in await self.rows(
+                self.village(select(Asset.__table__).order_by(Asset.id), Asset.village_code)
+            )
+        ]
+        out["assets"] = [
+            self.record(
+                "assets",
+                a.id,
+                a,
+                (
+                    "village_code",
+                    "code",
+                    "name",
+                    "kind",
+                    "area",
+                    "area_unit",
+                    "location",
+                    "book_value_fen",
+                    "appraisal_fen",
+                    "appraised_on",
+                    "status",
+                    "description",
+                ),
+            )
+            for a in assets
+        ]
 
         listings = select(Listing.__table__).where(Listing.status.in_(FINISHED)).order_by(Listing.id)
         if since_moment:
@@ -126,31 +165,88 @@ class Exporter:
         ):
             assets_of.setdefault(listing_id, []).append(self.ref("assets", asset_id))
         out["listings"] = [
-            {**self.record("listings", item.id, item, (
-                "village_code", "number", "title", "trade_type", "term_months", "price_basis", "area",
-                "starting_price_fen", "reserve_price_fen", "min_increment_fen", "max_increment_fen", "deposit_fen",
-                "performance_bond_fen", "announcement_days", "announced_at", "registration_deadline",
-                "bidding_starts_at", "bidding_ends_at", "closed_at", "status", "status_reason", "final_price_fen",
-                "resolution_meeting_date", "resolution_present", "resolution_votes_for", "resolution_votes_against",
-            )),
-             "asset_ids": ";".join(assets_of.get(item.id, [])),
-             "winner_applicant_id": self.ref("applicants", item.winner_registration_id)}
+            {
+                **self.record(
+                    "listings",
+                    item.id,
+                    item,
+                    (
+                        "village_code",
+                        "number",
+                        "title",
+                        "trade_type",
+                        "term_months",
+                        "price_basis",
+                        "area",
+                        "starting_price_fen",
+                        "reserve_price_fen",
+                        "min_increment_fen",
+                        "max_increment_fen",
+                        "deposit_fen",
+                        "performance_bond_fen",
+                        "announcement_days",
+                        "announced_at",
+                        "registration_deadline",
+                        "bidding_starts_at",
+                        "bidding_ends_at",
+                        "closed_at",
+                        "status",
+                        "status_reason",
+                        "final_price_fen",
+                        "resolution_meeting_date",
+                        "resolution_present",
+                        "resolution_votes_for",
+                        "resolution_votes_against",
+                    ),
+                ),
+                "asset_ids": ";".join(assets_of.get(item.id, [])),
+                "winner_applicant_id": self.ref("applicants", item.winner_registration_id),
+            }
             for item in listing_rows
         ]
         wanted = set(listing_ids)
-        registrations = [r for r in await self.rows(select(Registration.__table__).order_by(Registration.id))
-                         if r.listing_id in wanted]
+        registrations = [
+            r
+            for r in await self.rows(select(Registration.__table__).order_by(Registration.id))
+            if r.listing_id in wanted
+        ]
         out["applicants"] = [
-            {**self.record("applicants", r.id, r, (
-                "bidder_number", "status", "contact_phone", "contact_address", "applied_ip", "applied_device",
-                "deposit_state", "deposit_payer_name", "deposit_payer_account", "deposit_paid_at")),
-             "listing_id": self.ref("listings", r.listing_id), "bidder_id": self.ref("bidders", r.bidder_id)}
+            {
+                **self.record(
+                    "applicants",
+                    r.id,
+                    r,
+                    (
+                        "bidder_number",
+                        "status",
+                        "contact_phone",
+                        "contact_address",
+                        "applied_ip",
+                        "applied_device",
+                        "deposit_state",
+                        "deposit_payer_name",
+                        "deposit_payer_account",
+                        "deposit_paid_at",
+                    ),
+                ),
+                "listing_id": self.ref("listings", r.listing_id),
+                "bidder_id": self.ref("bidders", r.bidder_id),
+            }
             for r in registrations
         ]
-        bids = [b for b in await self.rows(select(Bid.__table__).order_by(Bid.listing_id, Bid.seq)) if b.listing_id in wanted]
+        bids = [
+            b
+            for b in await self.rows(select(Bid.__table__).order_by(Bid.listing_id, Bid.seq))
+            if b.listing_id in wanted
+        ]
         out["bids"] = [
-            {**self.record("bids", b.id, b, ("seq", "amount_fen", "placed_at", "ip_address", "device_fingerprint")),
-             "listing_id": self.ref("listings", b.listing_id), "applicant_id": self.ref("applicants", b.registration_id)}
+            {
+                **self.record(
+                    "bids", b.id, b, ("seq", "amount_fen", "placed_at", "ip_address", "device_fingerprint")
+                ),
+                "listing_id": self.ref("listings", b.listing_id),
+                "applicant_id": self.ref("applicants", b.registration_id),
+            }
             for b in bids
         ]
 
@@ -159,26 +255,65 @@ class Exporter:
             contracts = contracts.where(Contract.signed_on >= since)
         contract_rows = [row for row in await self.rows(self.village(contracts, Contract.village_code))]
         out["contracts"] = [
-            {**self.record("contracts", c.id, c, (
-                "village_code", "number", "trade_type", "counterparty_name", "counterparty_id_number", "start_date",
-                "term_months", "price_basis", "unit_price_fen", "area", "payment_frequency", "origin",
-                "origin_reason", "signed_on", "status")),
-             "asset_id": self.ref("assets", c.asset_id),
-             "counterparty_bidder_id": self.ref("bidders", c.counterparty_bidder_id),
-             "listing_id": self.ref("listings", c.listing_id),
-             "step_ups": json.dumps(parse_step_ups(json.dumps(c.step_ups or [])), ensure_ascii=False,
-                                    separators=(",", ":"))}
+            {
+                **self.record(
+                    "contracts",
+                    c.id,
+                    c,
+                    (
+                        "village_code",
+                        "number",
+                        "trade_type",
+                        "counterparty_name",
+                        "counterparty_id_number",
+                        "start_date",
+                        "term_months",
+                        "price_basis",
+                        "unit_price_fen",
+                        "area",
+                        "payment_frequency",
+                        "origin",
+                        "origin_reason",
+                        "signed_on",
+                        "status",
+                    ),
+                ),
+                "asset_id": self.ref("assets", c.asset_id),
+                "counterparty_bidder_id": self.ref("bidders", c.counterparty_bidder_id),
+                "listing_id": self.ref("listings", c.listing_id),
+                "step_ups": json.dumps(
+                    parse_step_ups(json.dumps(c.step_ups or [])), ensure_ascii=False, separators=(",", ":")
+                ),
+            }
             for c in contract_rows
         ]
 
         referenced = {r.bidder_id for r in registrations} | {
             c.counterparty_bidder_id for c in contract_rows if c.counterparty_bidder_id
         }
-        bidders = [b for b in await self.rows(select(Bidder.__table__).order_by(Bidder.id))
-                   if (not self.scope.village and not since) or b.id in referenced]
-        out["bidders"] = [self.record("bidders", b.id, b, ("kind", "name", "id_number", "legal_representative",
-                                                           "phone", "address", "bank_name", "bank_account"))
-                          for b in bidders]
+        bidders = [
+            b
+            for b in await self.rows(select(Bidder.__table__).order_by(Bidder.id))
+            if (not self.scope.village and not since) or b.id in referenced
+        ]
+        out["bidders"] = [
+            self.record(
+                "bidders",
+                b.id,
+                b,
+                (
+                    "kind",
+                    "name",
+                    "id_number",
+                    "legal_representative",
+                    "phone",
+                    "address",
+                    "bank_name",
+                    "bank_account",
+                ),
+            )
+            for b in bidders
+        ]
         out["book_entries"] = await self.book_entries()
         return out
 
@@ -186,12 +321,25 @@ class Exporter:
         return {"id": self.ref(kind, row_id), **{name: text(getattr(row, name)) for name in columns}}
 
     async def book_entries(self) -> list[dict[str, str]]:
-        receipts = dict((await self.session.execute(select(ContractReceipt.entry_id, ContractReceipt.contract_id))).all())
+        receipts = dict(
+            (await self.session.execute(select(ContractReceipt.entry_id, ContractReceipt.contract_id))).all()
+        )
         statement = (
-            select(JournalEntry.id, JournalEntry.entry_date, JournalEntry.memo, JournalEntry.counterparty,
-                   JournalEntry.source, JournalEntry.reverses_entry_id, Collective.village_code, JournalLine.line_no,
-                   JournalLine.debit_fen, JournalLine.credit_fen, JournalLine.memo.label("line_memo"),
-                   Account.code, Account.category)
+            select(
+                JournalEntry.id,
+                JournalEntry.entry_date,
+                JournalEntry.memo,
+                JournalEntry.counterparty,
+                JournalEntry.source,
+                JournalEntry.reverses_entry_id,
+                Collective.village_code,
+                JournalLine.line_no,
+                JournalLine.debit_fen,
+                JournalLine.credit_fen,
+                JournalLine.memo.label("line_memo"),
+                Account.code,
+                Account.category,
+            )
             .join(Collective, Collective.id == JournalEntry.collective_id)
             .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
             .join(Account, Account.id == JournalLine.account_id)
@@ -203,30 +351,50 @@ class Exporter:
             statement = statement.where(JournalEntry.entry_date >= self.scope.since)
         out = []
         for row in await self.rows(statement):
-            out.append({
-                "id": self.ref("book_entries", row.id), "village_code": row.village_code,
-                "entry_date": text(row.entry_date), "memo": row.memo, "counterparty": text(row.counterparty),
-                "source": row.source, "contract_id": self.ref("contracts", receipts.get(row.id)),
-                "reverses_id": self.ref("book_entries", row.reverses_entry_id), "line_no": text(row.line_no),
-                "account_code": row.code, "category": text(row.category), "debit_fen": text(row.debit_fen),
-                "credit_fen": text(row.credit_fen), "line_memo": text(row.line_memo),
-            })
+            out.append(
+                {
+                    "id": self.ref("book_entries", row.id),
+                    "village_code": row.village_code,
+                    "entry_date": text(row.entry_date),
+                    "memo": row.memo,
+                    "counterparty": text(row.counterparty),
+                    "source": row.source,
+                    "contract_id": self.ref("contracts", receipts.get(row.id)),
+                    "reverses_id": self.ref("book_entries", row.reverses_entry_id),
+                    "line_no": text(row.line_no),
+                    "account_code": row.code,
+                    "category": text(row.category),
+                    "debit_fen": text(row.debit_fen),
+                    "credit_fen": text(row.credit_fen),
+                    "line_memo": text(row.line_memo),
+                }
+            )
         return out
 
 
-def write_files(directory: Path, records: dict[str, list[dict[str, str]]], scope: ExportFilter,
-                as_jsonl: bool = False) -> dict[str, int]:
+def write_files(
+    directory: Path, records: dict[str, list[dict[str, str]]], scope: ExportFilter, as_jsonl: bool = False
+) -> dict[str, int]:
     """Write the manifest and one file per kind (every kind, even when empty); rows written per file."""
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": fmt.FORMAT_NAME, "format_version": fmt.FORMAT_VERSION,
-                "village": scope.village, "since": scope.since.isoformat() if scope.since else None}
-    (directory / fmt.MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    manifest = {
+        "format": fmt.FORMAT_NAME,
+        "format_version": fmt.FORMAT_VERSION,
+        "village": scope.village,
+        "since": scope.since.isoformat() if scope.since else None,
+    }
+    (directory / fmt.MANIFEST).write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     counts = {}
     for spec in fmt.SPECS:
         rows = records.get(spec.kind, [])
         if as_jsonl:
             body = "".join(
-                json.dumps({name: row.get(name, "") or None for name in spec.column_names}, ensure_ascii=False) + "\n"
+                json.dumps(
+                    {name: row.get(name, "") or None for name in spec.column_names}, ensure_ascii=False
+                )
+                + "\n"
                 for row in rows
             )
             (directory / f"{spec.kind}.jsonl").write_text(body, encoding="utf-8")
@@ -242,4 +410,3 @@ def write_files(directory: Path, records: dict[str, list[dict[str, str]]], scope
 
 async def export_records(session: AsyncSession, scope: ExportFilter) -> dict[str, list[dict[str, str]]]:
     return await Exporter(session, scope).export()
-

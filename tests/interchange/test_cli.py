@@ -72,7 +72,9 @@ def test_dry_run_import_again_and_bad_input_from_the_command_line(city_url: str,
     broken["book_entries"][0]["debit_fen"] = "100.5"
     bad = invoke(import_command, city_url, str(write_dir(tmp_path / "bad", sources(broken))))
     assert bad.exit_code == 1
-    assert "cadres.csv:3 [term_start] 日期「2021-02-29」不存在 / '2021-02-29' is not a real date" in bad.output
+    assert (
+        "cadres.csv:3 [term_start] 日期「2021-02-29」不存在 / '2021-02-29' is not a real date" in bad.output
+    )
     assert "book_entries.csv:2 [debit_fen]" in bad.output and "whole fen" in bad.output
     assert "2 problems; nothing was written" in bad.output
     assert query(city_url, table_counts) == after
@@ -90,7 +92,9 @@ def test_dry_run_import_again_and_bad_input_from_the_command_line(city_url: str,
 
 
 def test_export_filters_and_refuses_bad_options(city_url: str, tmp_path: Path) -> None:
-    assert invoke(import_command, city_url, str(write_dir(tmp_path / "in", sources(records())))).exit_code == 0
+    assert (
+        invoke(import_command, city_url, str(write_dir(tmp_path / "in", sources(records())))).exit_code == 0
+    )
     out = tmp_path / "out"
     result = invoke(export_command, city_url, str(out), "--village", VILLAGE_A, "--since", "2019-06-01")
     assert result.exit_code == 0, result.output
@@ -99,25 +103,32 @@ def test_export_filters_and_refuses_bad_options(city_url: str, tmp_path: Path) -
     entries = (out / "book_entries.csv").read_text()
     assert "OLD-J2" in entries and "OLD-J1" not in entries and "OLD-J3" not in entries
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest == {"format": "sanzi-interchange", "format_version": 1, "village": VILLAGE_A,
-                        "since": "2019-06-01"}
-    for args, words in ((("--village", "1234"), "12 digits"), (("--village", "440111999999"), "no village"),
-                        (("--since", "2019-13-01"), "YYYY-MM-DD")):
+    assert manifest == {
+        "format": "sanzi-interchange",
+        "format_version": 1,
+        "village": VILLAGE_A,
+        "since": "2019-06-01",
+    }
+    for args, words in (
+        (("--village", "1234"), "12 digits"),
+        (("--village", "440111999999"), "no village"),
+        (("--since", "2019-13-01"), "YYYY-MM-DD"),
+    ):
         refused = invoke(export_command, city_url, str(tmp_path / "x"), *args)
         assert refused.exit_code != 0 and words in refused.output, refused.output
 
 
-def test_an_import_of_an_export_reproduces_the_same_data(
-    city_url: str, backend: str, tmp_path: Path
-) -> None:
-    """Years of a scenario's trades and books (plus an earlier import) out, into a fresh database, out again."""
+def test_an_import_of_an_export_reproduces_the_same_data(city_url: str, backend: str, tmp_path: Path) -> None:
+    """Years of a scenario's trades and books (and an earlier import): out, into a fresh database, out."""
 
     async def fill(session: Any) -> int:
         await generate(session, 7, villages=12, years=10)
         return await session.scalar(select(func.count()).select_from(Contract)) or 0
 
     contracts = query(city_url, fill)
-    assert invoke(import_command, city_url, str(write_dir(tmp_path / "in", sources(records())))).exit_code == 0
+    assert (
+        invoke(import_command, city_url, str(write_dir(tmp_path / "in", sources(records())))).exit_code == 0
+    )
     first, second = tmp_path / "first", tmp_path / "second"
     assert invoke(export_command, city_url, str(first)).exit_code == 0
 

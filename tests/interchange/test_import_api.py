@@ -27,20 +27,32 @@ async def test_an_admin_uploads_a_zip_and_gets_the_report(
 ) -> None:
     before = await table_counts(db)
     body = zipped(sources(records()))
-    response = await client.post("/api/imports", content=body,
-                                 headers={**admin.headers, "Content-Type": "application/zip"})
+    response = await client.post(
+        "/api/imports", content=body, headers={**admin.headers, "Content-Type": "application/zip"}
+    )
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["valid"] is True and report["format_version"] == 1 and report["problems"] == []
     assert report["dry_run"] is False and report["written"]["contracts"] == 2
     files = {item["file"]: item for item in report["files"]}
-    assert files["bids.csv"] == {"file": "bids.csv", "kind": "bids", "rows": 3, "records": 3, "new": 3,
-                                 "unchanged": 0, "problems": 0, "loaded": True, "skipped_because": None}
+    assert files["bids.csv"] == {
+        "file": "bids.csv",
+        "kind": "bids",
+        "rows": 3,
+        "records": 3,
+        "new": 3,
+        "unchanged": 0,
+        "problems": 0,
+        "loaded": True,
+        "skipped_because": None,
+    }
     assert files["book_entries.csv"]["rows"] == 6 and files["book_entries.csv"]["records"] == 3
     after = await table_counts(db)
     assert after["contract"] == before["contract"] + 2 and after["import_key"] == before["import_key"] + 20
 
-    again = await client.post("/api/imports", content=body, headers={**admin.headers, "Content-Type": "application/zip"})
+    again = await client.post(
+        "/api/imports", content=body, headers={**admin.headers, "Content-Type": "application/zip"}
+    )
     assert again.status_code == 200 and sum(again.json()["written"].values()) == 0
     assert await table_counts(db) == after
 
@@ -49,8 +61,9 @@ async def test_multipart_dry_run_and_an_invalid_upload_write_nothing(
     client: httpx.AsyncClient, db: AsyncSession, admin: Actor
 ) -> None:
     before = await table_counts(db)
-    dry = await client.post("/api/imports", params={"dry_run": "true"}, files=multipart(records()),
-                            headers=admin.headers)
+    dry = await client.post(
+        "/api/imports", params={"dry_run": "true"}, files=multipart(records()), headers=admin.headers
+    )
     assert dry.status_code == 200, dry.text
     assert dry.json()["dry_run"] is True and dry.json()["valid"] is True and dry.json()["written"] == {}
     assert await table_counts(db) == before
@@ -62,11 +75,15 @@ async def test_multipart_dry_run_and_an_invalid_upload_write_nothing(
     assert bad.headers["content-type"].startswith("application/problem+json")
     problem = bad.json()
     assert problem["problem_count"] == 1 and problem["valid"] is False
-    assert problem["problems"] == [{
-        "file": "book_entries.csv", "line": 2, "field": "debit_fen",
-        "message": "借贷不平衡：借方合计 6557500 分，贷方合计 6557499 分",
-        "message_en": "unbalanced entry: debits 6557500 fen, credits 6557499 fen",
-    }]
+    assert problem["problems"] == [
+        {
+            "file": "book_entries.csv",
+            "line": 2,
+            "field": "debit_fen",
+            "message": "借贷不平衡：借方合计 6557500 分，贷方合计 6557499 分",
+            "message_en": "unbalanced entry: debits 6557500 fen, credits 6557499 fen",
+        }
+    ]
     assert "book_entries.csv 第 2 行" in problem["detail"] and "nothing written" in problem["detail_en"]
     assert await table_counts(db) == before
 
@@ -78,19 +95,25 @@ async def test_uploads_above_the_limit_are_refused_with_413(
     before = await table_counts(db)
     body = zipped(sources(records()))
     assert len(body) > 2000
-    response = await client.post("/api/imports", content=body,
-                                 headers={**admin.headers, "Content-Type": "application/zip"})
+    response = await client.post(
+        "/api/imports", content=body, headers={**admin.headers, "Content-Type": "application/zip"}
+    )
     assert response.status_code == 413
     problem = response.json()
-    assert problem["limit_bytes"] == 2000 and "sanzi import" in problem["detail"] and "limit" in problem["detail_en"]
+    assert (
+        problem["limit_bytes"] == 2000
+        and "sanzi import" in problem["detail"]
+        and "limit" in problem["detail_en"]
+    )
 
     # a chunked upload without a length is counted as it arrives
     async def chunks() -> Any:
         for start in range(0, len(body), 500):
-            yield body[start:start + 500]
+            yield body[start : start + 500]
 
-    streamed = await client.post("/api/imports", content=chunks(),
-                                 headers={**admin.headers, "Content-Type": "application/zip"})
+    streamed = await client.post(
+        "/api/imports", content=chunks(), headers={**admin.headers, "Content-Type": "application/zip"}
+    )
     assert streamed.status_code == 413
     assert await table_counts(db) == before
 
@@ -101,15 +124,17 @@ async def test_only_admins_may_import_and_other_bodies_are_refused(
     before = await table_counts(db)
     body = zipped(sources(records()))
     for actor in (committee_a, supervisor_a):
-        response = await client.post("/api/imports", content=body,
-                                     headers={**actor.headers, "Content-Type": "application/zip"})
+        response = await client.post(
+            "/api/imports", content=body, headers={**actor.headers, "Content-Type": "application/zip"}
+        )
         assert response.status_code == 403 and response.json()["detail"] == "您的角色无权执行此操作"
     anonymous = await client.post("/api/imports", content=body, headers={"Content-Type": "application/zip"})
     assert anonymous.status_code == 401
     json_body = await client.post("/api/imports", json={"cadres": []}, headers=admin.headers)
     assert json_body.status_code == 415 and "multipart/form-data" in json_body.json()["detail_en"]
-    not_zip = await client.post("/api/imports", content=b"not a zip",
-                                headers={**admin.headers, "Content-Type": "application/zip"})
+    not_zip = await client.post(
+        "/api/imports", content=b"not a zip", headers={**admin.headers, "Content-Type": "application/zip"}
+    )
     assert not_zip.status_code == 422 and not_zip.json()["errors"][0]["field"] == "archive"
     assert await table_counts(db) == before
 
@@ -117,8 +142,11 @@ async def test_only_admins_may_import_and_other_bodies_are_refused(
 async def test_the_scan_flags_an_imported_direct_contract_as_it_flags_one_recorded_through_the_api(
     client: httpx.AsyncClient, db: AsyncSession, admin: Actor, committee_a: Actor
 ) -> None:
-    imported = await client.post("/api/imports", content=zipped(sources(records())),
-                                 headers={**admin.headers, "Content-Type": "application/zip"})
+    imported = await client.post(
+        "/api/imports",
+        content=zipped(sources(records())),
+        headers={**admin.headers, "Content-Type": "application/zip"},
+    )
     assert imported.status_code == 200, imported.text
     asset = await make_asset(client, committee_a)
     live = await create_contract(client, committee_a, asset["id"], number="LIVE-HT-1")
