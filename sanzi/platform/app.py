@@ -68,6 +68,7 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from sanzi.auction.controllers import controllers as auction_controllers
         from sanzi.auction.scheduler import scheduler_lifespan
+        from sanzi.interchange.controllers import controllers as interchange_controllers
         from sanzi.ledger.controllers import controllers as ledger_controllers
         from sanzi.warnings.controllers import controllers as warnings_controllers
         from sanzi.warnings.engine import engine_lifespan
@@ -111,7 +112,8 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         app_config.plugins.append(SQLAlchemyPlugin(config=db_config))
         app_config.plugins.append(ChannelsPlugin(backend=channels_backend, arbitrary_channels_allowed=True))
         app_config.route_handlers.extend(
-            [*platform_controllers, *ledger_controllers, *auction_controllers, *warnings_controllers]
+            [*platform_controllers, *ledger_controllers, *auction_controllers, *warnings_controllers,
+             *interchange_controllers]
         )
         app_config.lifespan.extend([scheduler_lifespan, engine_lifespan])
         app_config.guards.append(access_guard)

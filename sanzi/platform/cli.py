@@ -275,4 +275,12 @@ def _warnings_groups() -> list[click.Group]:
     return list(getattr(warnings_cli, "groups", []))
 
 
-_GROUP_LOADERS: list[Callable[[], list[click.Group]]] = [_platform_groups, _ledger_groups, _warnings_groups]
+def _interchange_groups() -> list[click.Command]:
+    from sanzi.interchange import cli as interchange_cli
+
+    return list(getattr(interchange_cli, "groups", []))
+
+
+_GROUP_LOADERS: list[Callable[[], list[click.Command]]] = [
+    _platform_groups, _ledger_groups, _warnings_groups, _interchange_groups
+]

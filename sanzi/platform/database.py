@@ -27,6 +27,7 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 def import_all_models() -> None:
     """Import every domain's models so the metadata is complete (for Alembic and mappers)."""
     import sanzi.auction.models  # noqa: F401
+    import sanzi.interchange.models  # noqa: F401
     import sanzi.ledger.models  # noqa: F401
     import sanzi.platform.models  # noqa: F401
     import sanzi.warnings.models  # noqa: F401

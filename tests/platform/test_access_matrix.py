@@ -239,6 +239,8 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("POST", "/admin/cadres/{cadre_id:int}/end"): ADMIN,
     ("POST", "/admin/cadres/{cadre_id:int}/relatives"): ADMIN,
     ("POST", "/admin/cadres/relatives/{relative_id:int}/delete"): ADMIN,
+    # interchange
+    ("POST", "/api/imports"): ADMIN,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
