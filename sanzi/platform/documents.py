@@ -64,6 +64,10 @@ LABELS: dict[str, dict[str, str]] = {
     "deposit_state": {"none": "未缴纳", "held": "已缴纳（在账）", "refunded": "已退还", "applied": "已转作价款",
                       "forfeited": "已没收"},
     "bidder_kind": {"person": "自然人", "company": "法人/组织"},
+    "subject_type": {
+        "listing": "交易项目", "bidder": "竞买人", "contract": "合同", "village": "村", "entry": "记账凭证",
+        "election": "换届选举", "asset": "资产", "registration": "报名", "counterparty": "交易对象",
+    },
 }
 
 

@@ -182,10 +182,15 @@ def trend_chart(months: list[str], township: list[float | None], city: list[floa
 
 
 def alerts_chart(rules: list[tuple[str, dict[str, int]]]) -> Markup:
+    longest = max(len(title) for title, _ in rules)
+    most = max(sum(counts.values()) for _, counts in rules)
     chart = pygal.HorizontalStackedBar(
-        style=_chart_style(), width=760, height=max(180, 60 + 28 * len(rules)), js=[],
-        disable_xml_declaration=True, explicit_size=True, legend_at_bottom=True, truncate_label=-1,
-        title="本月新增预警（按规则、等级）", print_values=False,
+        style=_chart_style(), width=760, height=max(180, 70 + 30 * len(rules)), js=[],
+        disable_xml_declaration=True, explicit_size=True, legend_at_bottom=True, legend_at_bottom_columns=3,
+        truncate_label=-1, title="本月新增预警（按规则、等级）", print_values=False,
+        # pygal sizes label room for Latin letters; a Chinese character is about twice as wide
+        margin_left=int(longest * 11 * 0.5),
+        y_labels=list(range(0, most + 1, max(1, most // 10))),
     )
     chart.x_labels = [title for title, _ in rules]
     for severity in SEVERITIES:
