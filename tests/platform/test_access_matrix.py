@@ -23,6 +23,7 @@ from litestar import Litestar
 from sanzi.platform.models import Bidder, Role
 from sanzi.warnings.models import Alert
 from tests.conftest import VILLAGE_A, Actor
+from tests.platform.pdfs import browse_as
 
 PUBLIC = "public"
 AUTH = "authenticated"
@@ -140,6 +141,15 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("POST", "/api/warnings/scan"): ADMIN,
     ("GET", "/api/integrity"): PUBLIC,
     ("GET", "/api/villages/{code:str}/integrity"): PUBLIC,
+    # documents (PDF) and the public check of a transaction certificate
+    ("GET", "/listings/{listing_id:int}/announcement.pdf"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/result.pdf"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/certificate.pdf"): frozenset({"admin", "committee", "supervisor", "bidder"}),
+    ("GET", "/verify"): PUBLIC,
+    ("GET", "/verify/{code:str}"): PUBLIC,
+    ("GET", "/api/verify/{code:str}"): PUBLIC,
+    ("GET", "/alerts/{alert_id:int}/case-file.pdf"): SUPERVISE,
+    ("GET", "/reports/townships/{township_code:str}/{month:str}"): SUPERVISE,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
@@ -246,6 +256,8 @@ async def _world(client: httpx.AsyncClient, db: Any, make_user: Any) -> dict[str
             "alert_id": alert.id,
             "rule_id": "BID-SINGLE-BIDDER",
             "name": "max_bidders",
+            "township_code": VILLAGE_A[:9] + "000",
+            "month": f"{now.year}-{now.month:02d}.pdf",
         },
         "supervisor_b_id": actors["supervisor_b"].id if actors["supervisor_b"] else None,
         "asset_id": asset["id"],
@@ -368,15 +380,23 @@ def fill(path: str, params: dict[str, Any]) -> str:
 async def call(
     client: httpx.AsyncClient, method: str, path: str, actor: Actor | None, body: Any = None
 ) -> int:
-    headers = actor.headers if actor else {}
+    if path.startswith("/api/"):
+        headers = actor.headers if actor else {}
+    else:  # pages and documents know the caller from the session cookie, not from a bearer token
+        await browse_as(client, actor.user.username if actor else None)
+        headers = {}
     if method == "GET":
         return (await client.get(path, headers=headers)).status_code
     return (await client.request(method, path, headers=headers, json=body if body is not None else {})).status_code
 
 
 def _scoped(path: str) -> bool:
-    """Routes that reach an object of village A (by its code or an id)."""
-    return any(p in path for p in ("{code:str}", "_id:int}")) and "{user_id" not in path and "{rule_id" not in path
+    """Routes that reach an object of village A (by its code, its township's code or an id)."""
+    return (
+        any(p in path for p in ("{code:str}", "_id:int}", "{township_code:str}"))
+        and "{user_id" not in path
+        and "{rule_id" not in path
+    )
 
 
 async def test_every_route_for_every_role(
