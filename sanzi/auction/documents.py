@@ -23,11 +23,18 @@ from litestar.response import Redirect, Template
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sanzi.auction.models import Bid, DepositState, Listing, ListingAsset, ListingStatus, Registration
+from sanzi.auction.models import (
+    Bid,
+    DepositState,
+    Listing,
+    ListingAsset,
+    ListingStatus,
+    Registration,
+    RegistrationStatus,
+)
 from sanzi.auction.schemas import documents as schemas
-from sanzi.auction.services.bidding import FINISHED_STATUSES
 from sanzi.auction.services.listings import get_listing, is_official_of
-from sanzi.auction.services.results import premium_percent
+from sanzi.auction.services.results import finished_listing, premium_percent
 from sanzi.ledger import chain
 from sanzi.ledger.models import Asset, JournalEntry, LedgerRoot, LedgerRootLeaf
 from sanzi.ledger.services.books import BooksService
@@ -116,21 +123,14 @@ async def announcement_pdf(session: AsyncSession, listing_id: int, user: User | 
     )
 
 
-async def finished_public_listing(session: AsyncSession, listing_id: int) -> Listing:
-    listing = await session.get(Listing, listing_id)
-    if listing is None or listing.status not in FINISHED_STATUSES or listing.closed_at is None:
-        raise NotFound("交易结果", "result")
-    return listing
-
-
 async def result_pdf(session: AsyncSession, listing_id: int) -> bytes:
     """成交公示 for a sold listing, 流拍公告 for a failed one: public from the close on."""
-    listing = await finished_public_listing(session, listing_id)
+    listing = await finished_listing(session, listing_id)
     sold = listing.status == ListingStatus.SOLD.value
     winner = await _winner(session, listing) if sold else None
     qualified = await session.scalar(
         select(func.count()).select_from(Registration).where(
-            Registration.listing_id == listing.id, Registration.status == "qualified"
+            Registration.listing_id == listing.id, Registration.status == RegistrationStatus.QUALIFIED.value
         )
     )
     bidders_who_bid = await session.scalar(

@@ -23,15 +23,18 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from litestar import Response
 from markupsafe import Markup
 
+from sanzi.platform.document_fonts import FAMILY, built_faces
 from sanzi.platform.money import fen_to_yuan
 from sanzi.platform.settings import PROJECT_ROOT, get_settings
 
 DOCUMENTS_DIR = PROJECT_ROOT / "templates" / "documents"
 PDF_MEDIA_TYPE = "application/pdf"
 
-#: the families every document asks for, in order: Debian's Noto CJK (what ``make fonts`` installs), then the
-#: same design under its Adobe name, then common Chinese fonts of other systems
+#: the families every document asks for, in order: the documents' own cut of Noto (``sanzi documents fonts``),
+#: Debian's full Noto CJK (what ``make fonts`` installs; also for characters the cut leaves out), the same design
+#: under its Adobe name, then common Chinese fonts of other systems
 CJK_FONT_FAMILIES = (
+    FAMILY,
     "Noto Sans CJK SC",
     "Source Han Sans SC",
     "Noto Serif CJK SC",
@@ -151,7 +154,9 @@ class DocumentRenderer:
         )
         self.environment.globals.update(qr_svg=qr_svg, font_families=CJK_FONT_FAMILIES)
         self.font_config = FontConfiguration()
-        stylesheet = self.environment.get_template("document.css").render(font_families=CJK_FONT_FAMILIES)
+        stylesheet = self.environment.get_template("document.css").render(
+            font_families=CJK_FONT_FAMILIES, font_faces=[(FAMILY, weight, path.as_uri()) for weight, path in built_faces()]
+        )
         self.stylesheet = CSS(string=stylesheet, font_config=self.font_config)
         self._lock = threading.Lock()
         self._image_cache: dict[str, Any] = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sanzi.platform.document_fonts import built_faces, charset
 from sanzi.platform.documents import (
     DOCUMENTS_DIR,
     DocumentRenderer,
@@ -51,7 +52,8 @@ def test_chinese_renders_with_the_declared_font_embedded_as_a_subset(renderer: D
     assert "农村集体资产交易测试文件" in text and "成交价¥12,345.67元" in text
     assert "2026-03-0300:30" in text  # 16:30 UTC is half past midnight the next day in Shanghai
     fonts = embedded_fonts(content)
-    assert any("Noto-Sans-CJK-SC" in name for name in fonts), fonts
+    own_font = [name for name in fonts if "Sanzi-SC" in name]
+    assert own_font or any("Noto-Sans-CJK-SC" in name for name in fonts), fonts
     # subset: each embedded program is a small part of the ~19 MB font collection it comes from
     assert fonts and all(0 < size < 2_000_000 for size in fonts.values()), fonts
     save_png(content, "renderer_sample")
@@ -59,9 +61,29 @@ def test_chinese_renders_with_the_declared_font_embedded_as_a_subset(renderer: D
 
 def test_the_stylesheet_declares_the_cjk_families_by_name(renderer: DocumentRenderer) -> None:
     css = (DOCUMENTS_DIR / "document.css").read_text(encoding="utf-8")
-    rendered = renderer.environment.get_template("document.css").render(font_families=("Noto Sans CJK SC",))
+    rendered = renderer.environment.get_template("document.css").render(
+        font_families=("Sanzi SC", "Noto Sans CJK SC"), font_faces=[("Sanzi SC", 700, "file:///fonts/b.otf")]
+    )
     assert "{% for family in font_families %}" in css
-    assert 'font-family: "Noto Sans CJK SC", sans-serif;' in rendered
+    assert 'font-family: "Sanzi SC", "Noto Sans CJK SC", sans-serif;' in rendered
+    assert '@font-face { font-family: "Sanzi SC"; src: url("file:///fonts/b.otf"); font-weight: 700; }' in rendered
+
+
+def test_the_documents_font_covers_common_hanzi_and_rarer_ones_fall_back(tmp_path: Path) -> None:
+    """The cut of Noto covers GB 2312; a name with a character beyond it (堃, 䶮) still prints, from the full font."""
+    faces = built_faces()
+    if not faces:
+        pytest.skip("the documents' font is not built here (sanzi documents fonts)")
+    assert "永" in charset() and "堃" not in charset()
+    for name in ("document.css", "base.html"):
+        shutil.copy(DOCUMENTS_DIR / name, tmp_path / name)
+    (tmp_path / "names.html").write_text(
+        '{% extends "base.html" %}{% block body %}<p>竞得人：王堃、刘䶮</p>{% endblock %}', encoding="utf-8"
+    )
+    content = DocumentRenderer(tmp_path).pdf("names.html", generated_at=datetime.now(UTC), watermark=None)
+    assert "竞得人：王堃、刘䶮" in pdf_text(content)
+    names = embedded_fonts(content)
+    assert any("Sanzi-SC" in name for name in names) and any("Noto-Sans-CJK" in name for name in names), names
 
 
 def test_amounts_times_and_words() -> None:
