@@ -44,7 +44,9 @@ from sanzi.platform.models import Bidder, Collective, Role, User, Village
 from sanzi.platform.problems import Conflict, NotFound
 
 CERTIFICATE_VERSION = 1
-_CODE = re.compile(r"^(\d{1,12})-?((?:[A-Z2-7]{4}-?){4})$")
+_LISTING_ID = re.compile(r"^\d{1,12}$")
+_LETTERS = re.compile(r"^[A-Z2-7]{16}$")
+_LOOKALIKES = str.maketrans("018", "OIB")
 #: how many of the latest bids a result notice prints (the full history is on the result page)
 RESULT_NOTICE_BIDS = 30
 
@@ -196,13 +198,15 @@ def certificate_code(facts: dict[str, Any]) -> str:
 
 
 def parse_code(code: str) -> tuple[int, str] | None:
-    """(listing id, the code in its canonical spelling), or None when it cannot be a certificate's code."""
-    cleaned = re.sub(r"\s+", "", code).upper()
-    match = _CODE.match(cleaned)
-    if match is None:
+    """(listing id, the code in its canonical spelling), or None when it cannot be a certificate's code.
+
+    Read off paper, a code arrives in any case, with or without its dashes and spaces, and with 0, 1 or 8 typed
+    for the letters O, I, B (base32 has no such digits): the last 16 characters are the letters, the rest the id."""
+    cleaned = re.sub(r"[\s\-]+", "", code).upper()
+    listing_part, letters = cleaned[:-16], cleaned[-16:].translate(_LOOKALIKES)
+    if not _LISTING_ID.match(listing_part) or not _LETTERS.match(letters):
         return None
-    letters = match.group(2).replace("-", "")
-    listing_id = int(match.group(1))
+    listing_id = int(listing_part)
     return listing_id, f"{listing_id}-" + "-".join(letters[i : i + 4] for i in range(0, 16, 4))
 
 

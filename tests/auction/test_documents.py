@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sanzi.auction.documents import parse_code
 from sanzi.auction.models import Listing, ListingStatus, Registration
 from sanzi.auction.services.bidding import place_bid
 from sanzi.auction.services.results import close_listing
@@ -176,6 +177,9 @@ async def test_a_certificate_verifies_against_the_published_books(
     assert "真实有效" in page.text and "¥104,500.00" in page.text and root.root_hash in page.text
     # lower case and spaces as someone types them off paper still find it
     assert (await client.get(f"/api/verify/{code.lower().replace('-', ' ', 2)}")).status_code == 200
+    listing_part, letters = code.split("-", 1)  # 0, 1 and 8 typed for O, I and B (base32 has no such digits)
+    typed = listing_part + "-" + letters.replace("O", "0").replace("I", "1").replace("B", "8")
+    assert (await client.get(f"/api/verify/{typed}")).json()["code"] == code
     form = await client.get("/verify", params={"code": f" {code} "}, follow_redirects=False)
     assert form.status_code == 303 and form.headers["location"] == f"/verify/{code}"
     assert (await client.get("/verify")).status_code == 200
@@ -237,3 +241,11 @@ async def test_a_forfeited_trade_gets_no_certificate_and_its_code_says_it_lapsed
     verification = (await client.get(f"/api/verify/{match.group(1)}")).json()
     assert verification["in_force"] is False and "已失效" in verification["verdict"]
     assert await db.scalar(select(func.count()).select_from(Registration)) == registrations
+
+
+def test_codes_typed_off_paper_are_read_back() -> None:
+    canonical = (12, "12-2ABC-DEFG-HJKL-MNOP")
+    for typed in ("12-2ABC-DEFG-HJKL-MNOP", "12 2abc defg hjkl mnop", "122ABCDEFGHJKLMNOP", "12-2A8C-DEFG-HJKL-MN0P"):
+        assert parse_code(typed) == canonical, typed
+    for wrong in ("", "12", "12-ABC", "ABCD-2ABC-DEFG-HJKL-MNOP", "12-2ABC-DEFG-HJKL-MNO9", "1234567890123-2ABCDEFGHJKLMNOP"):
+        assert parse_code(wrong) is None, wrong
