@@ -131,7 +131,9 @@ async def result_pdf(session: AsyncSession, listing_id: int) -> bytes:
     sold = listing.status == ListingStatus.SOLD.value
     winner = await _winner(session, listing) if sold else None
     qualified = await session.scalar(
-        select(func.count()).select_from(Registration).where(
+        select(func.count())
+        .select_from(Registration)
+        .where(
             Registration.listing_id == listing.id, Registration.status == RegistrationStatus.QUALIFIED.value
         )
     )
@@ -242,7 +244,11 @@ async def _certified(session: AsyncSession, listing_id: int) -> _Certified | Non
     ):
         return None
     registration, bidder = await _winner(session, listing)
-    anchor = await session.get(JournalEntry, registration.deposit_entry_id) if registration.deposit_entry_id else None
+    anchor = (
+        await session.get(JournalEntry, registration.deposit_entry_id)
+        if registration.deposit_entry_id
+        else None
+    )
     return _Certified(
         listing,
         await _assets(session, listing.id),
@@ -265,7 +271,8 @@ async def certificate_pdf(session: AsyncSession, listing_id: int, user: User, ba
         raise NotFound("交易鉴证书", "certificate")
     if not certified.in_force:
         raise Conflict(
-            "竞得人逾期未签约、保证金已没收，该交易不再出具鉴证书", "the winner defaulted; no certificate is issued"
+            "竞得人逾期未签约、保证金已没收，该交易不再出具鉴证书",
+            "the winner defaulted; no certificate is issued",
         )
     listing = certified.listing
     return await render_pdf(
@@ -321,7 +328,11 @@ async def _books_check(session: AsyncSession, certified: _Certified) -> schemas.
     leaf = leaves[index]
     encoded = [chain.leaf_bytes(*row) for row in leaves]
     path = chain.inclusion_proof(index, encoded)
-    check.leaf_index, check.leaf_chain_length, check.leaf_chain_head = index, leaf.chain_length, leaf.chain_head
+    check.leaf_index, check.leaf_chain_length, check.leaf_chain_head = (
+        index,
+        leaf.chain_length,
+        leaf.chain_head,
+    )
     check.audit_path = [node.hex() for node in path]
     check.covered_by_root = leaf.chain_length >= anchor.seq
     # the published head must lie on today's chain: a chain rewritten after publication does not pass
@@ -349,15 +360,19 @@ def _verdict(certified: _Certified, books: schemas.BooksCheck | None) -> tuple[s
         )
     if not books.chain_intact:
         return (
-            f"警告：鉴证书与平台成交记录一致，但该村账簿哈希链校验未通过（自第 {books.chain_break_seq} 笔起），"
-            "请向镇街监管部门反映。",
+            (
+                f"警告：鉴证书与平台成交记录一致，但该村账簿哈希链校验未通过（自第 {books.chain_break_seq} 笔起），"
+                "请向镇街监管部门反映。"
+            ),
             f"the certificate matches, but the village's hash chain breaks at seq {books.chain_break_seq}",
             False,
         )
     if books.root is None or not books.covered_by_root:
         return (
-            "鉴证书与平台成交记录一致，保证金分录在该村账簿哈希链中；该分录尚未纳入已发布的账簿根，"
-            "请在下次发布后再核对。",
+            (
+                "鉴证书与平台成交记录一致，保证金分录在该村账簿哈希链中；该分录尚未纳入已发布的账簿根，"
+                "请在下次发布后再核对。"
+            ),
             "the certificate matches and its entry is in the chain; no published root covers it yet",
             False,
         )
@@ -438,7 +453,9 @@ class TradingDocumentController(Controller):
     tags = ["documents"]
 
     @get("/listings/{listing_id:int}/announcement.pdf", operation_id="AnnouncementPdf", opt=PUBLIC)
-    async def announcement(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Response[bytes]:
+    async def announcement(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Response[bytes]:
         content = await announcement_pdf(db_session, listing_id, request.user)
         listing = await db_session.get(Listing, listing_id)
         private = listing is None or listing.announced_at is None
@@ -456,7 +473,9 @@ class TradingDocumentController(Controller):
         operation_id="CertificatePdf",
         opt=roles(Role.ADMIN, Role.COMMITTEE, Role.SUPERVISOR, Role.BIDDER),
     )
-    async def certificate(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Response[bytes]:
+    async def certificate(
+        self, db_session: AsyncSession, request: AnyRequest, listing_id: int
+    ) -> Response[bytes]:
         content = await certificate_pdf(db_session, listing_id, request.user, str(request.base_url))
         listing = await db_session.get(Listing, listing_id)
         return pdf_response(content, _filename(listing, listing_id, "交易鉴证书"), private=True)
@@ -497,7 +516,9 @@ def _verify_page(
             final_price=yuan(verification.final_price),
             starting_price=yuan(verification.starting_price),
             closed_at=local_time(verification.closed_at),
-            publicity_ends_at=local_time(verification.publicity_ends_at) if verification.publicity_ends_at else None,
+            publicity_ends_at=local_time(verification.publicity_ends_at)
+            if verification.publicity_ends_at
+            else None,
             root_published_at=local_time(books.root.published_at) if books and books.root else None,
         )
     return Template("verify.html", context=context, status_code=status_code)

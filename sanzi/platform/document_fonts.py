@@ -40,8 +40,15 @@ def built_faces() -> list[tuple[int, Path]]:
 def charset() -> str:
     """GB 2312's characters, printable ASCII and Latin-1, general punctuation, CJK symbols, full-width forms."""
     characters = {chr(c) for c in range(0x20, 0x7F)} | {chr(c) for c in range(0xA0, 0x100)}
-    for ranges in ((0x2000, 0x2070), (0x20A0, 0x20C0), (0x2100, 0x2200), (0x2460, 0x2500), (0x25A0, 0x2600),
-                   (0x3000, 0x3040), (0xFF00, 0xFFF0)):
+    for ranges in (
+        (0x2000, 0x2070),
+        (0x20A0, 0x20C0),
+        (0x2100, 0x2200),
+        (0x2460, 0x2500),
+        (0x25A0, 0x2600),
+        (0x3000, 0x3040),
+        (0xFF00, 0xFFF0),
+    ):
         characters |= {chr(c) for c in range(*ranges)}
     for high in range(0xA1, 0xF8):
         for low in range(0xA1, 0xFF):
@@ -64,7 +71,10 @@ def source_face(weight: str) -> SourceFace | None:
         return None
     found = subprocess.run(
         ["fc-match", "-f", "%{family}|%{file}|%{index}", f"{SOURCE_FAMILY}:style={weight}"],
-        capture_output=True, text=True, check=False, timeout=30,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     ).stdout
     family, _, rest = found.partition("|")
     path, _, index = rest.partition("|")
@@ -83,10 +93,20 @@ def subset_face(source: SourceFace, text: str, target: Path) -> str:
             characters.write(text)
             characters.flush()
             subprocess.run(
-                [hb_subset, str(source.path), f"--face-index={source.index}", f"--text-file={characters.name}",
-                 "--layout-features=*", "--name-IDs=*", "--name-languages=*", "--no-hinting",
-                 f"--output-file={partial}"],
-                check=True, capture_output=True, timeout=600,
+                [
+                    hb_subset,
+                    str(source.path),
+                    f"--face-index={source.index}",
+                    f"--text-file={characters.name}",
+                    "--layout-features=*",
+                    "--name-IDs=*",
+                    "--name-languages=*",
+                    "--no-hinting",
+                    f"--output-file={partial}",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=600,
             )
         tool = "hb-subset"
     else:
@@ -138,7 +158,9 @@ def build_fonts(force: bool) -> None:
             try:
                 tool = subset_face(source, text, target)
             except (subprocess.CalledProcessError, OSError) as exc:
-                raise click.ClickException(f"字体子集生成失败 / could not subset {source.path}: {exc}") from exc
+                raise click.ClickException(
+                    f"字体子集生成失败 / could not subset {source.path}: {exc}"
+                ) from exc
         console.print(f"{target}: {target.stat().st_size // 1024} KiB, with {tool}")
 
 

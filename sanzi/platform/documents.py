@@ -49,27 +49,54 @@ LABELS: dict[str, dict[str, str]] = {
     "trade_type": {"lease": "出租", "contracting": "发包", "transfer": "转让", "joint_venture": "合作经营"},
     "price_basis": {"total": "总价", "per_year": "元/年", "per_mu_year": "元/亩/年"},
     "asset_kind": {
-        "farmland": "耕地", "fish_pond": "鱼塘", "forest": "林地", "construction_land": "集体建设用地",
-        "building": "厂房/楼宇", "shop": "商铺", "equipment": "设备", "other": "其他",
+        "farmland": "耕地",
+        "fish_pond": "鱼塘",
+        "forest": "林地",
+        "construction_land": "集体建设用地",
+        "building": "厂房/楼宇",
+        "shop": "商铺",
+        "equipment": "设备",
+        "other": "其他",
     },
     "area_unit": {"mu": "亩", "m2": "平方米", "item": "台/套"},
     "severity": {"red": "红色", "orange": "橙色", "yellow": "黄色"},
     "level": {"green": "绿色", "yellow": "黄色", "orange": "橙色", "red": "红色"},
     "alert_status": {
-        "new": "新预警", "assigned": "已分派", "investigating": "核查中", "confirmed": "属实·限期整改",
+        "new": "新预警",
+        "assigned": "已分派",
+        "investigating": "核查中",
+        "confirmed": "属实·限期整改",
         "dismissed": "不属实·已排除",
     },
     "alert_action": {
-        "raised": "系统预警", "updated": "预警更新", "assigned": "分派", "investigating": "开始核查",
-        "confirmed": "认定属实", "dismissed": "排除", "response": "村委会回应", "rectified": "整改完成",
+        "raised": "系统预警",
+        "updated": "预警更新",
+        "assigned": "分派",
+        "investigating": "开始核查",
+        "confirmed": "认定属实",
+        "dismissed": "排除",
+        "response": "村委会回应",
+        "rectified": "整改完成",
     },
     "family": {"bid": "围标串标", "undisclosed": "应进场未进场", "election": "换届选举"},
-    "deposit_state": {"none": "未缴纳", "held": "已缴纳（在账）", "refunded": "已退还", "applied": "已转作价款",
-                      "forfeited": "已没收"},
+    "deposit_state": {
+        "none": "未缴纳",
+        "held": "已缴纳（在账）",
+        "refunded": "已退还",
+        "applied": "已转作价款",
+        "forfeited": "已没收",
+    },
     "bidder_kind": {"person": "自然人", "company": "法人/组织"},
     "subject_type": {
-        "listing": "交易项目", "bidder": "竞买人", "contract": "合同", "village": "村", "entry": "记账凭证",
-        "election": "换届选举", "asset": "资产", "registration": "报名", "counterparty": "交易对象",
+        "listing": "交易项目",
+        "bidder": "竞买人",
+        "contract": "合同",
+        "village": "村",
+        "entry": "记账凭证",
+        "election": "换届选举",
+        "asset": "资产",
+        "registration": "报名",
+        "counterparty": "交易对象",
     },
 }
 
@@ -155,7 +182,8 @@ class DocumentRenderer:
         self.environment.globals.update(qr_svg=qr_svg, font_families=CJK_FONT_FAMILIES)
         self.font_config = FontConfiguration()
         stylesheet = self.environment.get_template("document.css").render(
-            font_families=CJK_FONT_FAMILIES, font_faces=[(FAMILY, weight, path.as_uri()) for weight, path in built_faces()]
+            font_families=CJK_FONT_FAMILIES,
+            font_faces=[(FAMILY, weight, path.as_uri()) for weight, path in built_faces()],
         )
         self.stylesheet = CSS(string=stylesheet, font_config=self.font_config)
         self._lock = threading.Lock()

@@ -55,7 +55,9 @@ async def _evidence_rows(session: AsyncSession, evidence: dict[str, Any]) -> lis
         return [int(item) for item in evidence.get(kind, []) if isinstance(item, int) or str(item).isdigit()]
 
     rows: list[dict[str, str]] = []
-    for listing in await session.scalars(select(Listing).where(Listing.id.in_(ids("listings"))).order_by(Listing.id)):
+    for listing in await session.scalars(
+        select(Listing).where(Listing.id.in_(ids("listings"))).order_by(Listing.id)
+    ):
         price = f"成交价 {listing.final_price_fen / 100:,.2f} 元" if listing.final_price_fen else "未成交"
         rows.append({"kind": "交易项目", "ref": listing.number, "text": f"{listing.title}（{price}）"})
     for contract in await session.scalars(
@@ -80,8 +82,12 @@ async def _evidence_rows(session: AsyncSession, evidence: dict[str, Any]) -> lis
             }
         )
     for asset in await session.scalars(select(Asset).where(Asset.id.in_(ids("assets"))).order_by(Asset.id)):
-        rows.append({"kind": "资产", "ref": asset.code, "text": f"{asset.name}（{label(asset.kind, 'asset_kind')}）"})
-    for bidder in await session.scalars(select(Bidder).where(Bidder.id.in_(ids("bidders"))).order_by(Bidder.id)):
+        rows.append(
+            {"kind": "资产", "ref": asset.code, "text": f"{asset.name}（{label(asset.kind, 'asset_kind')}）"}
+        )
+    for bidder in await session.scalars(
+        select(Bidder).where(Bidder.id.in_(ids("bidders"))).order_by(Bidder.id)
+    ):
         rows.append({"kind": "竞买人", "ref": str(bidder.id), "text": bidder.name})
     registrations = await session.execute(
         select(Registration.id, Registration.bidder_number, Bidder.name, Listing.number)
@@ -91,7 +97,9 @@ async def _evidence_rows(session: AsyncSession, evidence: dict[str, Any]) -> lis
         .order_by(Registration.id)
     )
     for _, number, name, listing_number in registrations:
-        rows.append({"kind": "报名", "ref": f"竞买号 {number or '—'}", "text": f"{name}（项目 {listing_number}）"})
+        rows.append(
+            {"kind": "报名", "ref": f"竞买号 {number or '—'}", "text": f"{name}（项目 {listing_number}）"}
+        )
     described = {"listings", "contracts", "entries", "assets", "bidders", "registrations"}
     for kind, items in sorted(evidence.items()):
         if kind in described or not isinstance(items, list):
@@ -171,8 +179,17 @@ def _svg(chart: Any) -> Markup:
 
 def trend_chart(months: list[str], township: list[float | None], city: list[float | None]) -> Markup:
     chart = pygal.Line(
-        style=_chart_style(), width=760, height=300, js=[], disable_xml_declaration=True, explicit_size=True,
-        range=(0, 100), legend_at_bottom=True, truncate_label=-1, show_minor_x_labels=True, dots_size=3,
+        style=_chart_style(),
+        width=760,
+        height=300,
+        js=[],
+        disable_xml_declaration=True,
+        explicit_size=True,
+        range=(0, 100),
+        legend_at_bottom=True,
+        truncate_label=-1,
+        show_minor_x_labels=True,
+        dots_size=3,
         title="廉情指数走势（100 为无预警）",
     )
     chart.x_labels = months
@@ -185,9 +202,17 @@ def alerts_chart(rules: list[tuple[str, dict[str, int]]]) -> Markup:
     longest = max(len(title) for title, _ in rules)
     most = max(sum(counts.values()) for _, counts in rules)
     chart = pygal.HorizontalStackedBar(
-        style=_chart_style(), width=760, height=max(180, 70 + 30 * len(rules)), js=[],
-        disable_xml_declaration=True, explicit_size=True, legend_at_bottom=True, legend_at_bottom_columns=3,
-        truncate_label=-1, title="本月新增预警（按规则、等级）", print_values=False,
+        style=_chart_style(),
+        width=760,
+        height=max(180, 70 + 30 * len(rules)),
+        js=[],
+        disable_xml_declaration=True,
+        explicit_size=True,
+        legend_at_bottom=True,
+        legend_at_bottom_columns=3,
+        truncate_label=-1,
+        title="本月新增预警（按规则、等级）",
+        print_values=False,
         # pygal sizes label room for Latin letters; a Chinese character is about twice as wide
         margin_left=int(longest * 11 * 0.5),
         y_labels=list(range(0, most + 1, max(1, most // 10))),
@@ -230,7 +255,9 @@ async def township_report_data(session: AsyncSession, township: Township, month:
     start, end = _month_bounds(month)
     prefix = township.code[:9]
     villages = list(
-        await session.scalars(select(Village).where(Village.township_code == township.code).order_by(Village.code))
+        await session.scalars(
+            select(Village).where(Village.township_code == township.code).order_by(Village.code)
+        )
     )
     names = {village.code: village.name for village in villages}
 
@@ -238,7 +265,9 @@ async def township_report_data(session: AsyncSession, township: Township, month:
     closed = list(
         await session.scalars(
             select(Listing)
-            .where(Listing.village_code.startswith(prefix), Listing.closed_at >= start, Listing.closed_at < end)
+            .where(
+                Listing.village_code.startswith(prefix), Listing.closed_at >= start, Listing.closed_at < end
+            )
             .order_by(Listing.closed_at)
         )
     )
@@ -246,7 +275,9 @@ async def township_report_data(session: AsyncSession, township: Township, month:
     announced = await session.scalar(
         select(func.count())
         .select_from(Listing)
-        .where(Listing.village_code.startswith(prefix), Listing.announced_at >= start, Listing.announced_at < end)
+        .where(
+            Listing.village_code.startswith(prefix), Listing.announced_at >= start, Listing.announced_at < end
+        )
     )
     trades_by_village: dict[str, list[Listing]] = defaultdict(list)
     for listing in sold:
@@ -287,9 +318,15 @@ async def township_report_data(session: AsyncSession, township: Township, month:
         (
             alert
             for alert in alerts
-            if alert.due_on is not None and alert.due_on < month_end_day
-            and (at_end[alert.id] in OPEN or (at_end[alert.id] == AlertStatus.CONFIRMED.value
-                                              and (alert.rectified_at is None or _aware(alert.rectified_at) >= end)))
+            if alert.due_on is not None
+            and alert.due_on < month_end_day
+            and (
+                at_end[alert.id] in OPEN
+                or (
+                    at_end[alert.id] == AlertStatus.CONFIRMED.value
+                    and (alert.rectified_at is None or _aware(alert.rectified_at) >= end)
+                )
+            )
         ),
         key=lambda alert: (alert.due_on, alert.id),
     )
@@ -298,7 +335,9 @@ async def township_report_data(session: AsyncSession, township: Township, month:
     index_rows = {
         row.village_code: row
         for row in await session.scalars(
-            select(IntegrityIndex).where(IntegrityIndex.township_code == township.code, IntegrityIndex.month == month)
+            select(IntegrityIndex).where(
+                IntegrityIndex.township_code == township.code, IntegrityIndex.month == month
+            )
         )
     }
     serial = month.year * 12 + month.month - 1
@@ -308,8 +347,11 @@ async def township_report_data(session: AsyncSession, township: Township, month:
         (
             await session.execute(
                 select(IntegrityIndex.month, func.avg(IntegrityIndex.score))
-                .where(IntegrityIndex.township_code == township.code, IntegrityIndex.month >= first,
-                       IntegrityIndex.month <= month)
+                .where(
+                    IntegrityIndex.township_code == township.code,
+                    IntegrityIndex.month >= first,
+                    IntegrityIndex.month <= month,
+                )
                 .group_by(IntegrityIndex.month)
             )
         ).all()
@@ -338,8 +380,10 @@ async def township_report_data(session: AsyncSession, township: Township, month:
                 "name": village.name,
                 "score": index.score if index else None,
                 "level": index.level if index else None,
-                "open": {s: sum(1 for a in open_at_end if a.village_code == village.code and a.severity == s)
-                         for s in SEVERITIES},
+                "open": {
+                    s: sum(1 for a in open_at_end if a.village_code == village.code and a.severity == s)
+                    for s in SEVERITIES
+                },
                 "trades": len(trades),
                 "value_fen": sum(listing.final_price_fen or 0 for listing in trades),
             }
@@ -358,7 +402,9 @@ async def township_report_data(session: AsyncSession, township: Township, month:
             "sold": len(sold),
             "failed": len(closed) - len(sold),
             "value_fen": sum(listing.final_price_fen or 0 for listing in sold),
-            "premium": _premium([(listing.starting_price_fen, listing.final_price_fen or 0) for listing in sold]),
+            "premium": _premium(
+                [(listing.starting_price_fen, listing.final_price_fen or 0) for listing in sold]
+            ),
             "raised": len(raised),
             "raised_by_severity": Counter(alert.severity for alert in raised),
             "open_at_end": len(open_at_end),
@@ -378,7 +424,9 @@ async def township_report_data(session: AsyncSession, township: Township, month:
             [mean(township_means, m) for m in months],
             [mean(city_means, m) for m in months],
         ),
-        "alerts_chart": alerts_chart([(title, counts) for title, counts, _ in rule_rows]) if rule_rows else None,
+        "alerts_chart": alerts_chart([(title, counts) for title, counts, _ in rule_rows])
+        if rule_rows
+        else None,
     }
 
 
@@ -387,7 +435,9 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def township_report_pdf(session: AsyncSession, township_code: str, month_text: str, user: User) -> bytes:
+async def township_report_pdf(
+    session: AsyncSession, township_code: str, month_text: str, user: User
+) -> bytes:
     code = normalise_code(township_code, "township_code")
     township = await session.get(Township, code)
     if township is None:

@@ -42,7 +42,9 @@ async def village_name(db: AsyncSession, code: str = VILLAGE_A) -> str:
 
 async def sold(db: AsyncSession) -> LiveListing:
     """Two bidders, 100,000.00 then 104,500.00 yuan a year; closed at 2026-03-02 11:30 Shanghai time."""
-    live = await make_live_listing(db, bidders=2, now=START, starts_in=timedelta(0), ends_in=timedelta(hours=1))
+    live = await make_live_listing(
+        db, bidders=2, now=START, starts_in=timedelta(0), ends_in=timedelta(hours=1)
+    )
     await place_bid(db, live.id, live.bidders[0].bidder, 100_000_00, "b1", START + timedelta(minutes=1))
     await place_bid(db, live.id, live.bidders[1].bidder, 104_500_00, "b2", START + timedelta(minutes=2))
     await close_listing(db, live.id, START + timedelta(hours=1, minutes=30))
@@ -52,9 +54,15 @@ async def sold(db: AsyncSession) -> LiveListing:
 async def test_announcement_is_public_once_announced_and_a_draft_only_for_its_officials(
     client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor, committee_b: Actor
 ) -> None:
-    live = await make_live_listing(db, bidders=0, now=START, status=ListingStatus.ANNOUNCED,
-                                   starts_in=timedelta(days=1), ends_in=timedelta(days=1, hours=2),
-                                   reserve_price_fen=123_456_78)
+    live = await make_live_listing(
+        db,
+        bidders=0,
+        now=START,
+        status=ListingStatus.ANNOUNCED,
+        starts_in=timedelta(days=1),
+        ends_in=timedelta(days=1, hours=2),
+        reserve_price_fen=123_456_78,
+    )
     response = await client.get(f"/listings/{live.id}/announcement.pdf")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/pdf"
@@ -70,7 +78,9 @@ async def test_announcement_is_public_once_announced_and_a_draft_only_for_its_of
     save_png(response.content, "announcement")
 
     # a draft: its own committee previews it, marked as such; the public and other villages do not see it
-    await db.execute(update(Listing).where(Listing.id == live.id).values(announced_at=None, status="approved"))
+    await db.execute(
+        update(Listing).where(Listing.id == live.id).values(announced_at=None, status="approved")
+    )
     await db.commit()
     assert (await client.get(f"/listings/{live.id}/announcement.pdf")).status_code == 404
     await browse_as(client, committee_b.user.username)
@@ -83,7 +93,9 @@ async def test_announcement_is_public_once_announced_and_a_draft_only_for_its_of
     assert (await client.get("/listings/999999999/announcement.pdf")).status_code == 404
 
 
-async def test_result_notice_for_a_sale_and_for_a_failure(client: httpx.AsyncClient, db: AsyncSession) -> None:
+async def test_result_notice_for_a_sale_and_for_a_failure(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
     live = await sold(db)
     response = await client.get(f"/listings/{live.id}/result.pdf")
     assert response.status_code == 200, response.text
@@ -95,7 +107,9 @@ async def test_result_notice_for_a_sale_and_for_a_failure(client: httpx.AsyncCli
     assert "共出价2次" in text
     save_png(response.content, "result")
 
-    failed = await make_live_listing(db, bidders=1, now=START, starts_in=timedelta(0), ends_in=timedelta(hours=1))
+    failed = await make_live_listing(
+        db, bidders=1, now=START, starts_in=timedelta(0), ends_in=timedelta(hours=1)
+    )
     await close_listing(db, failed.id, START + timedelta(hours=2))
     notice = pdf_text((await client.get(f"/listings/{failed.id}/result.pdf")).content)
     assert "流拍公告" in notice and "无人出价" in notice and "成交公示" not in notice
@@ -163,7 +177,10 @@ async def test_a_certificate_verifies_against_the_published_books(
     assert response.status_code == 200, response.text
     verification = response.json()
     assert verification["valid"] and verification["in_force"] and verification["books_verified"]
-    assert verification["final_price"] == "104500.00" and verification["winner_name"] == live.bidders[1].bidder.name
+    assert (
+        verification["final_price"] == "104500.00"
+        and verification["winner_name"] == live.bidders[1].bidder.name
+    )
     assert verification["village_code"] == VILLAGE_A and verification["number"] == live.listing.number
     books = verification["books"]
     entry = await db.get(JournalEntry, live.bidders[1].registration.deposit_entry_id)
@@ -196,7 +213,7 @@ async def test_forged_and_altered_certificates_say_so(
     code = match.group(1)
     last = code[-1]
     forged = code[:-1] + ("A" if last != "A" else "B")
-    for candidate in (forged, f"{live.id + 1000}{code[len(str(live.id)):]}", "not-a-code", "12345"):
+    for candidate in (forged, f"{live.id + 1000}{code[len(str(live.id)) :]}", "not-a-code", "12345"):
         api = await client.get(f"/api/verify/{candidate}")
         assert api.status_code == 404, candidate
         assert api.json()["detail"].startswith("验证码无效") and "伪造" in api.json()["detail"]
@@ -218,7 +235,10 @@ async def test_forged_and_altered_certificates_say_so(
     await db.commit()
     tampered = (await client.get(f"/api/verify/{code}")).json()
     assert tampered["valid"] is True and tampered["books_verified"] is False
-    assert tampered["books"]["chain_intact"] is False and tampered["books"]["chain_break_reason"] == "hash_mismatch"
+    assert (
+        tampered["books"]["chain_intact"] is False
+        and tampered["books"]["chain_break_reason"] == "hash_mismatch"
+    )
     assert "哈希链校验未通过" in tampered["verdict"]
     assert "哈希链校验未通过" in (await client.get(f"/verify/{code}")).text
 
@@ -233,7 +253,9 @@ async def test_a_forfeited_trade_gets_no_certificate_and_its_code_says_it_lapsed
     assert match
     registrations = await db.scalar(select(func.count()).select_from(Registration))
     await db.execute(
-        update(Registration).where(Registration.id == live.bidders[1].registration.id).values(deposit_state="forfeited")
+        update(Registration)
+        .where(Registration.id == live.bidders[1].registration.id)
+        .values(deposit_state="forfeited")
     )
     await db.commit()
     refused = await client.get(f"/listings/{live.id}/certificate.pdf")
@@ -245,7 +267,19 @@ async def test_a_forfeited_trade_gets_no_certificate_and_its_code_says_it_lapsed
 
 def test_codes_typed_off_paper_are_read_back() -> None:
     canonical = (12, "12-2ABC-DEFG-HJKL-MNOP")
-    for typed in ("12-2ABC-DEFG-HJKL-MNOP", "12 2abc defg hjkl mnop", "122ABCDEFGHJKLMNOP", "12-2A8C-DEFG-HJKL-MN0P"):
+    for typed in (
+        "12-2ABC-DEFG-HJKL-MNOP",
+        "12 2abc defg hjkl mnop",
+        "122ABCDEFGHJKLMNOP",
+        "12-2A8C-DEFG-HJKL-MN0P",
+    ):
         assert parse_code(typed) == canonical, typed
-    for wrong in ("", "12", "12-ABC", "ABCD-2ABC-DEFG-HJKL-MNOP", "12-2ABC-DEFG-HJKL-MNO9", "1234567890123-2ABCDEFGHJKLMNOP"):
+    for wrong in (
+        "",
+        "12",
+        "12-ABC",
+        "ABCD-2ABC-DEFG-HJKL-MNOP",
+        "12-2ABC-DEFG-HJKL-MNO9",
+        "1234567890123-2ABCDEFGHJKLMNOP",
+    ):
         assert parse_code(wrong) is None, wrong

@@ -40,7 +40,9 @@ def embedded_fonts(content: bytes) -> dict[str, int]:
                 if "/DescendantFonts" in font
                 else font.get("/FontDescriptor", {}).get_object()
             )
-            program = next((descriptor[k] for k in ("/FontFile", "/FontFile2", "/FontFile3") if k in descriptor), None)
+            program = next(
+                (descriptor[k] for k in ("/FontFile", "/FontFile2", "/FontFile3") if k in descriptor), None
+            )
             fonts[str(font["/BaseFont"])] = len(program.get_object().get_data()) if program is not None else 0
     return fonts
 

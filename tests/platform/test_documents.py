@@ -66,7 +66,10 @@ def test_the_stylesheet_declares_the_cjk_families_by_name(renderer: DocumentRend
     )
     assert "{% for family in font_families %}" in css
     assert 'font-family: "Sanzi SC", "Noto Sans CJK SC", sans-serif;' in rendered
-    assert '@font-face { font-family: "Sanzi SC"; src: url("file:///fonts/b.otf"); font-weight: 700; }' in rendered
+    assert (
+        '@font-face { font-family: "Sanzi SC"; src: url("file:///fonts/b.otf"); font-weight: 700; }'
+        in rendered
+    )
 
 
 def test_the_documents_font_covers_common_hanzi_and_rarer_ones_fall_back(tmp_path: Path) -> None:
@@ -87,7 +90,12 @@ def test_the_documents_font_covers_common_hanzi_and_rarer_ones_fall_back(tmp_pat
 
 
 def test_amounts_times_and_words() -> None:
-    assert yuan(123456789) == "1,234,567.89" and yuan(5) == "0.05" and yuan(-150) == "-1.50" and yuan(None) == "—"
+    assert (
+        yuan(123456789) == "1,234,567.89"
+        and yuan(5) == "0.05"
+        and yuan(-150) == "-1.50"
+        and yuan(None) == "—"
+    )
     assert local_time(datetime(2026, 10, 31, 16, 0, tzinfo=UTC)) == "2026-11-01 00:00"
     assert local_time(datetime(2026, 10, 31, 16, 0)) == "2026-11-01 00:00"  # naive values are UTC (SQLite)
     assert chinese_date(date(2026, 3, 2)) == "2026年3月2日"
@@ -104,6 +112,8 @@ def test_qr_code_is_an_inline_svg_element() -> None:
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_fonts_finds_the_font_or_says_what_to_install() -> None:
-    done = subprocess.run(["make", "-s", "fonts"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["make", "-s", "fonts"], check=False, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "CJK font:" in done.stdout or "apt-get install" in done.stdout, done.stdout

@@ -28,15 +28,28 @@ def make_alert(
     rule_id: str, severity: str, raised: datetime, subject_id: str, evidence: dict[str, Any], **values: Any
 ) -> Alert:
     return Alert(
-        rule_id=rule_id, family="bid", subject_type="listing", subject_id=subject_id, village_code=VILLAGE_A,
-        township_code=TOWNSHIP_A, district_code=VILLAGE_A[:6] + "000000", severity=severity,
-        score={"red": 90.0, "orange": 60.0, "yellow": 30.0}[severity], explanation=f"{rule_id} 测试说明：{subject_id}",
-        evidence=evidence, occurred_at=raised, first_raised_at=raised, last_updated_at=raised, **values,
+        rule_id=rule_id,
+        family="bid",
+        subject_type="listing",
+        subject_id=subject_id,
+        village_code=VILLAGE_A,
+        township_code=TOWNSHIP_A,
+        district_code=VILLAGE_A[:6] + "000000",
+        severity=severity,
+        score={"red": 90.0, "orange": 60.0, "yellow": 30.0}[severity],
+        explanation=f"{rule_id} 测试说明：{subject_id}",
+        evidence=evidence,
+        occurred_at=raised,
+        first_raised_at=raised,
+        last_updated_at=raised,
+        **values,
     )
 
 
 async def sold_listing(db: AsyncSession) -> Any:
-    live = await make_live_listing(db, bidders=2, now=START, starts_in=timedelta(0), ends_in=timedelta(hours=1))
+    live = await make_live_listing(
+        db, bidders=2, now=START, starts_in=timedelta(0), ends_in=timedelta(hours=1)
+    )
     await place_bid(db, live.id, live.bidders[0].bidder, 100_000_00, "b1", START + timedelta(minutes=1))
     await place_bid(db, live.id, live.bidders[1].bidder, 104_500_00, "b2", START + timedelta(minutes=2))
     await close_listing(db, live.id, START + timedelta(hours=1, minutes=30))
@@ -53,17 +66,31 @@ async def test_case_file_of_an_alert_with_its_evidence_and_review(
 ) -> None:
     live = await sold_listing(db)
     alert = make_alert(
-        "BID-SINGLE-BIDDER", "orange", START + timedelta(hours=2), str(live.id),
+        "BID-SINGLE-BIDDER",
+        "orange",
+        START + timedelta(hours=2),
+        str(live.id),
         {"listings": [live.id], "registrations": [live.bidders[1].registration.id], "traits": ["phone"]},
     )
     db.add(alert)
     await db.flush()
-    db.add(AlertEvent(alert_id=alert.id, action="raised", to_status="new", note=alert.explanation, at=alert.first_raised_at))
+    db.add(
+        AlertEvent(
+            alert_id=alert.id,
+            action="raised",
+            to_status="new",
+            note=alert.explanation,
+            at=alert.first_raised_at,
+        )
+    )
     await db.commit()
     due = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
     steps = [
-        (f"/api/alerts/{alert.id}/assign", {"assignee_id": supervisor_a.id, "due_on": due, "note": "请于期限内核查"},
-         supervisor_a),
+        (
+            f"/api/alerts/{alert.id}/assign",
+            {"assignee_id": supervisor_a.id, "due_on": due, "note": "请于期限内核查"},
+            supervisor_a,
+        ),
         (f"/api/alerts/{alert.id}/investigate", {"note": "已调取报名材料"}, supervisor_a),
         (f"/api/alerts/{alert.id}/responses", {"note": "村委会情况说明：仅一人报名"}, committee_a),
     ]
@@ -78,7 +105,9 @@ async def test_case_file_of_an_alert_with_its_evidence_and_review(
     assert response.headers["cache-control"] == "private, no-store"
     text = pdf_text(response.content)
     village = await db.scalar(select(Village.name).where(Village.code == VILLAGE_A))
-    assert "预警处置单" in text and find_rule("BID-SINGLE-BIDDER").title in text and village and village in text
+    assert (
+        "预警处置单" in text and find_rule("BID-SINGLE-BIDDER").title in text and village and village in text
+    )
     assert "橙色预警" in text and alert.explanation.replace(" ", "") in text
     assert live.listing.number in text and "104,500.00元" in text  # the evidence, described
     assert f"竞买号{live.bidders[1].number}" in text and "traits" in text
@@ -114,20 +143,38 @@ async def test_monthly_township_report_with_its_figures_tables_and_charts(
         make_alert("BID-SINGLE-BIDDER", "red", march, "r1", {"listings": [live.id]}),
         make_alert("BID-RESERVE-HUGGING", "orange", march, "r2", {"listings": [live.id]}),
         # raised in February, dismissed in April: open at the end of March, overdue since its deadline passed
-        make_alert("BID-CLOSE-SECOND", "yellow", march - timedelta(days=20), "r3", {},
-                   status="dismissed", due_on=date(2026, 3, 20)),
+        make_alert(
+            "BID-CLOSE-SECOND",
+            "yellow",
+            march - timedelta(days=20),
+            "r3",
+            {},
+            status="dismissed",
+            due_on=date(2026, 3, 20),
+        ),
     ]
     db.add_all(alerts)
     await db.flush()
-    db.add_all(AlertEvent(alert_id=a.id, action="raised", to_status="new", at=a.first_raised_at) for a in alerts)
-    db.add(AlertEvent(alert_id=alerts[2].id, action="dismissed", from_status="investigating", to_status="dismissed",
-                      note="不属实", at=datetime(2026, 4, 3, tzinfo=UTC)))
+    db.add_all(
+        AlertEvent(alert_id=a.id, action="raised", to_status="new", at=a.first_raised_at) for a in alerts
+    )
+    db.add(
+        AlertEvent(
+            alert_id=alerts[2].id,
+            action="dismissed",
+            from_status="investigating",
+            to_status="dismissed",
+            note="不属实",
+            at=datetime(2026, 4, 3, tzinfo=UTC),
+        )
+    )
     for month in (date(2026, 2, 1), date(2026, 3, 1)):
         await IntegrityService(db).recompute(month, villages=None, now=START)
     await db.commit()
     score = await db.scalar(
-        select(IntegrityIndex.score).where(IntegrityIndex.village_code == VILLAGE_A,
-                                           IntegrityIndex.month == date(2026, 3, 1))
+        select(IntegrityIndex.score).where(
+            IntegrityIndex.village_code == VILLAGE_A, IntegrityIndex.month == date(2026, 3, 1)
+        )
     )
     assert score is not None and score < 100
 

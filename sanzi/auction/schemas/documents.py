@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from pydantic import Field
+
 from sanzi.platform.money import YuanOut
 from sanzi.platform.schemas import Schema
 
@@ -40,7 +42,7 @@ class BooksCheck(Schema):
     leaf_index: int | None = None
     leaf_chain_length: int | None = None
     leaf_chain_head: str | None = None
-    audit_path: list[str] = []
+    audit_path: list[str] = Field(default_factory=list)
     #: the audit path leads from the village's leaf to the published root hash
     inclusion_verified: bool = False
 
