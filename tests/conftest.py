@@ -302,3 +302,42 @@ async def supervisor_a(make_user: Callable[..., Awaitable[Actor]]) -> Actor:
 @pytest.fixture
 async def supervisor_b(make_user: Callable[..., Awaitable[Actor]]) -> Actor:
     return await make_user(Role.SUPERVISOR, area_code=VILLAGE_B[:9] + "000")
+
+
+class Browser:
+    """A page visitor with its own cookies (session and CSRF), as a person with a browser would be."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    @property
+    def csrf(self) -> str:
+        return self.http.cookies["csrftoken"]
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.http.get(path, **kwargs)
+
+    async def post(self, path: str, data: dict[str, Any] | None = None, **kwargs: Any) -> httpx.Response:
+        """Submit a form with the CSRF token, as the page's own form would."""
+        if "csrftoken" not in self.http.cookies:
+            await self.http.get("/login")
+        return await self.http.post(path, data={**(data or {}), "_csrf_token": self.csrf}, **kwargs)
+
+
+@pytest.fixture
+async def browser(app: Litestar, client: httpx.AsyncClient) -> AsyncIterator[Callable[..., Awaitable[Browser]]]:
+    """``await browser(actor)``: a visitor logged in through the login form (``browser()`` stays anonymous)."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def _open(actor: Actor | None = None) -> Browser:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local")
+        opened.append(http)
+        visitor = Browser(http)
+        if actor is not None:
+            response = await visitor.post("/login", {"username": actor.user.username, "password": actor.password})
+            assert response.status_code == 303, response.text
+        return visitor
+
+    yield _open
+    for http in opened:
+        await http.aclose()

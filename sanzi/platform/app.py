@@ -25,7 +25,6 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from sanzi.platform import problems
 from sanzi.platform.auth import (
     API_PREFIX,
     AuthenticationMiddleware,
@@ -35,6 +34,8 @@ from sanzi.platform.auth import (
     access_guard,
 )
 from sanzi.platform.database import create_engine, sqlalchemy_config
+from sanzi.platform.pages import configure_templates
+from sanzi.platform.pages import exception_handlers as page_exception_handlers
 from sanzi.platform.settings import PROJECT_ROOT, Settings, get_settings
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
@@ -120,7 +121,11 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         app_config.middleware.extend(
             [
                 ServerSideSessionConfig(
-                    store="sessions", max_age=12 * 3600, httponly=True, samesite="lax", exclude=[f"^{API_PREFIX}/"]
+                    store="sessions",
+                    max_age=12 * 3600,
+                    httponly=True,
+                    samesite="lax",
+                    exclude=[f"^{API_PREFIX}/", "^/static/"],
                 ).middleware,
                 AuthenticationMiddleware(auth_session_maker),
             ]
@@ -128,14 +133,19 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         app_config.csrf_config = CSRFConfig(
             secret=secret, exclude=[f"^{API_PREFIX}/", "^/schema"], cookie_httponly=False, cookie_samesite="lax"
         )
-        app_config.template_config = TemplateConfig(directory=Path(TEMPLATES_DIR), engine=JinjaTemplateEngine)
+        app_config.template_config = TemplateConfig(
+            directory=Path(TEMPLATES_DIR),
+            engine=JinjaTemplateEngine,
+            engine_callback=lambda jinja: configure_templates(jinja.engine),
+        )
         app_config.openapi_config = OpenAPIConfig(
             title="sanzi 农村集体三资交易与廉情预警平台",
             version="0.1.0",
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
         )
-        app_config.exception_handlers.update(problems.exception_handlers)
+        # problem details on /api, readable Chinese pages (or a redirect to log in) everywhere else
+        app_config.exception_handlers.update(page_exception_handlers)
         app_config.debug = settings.environment == "development" and settings.log_level == "DEBUG"
 
         async def close_redis() -> None:

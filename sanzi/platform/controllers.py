@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from urllib.parse import quote
-
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import Parameter
@@ -270,14 +268,10 @@ def _login_page(
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> Template:
-    context.setdefault("errors", {})
+    from sanzi.platform.pages import page
+
     context.setdefault("next", _safe_next(request.query_params.get("next")))
-    return Template(
-        template_name="login.html",
-        context={"user": request.user, "role_names": ROLE_NAMES, **context},
-        status_code=status_code,
-        headers=headers,
-    )
+    return page(request, "login.html", status_code=status_code, headers=headers, role_names=ROLE_NAMES, **context)
 
 
 class LoginPageController(Controller):
@@ -328,10 +322,8 @@ class LoginPageController(Controller):
         request.clear_session()
         return Redirect("/login", status_code=HTTP_303_SEE_OTHER)
 
-    @get("/account", operation_id="AccountPage", opt=PUBLIC)
-    async def account(self, request: Request[Any, Any, Any]) -> Template | Redirect:
-        if request.user is None:
-            return Redirect("/login?next=" + quote("/account"), status_code=HTTP_303_SEE_OTHER)
+    @get("/account", operation_id="AccountPage", opt=AUTHENTICATED)
+    async def account(self, request: Request[Any, Any, Any]) -> Template:
         return _login_page(request)
 
 
@@ -344,3 +336,5 @@ controllers: list[Any] = [
     LoginPageController,
 ]
 from sanzi.platform.governance import controllers as _governance; controllers.extend(_governance)  # noqa: E402
+from sanzi.platform.pages import controllers as _pages; controllers.extend(_pages)  # noqa: E402
+from sanzi.platform.admin_pages import controllers as _admin; controllers.extend(_admin)  # noqa: E402

@@ -82,7 +82,8 @@ def sqlalchemy_config(
         session_maker=session_maker,
         session_config=AsyncSessionConfig(expire_on_commit=False),
         engine_config=EngineConfig(),
-        before_send_handler="autocommit",
+        # pages answer a successful form with 303 (POST-redirect-GET): that must commit as a 2xx does
+        before_send_handler="autocommit_include_redirects",
         session_dependency_key="db_session",
         create_all=False,
         alembic_config=AlembicAsyncConfig(

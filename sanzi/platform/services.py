@@ -59,7 +59,9 @@ class GeographyService:
             conditions.append(Village.district_code == normalise_code(district, "district"))
         if township:
             conditions.append(Village.township_code == normalise_code(township, "township"))
-        if q:
+        if q and q.isdigit():  # a division code, or its beginning
+            conditions.append(Village.code.startswith(q))
+        elif q:
             pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             conditions.append(Village.name.like(pattern, escape="\\"))
         total = await self.session.scalar(select(func.count()).select_from(Village).where(*conditions)) or 0

@@ -173,3 +173,5 @@ class IntegrityController(Controller):
 
 
 controllers: list[Any] = [AlertController, RuleController, IntegrityController]
+
+from sanzi.warnings.pages import controllers as _pages; controllers.extend(_pages)  # noqa: E402

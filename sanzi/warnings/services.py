@@ -370,6 +370,7 @@ class AlertService:
         township: str | None = None,
         overdue: bool | None = None,
         page: int = 1,
+        district: str | None = None,
         page_size: int = 50,
     ) -> Page[schemas.AlertSummary]:
         conditions: list[Any] = [visible_to(user)]
@@ -379,12 +380,16 @@ class AlertService:
             conditions.append(Alert.family == family)
         if severity:
             conditions.append(Alert.severity == severity)
-        if status:
+        if status == "open":  # new, assigned or investigating: not yet concluded
+            conditions.append(Alert.status.in_(OPEN))
+        elif status:
             conditions.append(Alert.status == status)
         if village:
             conditions.append(Alert.village_code == normalise_code(village, "village"))
         if township:
             conditions.append(Alert.township_code == normalise_code(township, "township"))
+        if district:
+            conditions.append(Alert.district_code == normalise_code(district, "district"))
         if overdue is not None:
             conditions.append(overdue_condition(today) if overdue else ~overdue_condition(today))
         total = await self.session.scalar(select(func.count()).select_from(Alert).where(*conditions)) or 0

@@ -9,6 +9,8 @@ village A, a committee member of village B, a supervisor of B's township and a b
 - a committee member or supervisor of *another* village gets 403 or 404 on village A's objects, reads and
   writes alike (writes carry valid bodies, so the refusal is the access check's, not the validator's);
 - nothing answers 5xx.
+Pages are called through each actor's own browser session (logged in through the login form): an anonymous
+visitor sent to the login form counts as 401, and a role refused with the Chinese error page as 403.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from litestar import Litestar
 
 from sanzi.platform.models import Bidder, Role
 from sanzi.warnings.models import Alert
-from tests.conftest import VILLAGE_A, Actor
-from tests.platform.pdfs import browse_as
+from tests.conftest import VILLAGE_A, Actor, Browser
 
 PUBLIC = "public"
 AUTH = "authenticated"
@@ -56,7 +57,34 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
-    ("GET", "/account"): PUBLIC,
+    ("GET", "/account"): AUTH,
+    # pages: shared infrastructure
+    ("GET", "/static/{file_path:path}"): PUBLIC,
+    ("GET", "/lang/{lang:str}"): PUBLIC,
+    # pages: the public portal
+    ("GET", "/"): PUBLIC,
+    ("GET", "/announcements"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}"): PUBLIC,
+    ("GET", "/results"): PUBLIC,
+    ("GET", "/search"): PUBLIC,
+    # pages: live bidding, bidders, approval queues
+    ("GET", "/listings/{listing_id:int}/live"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/live/fragment"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/live/events"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/bid"): BIDDER,
+    ("POST", "/listings/{listing_id:int}/bid"): BIDDER,
+    ("POST", "/listings/{listing_id:int}/register"): BIDDER,
+    ("GET", "/bidder/signup"): PUBLIC,
+    ("POST", "/bidder/signup"): PUBLIC,
+    ("GET", "/bidder/profile"): BIDDER,
+    ("POST", "/bidder/profile"): BIDDER,
+    ("GET", "/bidder/applications"): BIDDER,
+    ("GET", "/supervisor/approvals"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/approve"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/send-back"): SUPERVISE,
+    ("POST", "/supervisor/approvals/listings/{listing_id:int}/announce"): SUPERVISE,
+    ("POST", "/supervisor/approvals/registrations/{registration_id:int}/qualify"): SUPERVISE,
+    ("POST", "/supervisor/approvals/registrations/{registration_id:int}/reject"): SUPERVISE,
     # books
     ("GET", "/api/villages/{code:str}/accounts"): BOOKS_READ,
     ("GET", "/api/villages/{code:str}/entries"): BOOKS_READ,
@@ -150,11 +178,45 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("GET", "/api/verify/{code:str}"): PUBLIC,
     ("GET", "/alerts/{alert_id:int}/case-file.pdf"): SUPERVISE,
     ("GET", "/reports/townships/{township_code:str}/{month:str}"): SUPERVISE,
+    # pages: oversight (warnings dashboard, alert review, the committee's alerts) and administration
+    ("GET", "/supervisor/warnings"): SUPERVISE,
+    ("GET", "/supervisor/alerts"): SUPERVISE,
+    ("GET", "/supervisor/alerts/{alert_id:int}"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/assign"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/investigate"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/confirm"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/dismiss"): SUPERVISE,
+    ("POST", "/supervisor/alerts/{alert_id:int}/rectify"): SUPERVISE,
+    ("GET", "/committee/alerts"): VILLAGE_WRITE,
+    ("GET", "/committee/alerts/{alert_id:int}"): VILLAGE_WRITE,
+    ("POST", "/committee/alerts/{alert_id:int}/responses"): frozenset({"committee"}),
+    ("GET", "/admin/parameters"): ADMIN,
+    ("POST", "/admin/parameters"): ADMIN,
+    ("GET", "/admin/users"): ADMIN,
+    ("GET", "/admin/users/new"): ADMIN,
+    ("POST", "/admin/users/new"): ADMIN,
+    ("GET", "/admin/users/{user_id:int}"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}/password"): ADMIN,
+    ("POST", "/admin/users/{user_id:int}/active"): ADMIN,
+    ("GET", "/admin/elections"): ADMIN,
+    ("POST", "/admin/elections/bulk"): ADMIN,
+    ("GET", "/admin/elections/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/elections/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/elections/villages/{code:str}/candidates"): ADMIN,
+    ("GET", "/admin/cadres"): ADMIN,
+    ("GET", "/admin/cadres/villages/{code:str}"): ADMIN,
+    ("POST", "/admin/cadres/villages/{code:str}"): ADMIN,
+    ("GET", "/admin/cadres/{cadre_id:int}"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}/end"): ADMIN,
+    ("POST", "/admin/cadres/{cadre_id:int}/relatives"): ADMIN,
+    ("POST", "/admin/cadres/relatives/{relative_id:int}/delete"): ADMIN,
 }
 
 # a live stream that only ends when its auction closes (the in-process client waits for whole answers);
 # it is public, and tests/auction/test_stream.py reads it
-STREAMING = {("GET", "/api/listings/{listing_id:int}/stream")}
+STREAMING = {("GET", "/api/listings/{listing_id:int}/stream"), ("GET", "/listings/{listing_id:int}/live/events")}
 
 
 def registered_routes(app: Litestar) -> dict[tuple[str, str], Any]:
@@ -258,6 +320,8 @@ async def _world(client: httpx.AsyncClient, db: Any, make_user: Any) -> dict[str
             "name": "max_bidders",
             "township_code": VILLAGE_A[:9] + "000",
             "month": f"{now.year}-{now.month:02d}.pdf",
+            "file_path": "sanzi.css",
+            "lang": "en",
         },
         "supervisor_b_id": actors["supervisor_b"].id if actors["supervisor_b"] else None,
         "asset_id": asset["id"],
@@ -369,6 +433,19 @@ def valid_body(method: str, path: str, world: dict[str, Any]) -> Any:
         "/api/alerts/{alert_id:int}/dismiss": {"reason": "不属实"},
         "/api/alerts/{alert_id:int}/rectify": {"note": "已整改"},
         "/api/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
+        "/supervisor/approvals/listings/{listing_id:int}/send-back": {"reason": "材料不全"},
+        "/supervisor/approvals/registrations/{registration_id:int}/reject": {"reason": "不符合条件"},
+        "/supervisor/alerts/{alert_id:int}/assign": {
+            "assignee_id": world["supervisor_b_id"], "due_on": (now + timedelta(days=30)).date().isoformat(),
+            "assign_note": "请核查",
+        },
+        "/supervisor/alerts/{alert_id:int}/investigate": {"investigate_note": "开始核查"},
+        "/supervisor/alerts/{alert_id:int}/confirm": {
+            "rectification_due_on": (now + timedelta(days=60)).date().isoformat(), "confirm_note": "属实",
+        },
+        "/supervisor/alerts/{alert_id:int}/dismiss": {"reason": "不属实"},
+        "/supervisor/alerts/{alert_id:int}/rectify": {"rectify_note": "已整改"},
+        "/committee/alerts/{alert_id:int}/responses": {"note": "村委会说明"},
     }
     return bodies.get(path, {})
 
@@ -378,13 +455,24 @@ def fill(path: str, params: dict[str, Any]) -> str:
 
 
 async def call(
-    client: httpx.AsyncClient, method: str, path: str, actor: Actor | None, body: Any = None
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    actor: Actor | None,
+    body: Any = None,
+    visitor: Browser | None = None,
 ) -> int:
-    if path.startswith("/api/"):
-        headers = actor.headers if actor else {}
-    else:  # pages and documents know the caller from the session cookie, not from a bearer token
-        await browse_as(client, actor.user.username if actor else None)
-        headers = {}
+    """The status a caller meets: bearer token on the API; on pages, the actor's own logged-in browser, where
+    being sent to the login form counts as 401."""
+    if not path.startswith("/api/") and visitor is not None:
+        if method == "GET":
+            response = await visitor.get(path)
+        else:
+            response = await visitor.post(path, {k: str(v) for k, v in (body or {}).items()})
+        if response.status_code == 303 and response.headers.get("location", "").startswith("/login?"):
+            return 401
+        return response.status_code
+    headers = actor.headers if actor else {}
     if method == "GET":
         return (await client.get(path, headers=headers)).status_code
     return (await client.request(method, path, headers=headers, json=body if body is not None else {})).status_code
@@ -400,10 +488,11 @@ def _scoped(path: str) -> bool:
 
 
 async def test_every_route_for_every_role(
-    app: Litestar, client: httpx.AsyncClient, db: Any, make_user: Any
+    app: Litestar, client: httpx.AsyncClient, db: Any, make_user: Any, browser: Any
 ) -> None:
     world = await _world(client, db, make_user)
     actors: dict[str, Actor | None] = world["actors"]
+    visitors = {name: await browser(actor) for name, actor in actors.items()}
     role_of = {name: (actor.user.role if actor else None) for name, actor in actors.items()}
     failures: list[str] = []
 
@@ -420,7 +509,7 @@ async def test_every_route_for_every_role(
             )
             if allowed:
                 continue
-            status = await call(client, method, path, actor)
+            status = await call(client, method, path, actor, visitor=visitors[name])
             expected = 401 if role is None else 403
             if status != expected:
                 failures.append(f"{method} {template} as {name}: {status}, expected {expected}")
@@ -431,7 +520,7 @@ async def test_every_route_for_every_role(
                 if role_of[name] not in access:
                     continue
                 body = valid_body(method, template, world) if method != "GET" else None
-                status = await call(client, method, path, actors[name], body)
+                status = await call(client, method, path, actors[name], body, visitors[name])
                 if status not in (403, 404):
                     failures.append(f"{method} {template} as {name} (other village): {status}, expected 403/404")
 
@@ -446,7 +535,9 @@ async def test_every_route_for_every_role(
                 continue
             if method != "GET" and access == PUBLIC or (method, template) == ("DELETE", "/api/auth/token"):
                 continue  # public writes (login, sign-up) and logging out have their own tests
-            status = await call(client, method, path, actors[name], {} if method != "GET" else None)
+            status = await call(
+                client, method, path, actors[name], {} if method != "GET" else None, visitors[name]
+            )
             if status in (401, 403) or status >= 500:
                 failures.append(f"{method} {template} as {name} (in scope): {status}")
 

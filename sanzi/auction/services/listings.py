@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH, lock_listing, transition
 from sanzi.auction.models import DepositState, Listing, ListingAsset, ListingEvent, Registration
@@ -582,7 +583,7 @@ async def relist_listing(
 
 async def get_listing(session: AsyncSession, listing_id: int, user: User | None) -> Listing:
     """The listing if the caller may see it: the public once it is announced, its officials always."""
-    listing = await session.get(Listing, listing_id)
+    listing = await session.get(Listing, listing_id) if 0 < listing_id < 2**63 else None  # a BIGINT id
     if listing is None or not (is_published(listing) or is_official_of(user, listing.village_code)):
         raise NotFound("交易项目", "listing")
     return listing
@@ -637,6 +638,22 @@ def _like(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def listing_text_match(q: str) -> Any:
+    """A listing whose title, number, village name or one of whose assets' names contains ``q``."""
+    pattern = _like(q)
+    village = aliased(Village)  # its own name, so that a query already joining Village still correlates
+    return (
+        Listing.title.ilike(pattern, escape="\\")
+        | Listing.number.ilike(pattern, escape="\\")
+        | exists().where(village.code == Listing.village_code, village.name.like(pattern, escape="\\"))
+        | exists().where(
+            ListingAsset.listing_id == Listing.id,
+            ListingAsset.asset_id == Asset.id,
+            Asset.name.ilike(pattern, escape="\\"),
+        )
+    )
+
+
 async def search_listings(
     session: AsyncSession,
     user: User | None,
@@ -672,10 +689,7 @@ async def search_listings(
             .where(Asset.kind == asset_kind.value)
         )
     if q:
-        pattern = _like(q)
-        conditions.append(
-            Listing.title.ilike(pattern, escape="\\") | Listing.number.ilike(pattern, escape="\\")
-        )
+        conditions.append(listing_text_match(q))
     total = await session.scalar(select(func.count()).select_from(Listing).where(*conditions)) or 0
     order = (Listing.announced_at.desc(), Listing.id.desc()) if published_only else (Listing.id.desc(),)
     rows = await session.scalars(

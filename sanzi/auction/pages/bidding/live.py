@@ -1,0 +1,334 @@
+"""The live auction page (public), its HTML stream and fragment, the bidder's console with the bid form, and
+applying to bid from the console.
+
+The live panel is re-rendered whole on every change (price, countdown, extensions, history): a reconnecting
+watcher, whatever it missed or saw twice, always ends up showing exactly the stored bids. The stream follows
+the bidding API's watcher (replay by sequence number, then the channel, then the close)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.channels import ChannelsPlugin
+from litestar.response import Redirect, ServerSentEvent, Template
+from litestar.response.sse import ServerSentEventMessage
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sanzi.auction.lifecycle import STATUS_NAMES_ZH
+from sanzi.auction.models import DepositState, ListingStatus, RegistrationStatus
+from sanzi.auction.pages.bidding import views
+from sanzi.auction.ratelimit import limiter_for
+from sanzi.auction.schemas.bidding import BidCreate
+from sanzi.auction.schemas.registrations import RegistrationCreate
+from sanzi.auction.services import bidding as engine
+from sanzi.auction.services import registrations
+from sanzi.auction.services.listings import get_listing
+from sanzi.platform.auth import PUBLIC, client_address, roles
+from sanzi.platform.models import Role
+from sanzi.platform.money import parse_yuan
+from sanzi.platform.pages import (
+    flash,
+    form_data,
+    form_errors,
+    page,
+    register_labels,
+    request_language,
+    see_other,
+    yuan,
+)
+from sanzi.platform.problems import DomainError
+
+log = logging.getLogger(__name__)
+
+AnyRequest = Request[Any, Any, Any]
+BIDDER = roles(Role.BIDDER)
+PANEL = "bidding/_live_panel.html"
+
+register_labels("listing_status", {status.value: name for status, name in STATUS_NAMES_ZH.items()})
+register_labels(
+    "registration_status",
+    {
+        "applied": "待缴保证金",
+        "deposit_paid": "待资格审核",
+        "qualified": "已取得竞买资格",
+        "rejected": "资格审核未通过",
+    },
+)
+register_labels(
+    "deposit_state",
+    {
+        "none": "待缴纳",
+        "held": "已到账",
+        "refunded": "已退还",
+        "applied": "已转作成交价款",
+        "forfeited": "已没收",
+    },
+)
+
+#: why a bid was refused, in words a bidder acts on (the service's message, with the allowed range for amounts)
+AMOUNT_CODES = {"amount_too_low", "amount_too_high"}
+APPLY_FIELDS = ("contact_phone", "contact_address")
+
+
+def _refusal(exc: DomainError) -> dict[str, str]:
+    """Field errors for a refused bid: amounts beside the amount field with the allowed range."""
+    extra = exc.extra or {}
+    if exc.code in AMOUNT_CODES and extra.get("next_min_bid"):
+        low, high = yuan(parse_yuan(extra["next_min_bid"])), yuan(parse_yuan(extra["next_max_bid"]))
+        message = f"{exc.message}（当前可出价范围：{low} 至 {high}）"
+        return {"amount": message}
+    if exc.code == "conflict" and exc.field == "client_key":
+        return {"__all__": "这张出价单已经提交过。请核对当前价格后重新填写出价。"}
+    return {exc.field if exc.field == "amount" else "__all__": exc.message}
+
+
+#: the panels last sent, shared by every watcher of the same moment of an auction: after a bid each stream
+#: renders the same panel (same event, language and view), so a crowd of watchers costs one render
+_PANELS: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+PANEL_CACHE_SIZE = 256
+
+
+def _shared_panel(key: tuple[Any, ...], render: Callable[[], str]) -> str:
+    html = _PANELS.get(key)
+    if html is None:
+        html = _PANELS[key] = render()
+        if len(_PANELS) > PANEL_CACHE_SIZE:
+            _PANELS.popitem(last=False)
+    return html
+
+
+def _render(request: AnyRequest, name: str, **context: Any) -> str:
+    """A fragment rendered outside a response (for the stream), with the page's language."""
+    template = request.app.template_engine.get_template(name)  # type: ignore[union-attr]
+    return template.render(request=request, lang=request_language(request), **context)
+
+
+async def _console_context(db_session: AsyncSession, request: AnyRequest, listing_id: int) -> dict[str, Any]:
+    """The console's view: the live state, the listing's terms, the caller's registration and bidder profile."""
+    view = await views.live_view(db_session, listing_id)
+    listing = await get_listing(db_session, listing_id, request.user)
+    registration = await views.my_registration(db_session, listing_id, request.user)
+    bidder = await views.bidder_of(db_session, request.user)
+    may_bid = (
+        registration is not None
+        and registration.status == RegistrationStatus.QUALIFIED.value
+        and registration.deposit_state == DepositState.HELD.value
+        and view.open
+    )
+    may_apply = (
+        registration is None
+        and bidder is not None
+        and listing.status == ListingStatus.ANNOUNCED.value
+        and views.as_utc(listing.registration_deadline) > view.server_time
+    )
+    return {
+        "view": view,
+        "listing": listing,
+        "registration": registration,
+        "bidder": bidder,
+        "me": registration.bidder_number if registration is not None else None,
+        "may_bid": may_bid,
+        "may_apply": may_apply,
+        "client_key": uuid.uuid4().hex,
+        "console": True,
+    }
+
+
+async def panel_stream(
+    view: views.LiveView,
+    render: Callable[[views.LiveView], str],
+    channels: ChannelsPlugin,
+    maker: Callable[[], AsyncSession],
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The whole live panel as HTML: now (``update``, or ``closed`` for a finished auction), again after each
+    bid the bidding watcher forwards (it replays from the database after the last bid shown, so none is lost
+    or repeated), and once more with the result (``closed``), after which the stream ends."""
+
+    from sanzi.auction.controllers.bidding import watch_listing  # the API package imports the pages
+
+    def panel(event: str) -> ServerSentEventMessage:
+        return ServerSentEventMessage(event=event, data=render(view), id=str(view.last_seq))
+
+    yield panel("closed" if view.finished else "update")
+    if view.finished:
+        return
+    async for message in watch_listing(view.listing_id, view.last_seq, channels, maker):
+        if message.event == "bid":
+            body = json.loads(str(message.data))
+            view.add_bid(body["bid"])
+            view.update(body["live"])
+            yield panel("update")
+        elif message.event == "closed":
+            async with maker() as session:  # the result as published, with every bid
+                view = await views.live_view(session, view.listing_id)
+            yield panel("closed")
+        elif message.event is None:
+            yield message  # the heartbeat comment keeps proxies from closing an idle stream
+
+
+class LivePages(Controller):
+    """Watching an auction (anyone) and bidding in it (qualified bidders)."""
+
+    include_in_schema = False
+
+    @get("/listings/{listing_id:int}/live", operation_id="LiveAuctionPage", opt=PUBLIC)
+    async def live(self, request: AnyRequest, db_session: AsyncSession, listing_id: int) -> Template:
+        view = await views.live_view(db_session, listing_id)
+        return page(request, "bidding/live.html", view=view, console=False, me=None)
+
+    @get("/listings/{listing_id:int}/live/fragment", operation_id="LiveAuctionFragment", opt=PUBLIC)
+    async def fragment(
+        self, request: AnyRequest, db_session: AsyncSession, listing_id: int, console: bool = False
+    ) -> Template:
+        """The live panel alone: for polling when the stream is unavailable, and at the start and the end."""
+        view = await views.live_view(db_session, listing_id)
+        me = await self._my_number(db_session, request, listing_id) if console else None
+        return page(request, PANEL, view=view, console=console, me=me)
+
+    @get("/listings/{listing_id:int}/live/events", operation_id="LiveAuctionEvents", opt=PUBLIC)
+    async def events(
+        self, request: AnyRequest, channels: ChannelsPlugin, listing_id: int, console: bool = False
+    ) -> ServerSentEvent:
+        """Server-sent events carrying the whole live panel as HTML: ``update`` on each bid, ``closed`` at the
+        end (the stream then ends and the page stops listening)."""
+        from sanzi.auction.controllers.bidding import _session_maker  # the API package imports the pages
+
+        maker = _session_maker(request)
+        async with maker() as session:  # a listing that is not public answers 404, not an empty stream
+            view = await views.live_view(session, listing_id)
+            me = await self._my_number(session, request, listing_id) if console else None
+
+        lang = request_language(request)
+
+        def render(current: views.LiveView) -> str:
+            key = (
+                current.listing_id,
+                current.last_seq,
+                current.status,
+                current.server_time,
+                lang,
+                console,
+                me,
+            )
+            return _shared_panel(key, lambda: _render(request, PANEL, view=current, console=console, me=me))
+
+        return ServerSentEvent(panel_stream(view, render, channels, maker))
+
+    async def _my_number(self, session: AsyncSession, request: AnyRequest, listing_id: int) -> str | None:
+        user = request.scope.get("user")
+        if user is None or user.role != Role.BIDDER.value:
+            return None
+        registration = await views.my_registration(session, listing_id, user)
+        return registration.bidder_number if registration is not None else None
+
+    # ---- the console -------------------------------------------------------------------------------------
+
+    @get("/listings/{listing_id:int}/bid", operation_id="BiddingConsole", opt=BIDDER)
+    async def console(self, request: AnyRequest, db_session: AsyncSession, listing_id: int) -> Template:
+        context = await _console_context(db_session, request, listing_id)
+        return page(request, "bidding/console.html", **context)
+
+    @post("/listings/{listing_id:int}/bid", operation_id="PlaceBidPage", opt=BIDDER)
+    async def place_bid(
+        self, request: AnyRequest, db_session: AsyncSession, channels: ChannelsPlugin, listing_id: int
+    ) -> Template | Redirect:
+        """Place a bid through the bidding engine; the client key of the form makes a double submit harmless."""
+        form = await form_data(request)
+        htmx = bool(request.headers.get("hx-request"))
+        errors: dict[str, str] = {}
+        status = 400
+        placed = None
+        try:
+            data = BidCreate(amount=form.get("amount", ""), client_key=form.get("client_key", ""))
+        except ValidationError as exc:
+            errors = form_errors(exc)
+            if "client_key" in errors:
+                errors = {"__all__": "出价单已失效，请刷新页面后重新出价。"}
+            if not form.get("amount"):
+                errors["amount"] = "请填写出价金额（元）"
+        else:
+            wait = await limiter_for(request.app.state).hit(f"user:{request.user.id}")
+            if wait:
+                errors, status = {"__all__": f"出价过于频繁，请 {wait} 秒后再试。"}, 429
+            else:
+                try:
+                    bid, _ = await engine.place_bid(
+                        db_session,
+                        listing_id,
+                        request.user,
+                        data.amount,
+                        data.client_key,
+                        views.utcnow,
+                        ip=client_address(request)[:64],
+                        publish=engine.channels_publisher(channels),
+                    )
+                    placed = await engine.bid_receipt(db_session, bid)
+                except DomainError as exc:
+                    if exc.status_code == 404:
+                        raise
+                    errors, status = _refusal(exc), exc.status_code
+        if placed is not None:
+            message = f"出价成功：{yuan(placed.amount)}（第 {placed.seq} 次出价），您目前领先。"
+            if placed.extended:
+                message += " 本次出价使竞价时间延长。"
+            if not htmx:
+                flash(request, message)
+                return see_other(f"/listings/{listing_id}/bid")  # the engine committed the bid
+        context = await _console_context(db_session, request, listing_id)
+        if htmx:  # htmx swaps only 2xx answers: the refusal is in the fragment
+            return page(
+                request,
+                "bidding/_bid_form.html",
+                errors=errors,
+                form={} if placed else form,
+                success=message if placed else None,
+                **context,
+            )
+        return page(request, "bidding/console.html", status_code=status, errors=errors, form=form, **context)
+
+    @post("/listings/{listing_id:int}/register", operation_id="ApplyToBidPage", opt=BIDDER)
+    async def apply(
+        self, request: AnyRequest, db_session: AsyncSession, listing_id: int
+    ) -> Template | Redirect:
+        """Apply to bid (报名): contact details for this application, defaulting to the profile."""
+        form = await form_data(request)
+        try:
+            data = RegistrationCreate(
+                contact_phone=form.get("contact_phone") or None,
+                contact_address=form.get("contact_address") or None,
+            )
+            await registrations.register(
+                db_session,
+                listing_id,
+                data,
+                request.user,
+                client_address(request),
+                request.headers.get("x-device-fingerprint"),
+                views.utcnow(),
+            )
+        except (ValidationError, DomainError) as exc:
+            if isinstance(exc, DomainError) and exc.status_code in (403, 404) and exc.field is None:
+                raise
+            await db_session.rollback()
+            context = await _console_context(db_session, request, listing_id)
+            status = exc.status_code if isinstance(exc, DomainError) else 400
+            errors = {(k if k in APPLY_FIELDS else "__all__"): v for k, v in form_errors(exc).items()}
+            return page(
+                request, "bidding/console.html", status_code=status, errors=errors, form=form, **context
+            )
+        await db_session.commit()  # a redirect is not committed by the request's session handler
+        flash(
+            request,
+            "报名成功。请按公告在报名截止前将竞买保证金转入村集体账户，到账确认并经镇街审核后取得竞买号。",
+        )
+        return see_other(f"/listings/{listing_id}/bid")
+
+
+controllers: list[Any] = [LivePages]
