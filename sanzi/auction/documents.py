@@ -39,8 +39,9 @@ from sanzi.ledger import chain
 from sanzi.ledger.models import Asset, JournalEntry, LedgerRoot, LedgerRootLeaf
 from sanzi.ledger.services.books import BooksService
 from sanzi.platform.auth import PUBLIC, roles
-from sanzi.platform.documents import LABELS, label, local_time, pdf_response, render_pdf, yuan
+from sanzi.platform.documents import LABELS, label, pdf_response, render_pdf
 from sanzi.platform.models import Bidder, Collective, Role, User, Village
+from sanzi.platform.pages import page
 from sanzi.platform.problems import Conflict, NotFound
 
 CERTIFICATE_VERSION = 1
@@ -503,25 +504,15 @@ def _verify_page(
     refusal: str | None,
     status_code: int = 200,
 ) -> Template:
-    context: dict[str, Any] = {
-        "user": request.user,
-        "verification": verification,
-        "code": code,
-        "refusal": refusal,
-        "labels": LABELS,
-    }
-    if verification is not None:
-        books = verification.books
-        context.update(
-            final_price=yuan(verification.final_price),
-            starting_price=yuan(verification.starting_price),
-            closed_at=local_time(verification.closed_at),
-            publicity_ends_at=local_time(verification.publicity_ends_at)
-            if verification.publicity_ends_at
-            else None,
-            root_published_at=local_time(books.root.published_at) if books and books.root else None,
-        )
-    return Template("verify.html", context=context, status_code=status_code)
+    return page(
+        request,
+        "verify.html",
+        status_code=status_code,
+        verification=verification,
+        code=code,
+        refusal=refusal,
+        labels=LABELS,
+    )
 
 
 class VerificationApiController(Controller):
