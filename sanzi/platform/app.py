@@ -67,10 +67,12 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from sanzi.auction.controllers import controllers as auction_controllers
+        from sanzi.auction.documents import controllers as auction_documents
         from sanzi.auction.scheduler import scheduler_lifespan
         from sanzi.interchange.controllers import controllers as interchange_controllers
         from sanzi.ledger.controllers import controllers as ledger_controllers
         from sanzi.warnings.controllers import controllers as warnings_controllers
+        from sanzi.warnings.documents import controllers as warnings_documents
         from sanzi.warnings.engine import engine_lifespan
         from sanzi.platform.controllers import controllers as platform_controllers
 
@@ -115,6 +117,7 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
             [*platform_controllers, *ledger_controllers, *auction_controllers, *warnings_controllers,
              *interchange_controllers]
         )
+        app_config.route_handlers.extend([*auction_documents, *warnings_documents])
         app_config.lifespan.extend([scheduler_lifespan, engine_lifespan])
         app_config.guards.append(access_guard)
         app_config.middleware.extend(

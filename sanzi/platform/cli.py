@@ -260,7 +260,9 @@ def users_set_password(username: str, password: str) -> None:
 
 
 def _platform_groups() -> list[click.Group]:
-    return [geography_group, demo_group, users_group]
+    from sanzi.platform.document_fonts import documents_group
+
+    return [geography_group, demo_group, users_group, documents_group]
 
 
 def _ledger_groups() -> list[click.Group]:

@@ -169,6 +169,15 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("POST", "/api/warnings/scan"): ADMIN,
     ("GET", "/api/integrity"): PUBLIC,
     ("GET", "/api/villages/{code:str}/integrity"): PUBLIC,
+    # documents (PDF) and the public check of a transaction certificate
+    ("GET", "/listings/{listing_id:int}/announcement.pdf"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/result.pdf"): PUBLIC,
+    ("GET", "/listings/{listing_id:int}/certificate.pdf"): frozenset({"admin", "committee", "supervisor", "bidder"}),
+    ("GET", "/verify"): PUBLIC,
+    ("GET", "/verify/{code:str}"): PUBLIC,
+    ("GET", "/api/verify/{code:str}"): PUBLIC,
+    ("GET", "/alerts/{alert_id:int}/case-file.pdf"): SUPERVISE,
+    ("GET", "/reports/townships/{township_code:str}/{month:str}"): SUPERVISE,
     # pages: the committee's assets, books, contracts and listings; each village's public disclosure
     ("GET", "/committee/assets"): BOOKS_READ,
     ("GET", "/committee/assets/new"): VILLAGE_WRITE,
@@ -347,6 +356,8 @@ async def _world(client: httpx.AsyncClient, db: Any, make_user: Any) -> dict[str
             "alert_id": alert.id,
             "rule_id": "BID-SINGLE-BIDDER",
             "name": "max_bidders",
+            "township_code": VILLAGE_A[:9] + "000",
+            "month": f"{now.year}-{now.month:02d}.pdf",
             "file_path": "sanzi.css",
             "lang": "en",
         },
@@ -530,8 +541,12 @@ async def call(
 
 
 def _scoped(path: str) -> bool:
-    """Routes that reach an object of village A (by its code or an id)."""
-    return any(p in path for p in ("{code:str}", "_id:int}")) and "{user_id" not in path and "{rule_id" not in path
+    """Routes that reach an object of village A (by its code, its township's code or an id)."""
+    return (
+        any(p in path for p in ("{code:str}", "_id:int}", "{township_code:str}"))
+        and "{user_id" not in path
+        and "{rule_id" not in path
+    )
 
 
 async def test_every_route_for_every_role(

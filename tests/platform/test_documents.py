@@ -1,0 +1,119 @@
+"""The document renderer: Chinese text survives into the PDF with the declared CJK font embedded as a subset,
+the filters documents use (yuan from fen, Asia/Shanghai times), the QR helper, and the set-up's font check."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from sanzi.platform.document_fonts import built_faces, charset
+from sanzi.platform.documents import (
+    DOCUMENTS_DIR,
+    DocumentRenderer,
+    chinese_date,
+    cjk_font_files,
+    label,
+    local_time,
+    mask_id_number,
+    qr_svg,
+    yuan,
+)
+from sanzi.platform.settings import PROJECT_ROOT
+from tests.platform.pdfs import embedded_fonts, pdf_text, save_png
+
+SAMPLE = """{% extends "base.html" %}
+{% block body %}<h1>农村集体资产交易测试文件</h1><p>成交价 ¥{{ 1234567 | yuan }} 元，{{ moment | local_time }}。</p>
+<div class="verify"><div class="qr">{{ qr_svg("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQR") }}</div></div>
+{% endblock %}"""
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory: pytest.TempPathFactory) -> DocumentRenderer:
+    """The real stylesheet and base template, and one sample document beside them."""
+    directory = tmp_path_factory.mktemp("documents")
+    for name in ("document.css", "base.html"):
+        shutil.copy(DOCUMENTS_DIR / name, directory / name)
+    (directory / "sample.html").write_text(SAMPLE, encoding="utf-8")
+    return DocumentRenderer(Path(directory))
+
+
+def test_the_system_offers_a_chinese_font() -> None:
+    assert cjk_font_files(), "no Chinese font found by fontconfig: run `make fonts` (installs fonts-noto-cjk)"
+
+
+def test_chinese_renders_with_the_declared_font_embedded_as_a_subset(renderer: DocumentRenderer) -> None:
+    moment = datetime(2026, 3, 2, 16, 30, tzinfo=UTC)
+    content = renderer.pdf("sample.html", generated_at=moment, moment=moment, watermark=None)
+    text = pdf_text(content)
+    assert "农村集体资产交易测试文件" in text and "成交价¥12,345.67元" in text
+    assert "2026-03-0300:30" in text  # 16:30 UTC is half past midnight the next day in Shanghai
+    fonts = embedded_fonts(content)
+    own_font = [name for name in fonts if "Sanzi-SC" in name]
+    assert own_font or any("Noto-Sans-CJK-SC" in name for name in fonts), fonts
+    # subset: each embedded program is a small part of the ~19 MB font collection it comes from
+    assert fonts and all(0 < size < 2_000_000 for size in fonts.values()), fonts
+    save_png(content, "renderer_sample")
+
+
+def test_the_stylesheet_declares_the_cjk_families_by_name(renderer: DocumentRenderer) -> None:
+    css = (DOCUMENTS_DIR / "document.css").read_text(encoding="utf-8")
+    rendered = renderer.environment.get_template("document.css").render(
+        font_families=("Sanzi SC", "Noto Sans CJK SC"), font_faces=[("Sanzi SC", 700, "file:///fonts/b.otf")]
+    )
+    assert "{% for family in font_families %}" in css
+    assert 'font-family: "Sanzi SC", "Noto Sans CJK SC", sans-serif;' in rendered
+    assert (
+        '@font-face { font-family: "Sanzi SC"; src: url("file:///fonts/b.otf"); font-weight: 700; }'
+        in rendered
+    )
+
+
+def test_the_documents_font_covers_common_hanzi_and_rarer_ones_fall_back(tmp_path: Path) -> None:
+    """The cut of Noto covers GB 2312; a name with a character beyond it (堃, 䶮) still prints, from the full font."""
+    faces = built_faces()
+    if not faces:
+        pytest.skip("the documents' font is not built here (sanzi documents fonts)")
+    assert "永" in charset() and "堃" not in charset()
+    for name in ("document.css", "base.html"):
+        shutil.copy(DOCUMENTS_DIR / name, tmp_path / name)
+    (tmp_path / "names.html").write_text(
+        '{% extends "base.html" %}{% block body %}<p>竞得人：王堃、刘䶮</p>{% endblock %}', encoding="utf-8"
+    )
+    content = DocumentRenderer(tmp_path).pdf("names.html", generated_at=datetime.now(UTC), watermark=None)
+    assert "竞得人：王堃、刘䶮" in pdf_text(content)
+    names = embedded_fonts(content)
+    assert any("Sanzi-SC" in name for name in names) and any("Noto-Sans-CJK" in name for name in names), names
+
+
+def test_amounts_times_and_words() -> None:
+    assert (
+        yuan(123456789) == "1,234,567.89"
+        and yuan(5) == "0.05"
+        and yuan(-150) == "-1.50"
+        and yuan(None) == "—"
+    )
+    assert local_time(datetime(2026, 10, 31, 16, 0, tzinfo=UTC)) == "2026-11-01 00:00"
+    assert local_time(datetime(2026, 10, 31, 16, 0)) == "2026-11-01 00:00"  # naive values are UTC (SQLite)
+    assert chinese_date(date(2026, 3, 2)) == "2026年3月2日"
+    assert chinese_date(datetime(2026, 3, 1, 17, 0, tzinfo=UTC)) == "2026年3月2日"
+    assert mask_id_number("440111198001011231") == "4401**********1231" and mask_id_number(None) == "—"
+    assert label("fish_pond", "asset_kind") == "鱼塘" and label("unknown", "asset_kind") == "unknown"
+
+
+def test_qr_code_is_an_inline_svg_element() -> None:
+    svg = str(qr_svg("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQR"))
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and "<?xml" not in svg and "<path" in svg
+    assert qr_svg("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQS") != svg
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_fonts_finds_the_font_or_says_what_to_install() -> None:
+    done = subprocess.run(
+        ["make", "-s", "fonts"], check=False, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "CJK font:" in done.stdout or "apt-get install" in done.stdout, done.stdout
