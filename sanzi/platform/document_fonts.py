@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from sanzi.platform.geography import shipped_divisions_path
 from sanzi.platform.settings import get_settings
 
 FAMILY = "Sanzi SC"
@@ -56,7 +57,9 @@ def charset() -> str:
                 characters.add(bytes((high, low)).decode("gb2312"))
             except UnicodeDecodeError:
                 continue
-    return "".join(sorted(characters))
+    # Guangzhou's place names use characters GB 2312 lacks (塱, 滘, 氹, 埗, ...): keep every one of them
+    characters |= set(shipped_divisions_path().read_text(encoding="utf-8"))
+    return "".join(sorted(ch for ch in characters if ch.isprintable()))
 
 
 @dataclass(frozen=True)
