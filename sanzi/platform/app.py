@@ -119,7 +119,7 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
                 ServerSideSessionConfig(
                     store="sessions", max_age=12 * 3600, httponly=True, samesite="lax", exclude=[f"^{API_PREFIX}/"]
                 ).middleware,
-                AuthenticationMiddleware(auth_session_maker),
+                AuthenticationMiddleware(auth_session_maker, settings.token_cache_seconds),
             ]
         )
         app_config.csrf_config = CSRFConfig(
