@@ -11,6 +11,7 @@ Every figure is repeated and reported as the median with its range, beside a bas
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import json
 import multiprocessing
@@ -165,8 +166,10 @@ class Database:
 class Server:
     """uvicorn with 2 workers serving the app, started in its own process group and stopped by it."""
 
-    def __init__(self, database: Database, redis_db: int, port: int) -> None:
+    def __init__(self, database: Database, redis_db: int, port: int, app: str = "sanzi.platform.asgi:create_app",
+                 extra_env: dict[str, str] | None = None) -> None:
         self.port = port
+        self.app = app
         self.env = {
             **database.env,
             "SANZI_ENV": "production",
@@ -175,6 +178,7 @@ class Server:
             "LOG_LEVEL": "WARNING",
             # the per-bidder policy limit (5/s) would cap 64 bidders at 320 bids/s: the limiter still runs
             "SANZI_BID_RATE_PER_SECOND": "1000",
+            **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = Path(tempfile.gettempdir()) / f"sanzi-bench-server-{port}.log"
@@ -182,7 +186,7 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "sanzi.platform.asgi:create_app", "--factory", "--workers", "2",
+            [sys.executable, "-m", "uvicorn", self.app, "--factory", "--workers", "2",
              "--host", HOST, "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
             env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -527,6 +531,32 @@ def measure(plan: Plan, out_dir: Path, scales: list[int]) -> None:
         figures.append(Figure("watchers", "p99 per single delivery",
                               Spread.of([w["p99_per_delivery"] * 1000 for w in watch_runs]), " ms", digits=0))
 
+        # ---- diagnostics: the same bid load with one part switched off, as a ratio to the real thing ---------
+        server.stop()
+        server = None
+        variants = [
+            ("bearer-token cache off (SANZI_TOKEN_CACHE_SECONDS=0): the lookup it saves",
+             "sanzi.platform.asgi:create_app", {"SANZI_TOKEN_CACHE_SECONDS": "0"}),
+            ("incremental warning evaluation off in the app workers: what it costs the bids",
+             "benchmarks.variants:app_without_incremental_warnings", {}),
+        ]
+        raw["variants"] = {}
+        for title, app, extra in variants:
+            console.rule(f"variant: {title}")
+            server = Server(database, redis_db, free_port(), app, extra)
+            server.start()
+            variant_rates = []
+            for n in range(min(plan.runs, 3)):
+                merged, _ = bid_round(server.port, live, live.tokens[: plan.bidders], live.spread_listings,
+                                      plan.seconds, 200 + n)
+                variant_rates.append(merged["per_second"])
+                console.log(f"variant run {n + 1}: {merged['per_second']:.1f}/s")
+            server.stop()
+            server = None
+            raw["variants"][title] = variant_rates
+            figures.append(Figure("diagnostics", f"accepted bids/s with {title}", Spread.of(variant_rates), "/s",
+                                  Spread.of(rates), "as shipped (above)", ratios(variant_rates, rates), digits=1))
+
         figures.append(Figure("documents", "certificate PDF, ms each", None, " ms", target="median < 150 ms",
                               note="not measured: the PDF documents are not on this branch"))
         figures.append(Figure("documents", "announcement PDF, ms each", None, " ms", target="median < 150 ms",
@@ -661,17 +691,146 @@ async def _in_process(database: Database, plan: Plan) -> dict[str, Any]:
     return {"figures": figures, "raw": raw}
 
 
+SCALING_DOC = ROOT / "docs" / "scaling.md"
+SCALING_START, SCALING_END = "<!-- scaling:start -->", "<!-- scaling:end -->"
+PLANS_START, PLANS_END = "<!-- plans:start -->", "<!-- plans:end -->"
+
+
+def _replace_between(text: str, start: str, end: str, body: str) -> str:
+    a, b = text.index(start), text.index(end)
+    return text[: a + len(start)] + "\n" + body + "\n" + text[b:]
+
+
+def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path) -> None:
+    """The full scan and the page figures at each scale of the city's data, and the plans of the heaviest
+    rules at the largest; written to ``scaling.json`` and between the markers of docs/scaling.md."""
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    plans: list[dict[str, Any]] = []
+    redis_db = pick_redis_db()
+    try:
+        processes(wait=False)
+        for scale in scales:
+            console.rule(f"×{scale}")
+            run_id = f"{os.getpid()}x{scale}{secrets.token_hex(2)}"
+            database = Database(f"sanzi_bench_{run_id}")
+            server: Server | None = None
+            try:
+                database.create()
+                data = database.load(plan, scale)
+                tables = asyncio.run(_tables(database))
+                inner = asyncio.run(_scan_only(database, plan))
+                server = Server(database, redis_db, free_port())
+                server.start()
+                listing_id = asyncio.run(_a_sold_listing(database)) or 1
+                endpoints = {"trivial": ["/api/health"],
+                             "results": ["/api/results", "/api/results?page=2", "/api/results?page=5"],
+                             "listing": [f"/api/listings/{listing_id}"]}
+                rps: dict[str, list[float]] = {k: [] for k in endpoints}
+                for n in range(plan.runs):
+                    for key in (list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]):
+                        rps[key].append(page_round(server.port, endpoints[key], plan.page_connections,
+                                                   plan.seconds)["rps"])
+                rows.append({"scale": scale, "data": data, "rows": sum(tables.values()),
+                             "bids": tables.get("bid", 0), "journal_lines": tables.get("journal_line", 0),
+                             "listings": tables.get("listing", 0), **inner["summary"],
+                             "pages_rps": {k: Spread.of(v).median for k, v in rps.items()}})
+                plans = inner["plans"]
+                console.log(rows[-1])
+            finally:
+                if server is not None:
+                    server.stop()
+                database.drop()
+    finally:
+        if _POOL is not None:
+            _POOL.shutdown(cancel_futures=True)
+        try:
+            redis_client(redis_db).flushdb()
+        except Exception:  # noqa: BLE001
+            pass
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scaling.json").write_text(json.dumps({"rows": rows, "plans": plans}, ensure_ascii=False, indent=2,
+                                                     default=str) + "\n", encoding="utf-8")
+    base = rows[0]
+    table = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC} by `python -m benchmarks.run --scaling` "
+        f"({time.perf_counter() - started:.0f} s). Data at ×1: {base['data']}.",
+        "",
+        "| data | rows | bids | journal lines | full scan | sequential read | scan ÷ read | scan cost ÷ ×1 "
+        "| results list req/s | listing req/s | trivial req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        table.append(
+            f"| ×{row['scale']} | {row['rows']:,} | {row['bids']:,} | {row['journal_lines']:,} "
+            f"| {row['scan_seconds']:.2f} s | {row['read_seconds']:.2f} s | {row['scan_seconds'] / row['read_seconds']:.1f}× "
+            f"| {row['scan_seconds'] / base['scan_seconds']:.2f}× "
+            f"| {row['pages_rps']['results']:.0f} | {row['pages_rps']['listing']:.0f} | {row['pages_rps']['trivial']:.0f} |"
+        )
+    heaviest = sorted(rows[-1]["per_rule"].items(), key=lambda kv: -kv[1])[:6]
+    table += ["", f"The slowest rules at ×{rows[-1]['scale']} (seconds of the full scan):", "",
+              "| rule | " + " | ".join(f"×{r['scale']}" for r in rows) + " |",
+              "|---|" + "---|" * len(rows)]
+    for rule_id, _ in heaviest:
+        table.append(f"| {rule_id} | " + " | ".join(f"{r['per_rule'].get(rule_id, 0):.2f}" for r in rows) + " |")
+    plan_text = []
+    for item in plans:
+        plan_text += [f"**{item['rule']}** ({item['seconds'] * 1000:.0f} ms in the scan)", "", "```sql",
+                      item["statement"].strip(), "```", "", "```", item["plan"], "```", ""]
+    text = doc.read_text(encoding="utf-8")
+    text = _replace_between(text, SCALING_START, SCALING_END, "\n".join(table))
+    text = _replace_between(text, PLANS_START, PLANS_END, "\n".join(plan_text))
+    doc.write_text(text, encoding="utf-8")
+    console.log(f"wrote {out_dir / 'scaling.json'} and the tables of {doc}")
+
+
+async def _scan_only(database: Database, plan: Plan) -> dict[str, Any]:
+    engine = await _engine(database)
+    log = inproc.StatementLog()
+    log.attach(engine)
+    try:
+        tables = await inproc.user_tables(engine)
+        scans, reads = [], []
+        per_rule: dict[str, float] = {}
+        plans: list[dict[str, Any]] = []
+        for n in range(max(2, plan.scan_runs)):
+            result = await inproc.full_scan(engine, log if n == 0 else None)
+            if n == 0:
+                read_tables = inproc.tables_read(log, set(tables))
+                plans = await inproc.heaviest_plans(engine, log)
+                per_rule = result["per_rule"]
+            scans.append(result["seconds"])
+            reads.append(await inproc.sequential_read(engine, read_tables))
+        return {"summary": {"scan_seconds": Spread.of(scans).median, "read_seconds": Spread.of(reads).median,
+                            "per_rule": per_rule}, "plans": plans}
+    finally:
+        await engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data, few repetitions (under 2 minutes)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where results.json and README.md go")
+    parser.add_argument("--scaling", action="store_true",
+                        help="the full scan and pages at several scales of the data, into docs/scaling.md")
+    parser.add_argument("--scales", default="1,2,4", help="with --scaling: the scales (default 1,2,4)")
+    parser.add_argument("--seed-args", default=None,
+                        help="arguments for `sanzi demo seed` before --scale (default: ten years of all villages)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.seed_args:
+        plan = dataclasses.replace(plan, seed_args=tuple(args.seed_args.split()))
     if shutil.which("pgbench") is None:
         console.print("[red]pgbench is needed for the baselines (apt-get install postgresql-client)")
         return 2
     try:
-        measure(plan, args.out, [1])
+        if args.scaling:
+            scales = [int(x) for x in args.scales.split(",")]
+            # the data at each scale is what matters here: fewer and shorter page rounds than `make bench`
+            scaling(dataclasses.replace(plan, runs=min(plan.runs, 3), seconds=min(plan.seconds, 5.0)),
+                    scales, args.out, SCALING_DOC)
+        else:
+            measure(plan, args.out, [1])
     except BenchError as exc:
         console.print(f"[red]benchmark failed: {exc}")
         return 1
