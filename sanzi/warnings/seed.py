@@ -89,7 +89,7 @@ FIRST_TERM_YEAR = 2011
 #: yearly rent growth: prices of a lot drift up over a decade, as village rents have
 RENT_GROWTH = 0.025
 #: assets a village offers (before --scale) and bidders a township's pool holds per village
-ASSETS_PER_VILLAGE = (22, 42)
+ASSETS_PER_VILLAGE = (28, 52)
 BIDDERS_PER_VILLAGE = 7
 #: share of listings that fail (no bidder at the start price) and are relisted at most 20 % cheaper
 FAILED_SHARE = 0.06
