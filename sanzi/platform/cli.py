@@ -167,9 +167,18 @@ def _village_count(_ctx: click.Context, _param: click.Parameter, value: str) -> 
               help="每村交易、出价和记账量的倍数 / multiplies each village's trades, bids and book entries")
 @click.option("--today", "today", default=None, help="历史截止日 YYYY-MM-DD（默认今天）/ the last day of history")
 @click.option("--append", is_flag=True, help="数据库已有演示历史时再追加一批 / add another run to seeded data")
+@click.option("--if-empty", "if_empty", is_flag=True,
+              help="已有演示历史时跳过并正常退出（供 make run 使用）/ skip, exiting 0, when history is already seeded")
 @click.option("--database-url", "database_url", default=None, help="默认取 DATABASE_URL / defaults to DATABASE_URL")
 def demo_seed(
-    years: int, villages: int | None, seed: int, scale: int, today: str | None, append: bool, database_url: str | None
+    years: int,
+    villages: int | None,
+    seed: int,
+    scale: int,
+    today: str | None,
+    append: bool,
+    if_empty: bool,
+    database_url: str | None,
 ) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -177,7 +186,7 @@ def demo_seed(
 
     from sanzi.platform.database import create_engine, session_scope
     from sanzi.platform.settings import Settings
-    from sanzi.warnings.seed import SeedError, SeedOptions, seed_history
+    from sanzi.warnings.seed import AlreadySeeded, SeedError, SeedOptions, seed_history
 
     settings = Settings(DATABASE_URL=database_url) if database_url else Settings()
     if settings.environment == "production":
@@ -217,6 +226,11 @@ def demo_seed(
 
     try:
         report = run_async(load)
+    except AlreadySeeded as exc:
+        if not if_empty:
+            fail(str(exc))
+        console.print("已有演示历史，跳过 / seeded history already present: skipped")
+        return
     except SeedError as exc:
         fail(str(exc))
     table = Table(title=f"演示历史 / seeded history {report.tag}: {len(report.villages)} villages, "

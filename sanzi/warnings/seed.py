@@ -133,6 +133,10 @@ class SeedError(Exception):
     """The seed cannot be written (bad arguments, production, already seeded, no villages)."""
 
 
+class AlreadySeeded(SeedError):
+    """The database already holds seeded history and no --append was given."""
+
+
 @dataclass(frozen=True)
 class SeedOptions:
     years: int
@@ -338,7 +342,7 @@ class CitySeed:
             select(func.count()).select_from(User).where(User.username.like(SEED_CLERK.format(tag="%")))
         )
         if clerks and not self.options.append:
-            raise SeedError(
+            raise AlreadySeeded(
                 "数据库中已有演示历史数据；如需追加请加 --append / the database already holds seeded history "
                 "(use --append to add another run)"
             )
@@ -1001,6 +1005,29 @@ class CitySeed:
             self.winners = []
         self.registration_rows = {}
 
+    async def defer_balance_check(self) -> None:
+        """On PostgreSQL every inserted journal row queues a constraint trigger that re-checks its entry's balance
+        at commit: millions of single-row checks for a city's books. The load turns those two triggers off inside
+        its own transaction and checks the same rule once, set-based, before committing (``check_balanced``);
+        a rollback turns them back on with everything else."""
+        for table in ("journal_entry", "journal_line"):
+            await self.session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_balanced"))
+
+    async def check_balanced(self) -> None:
+        """Every entry of the load has at least two lines whose debits equal its credits and its total."""
+        first = self.first_entry_id
+        broken = await self.session.scalar(text(
+            "SELECT e.id FROM journal_entry e LEFT JOIN ("
+            " SELECT entry_id, count(*) AS n, sum(debit_fen) AS debits, sum(credit_fen) AS credits"
+            " FROM journal_line WHERE entry_id > :first GROUP BY entry_id) l ON l.entry_id = e.id"
+            " WHERE e.id > :first AND (l.n IS NULL OR l.n < 2 OR l.debits <> l.credits OR l.debits <> e.total_fen)"
+            " LIMIT 1"
+        ), {"first": first})
+        if broken is not None:
+            raise SeedError(f"生成的分录 {broken} 借贷不平 / generated entry {broken} does not balance")
+        for table in ("journal_entry", "journal_line"):
+            await self.session.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {table}_balanced"))
+
     async def run(self) -> SeedReport:
         started = clock.perf_counter()
         await self.prepare()
@@ -1018,6 +1045,9 @@ class CitySeed:
         self.registration_rows: dict[int, dict[str, Any]] = {}
         self.pool: dict[str, list[PoolBidder]] = {}
         self.progress("villages", 0, len(self.villages))
+        self.first_entry_id = self.next_id[JournalEntry.__table__.name]
+        if self.is_postgres:
+            await self.defer_balance_check()
         districts: dict[str, list[str]] = {}
         for village in self.villages:
             districts.setdefault(self.district_of[village], []).append(village)
@@ -1045,6 +1075,7 @@ class CitySeed:
             [{"cid": self.collective[v], "length": self.chain[v][0], "head": self.chain[v][1]} for v in self.villages],
         )
         if self.is_postgres:
+            await self.check_balanced()
             for table in TABLES:
                 await self.session.execute(text(
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "

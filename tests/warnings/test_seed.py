@@ -23,8 +23,9 @@ from tests.conftest import create_database, load_villages, make_settings, run_sy
 
 SANZI = str(Path(sys.executable).parent / "sanzi")
 TODAY = date(2026, 6, 30)
-#: three years (the 2026 election inside), two townships' worth of villages, irregularities six times as often
-OPTIONS = SeedOptions(years=3, villages=30, seed=7, today=TODAY, irregularity_rate=6.0)
+#: three years up to today (the scan judges arrears as of today), with the 2026 election inside; two
+#: townships' worth of villages; irregularities six times as often as by default
+OPTIONS = SeedOptions(years=3, villages=30, seed=7, irregularity_rate=6.0)
 
 
 async def seed(url: str, options: SeedOptions = OPTIONS) -> SeedReport:
@@ -130,7 +131,8 @@ def test_every_domain_is_populated_and_the_chains_verify(seeded: Any) -> None:
     months = rows(url, "SELECT c.village_code, count(DISTINCT substr(CAST(e.entry_date AS TEXT), 1, 7)) "
                        "FROM journal_entry e JOIN collective c ON c.id = e.collective_id GROUP BY c.village_code")
     assert len(months) == len(report.villages)
-    assert all(n == 30 for _, n in months), months  # January 2024 to June 2026
+    expected = (report.today.year - report.first_day.year) * 12 + report.today.month
+    assert all(n == expected for _, n in months), (expected, months)
     elections = rows(url, "SELECT DISTINCT substr(CAST(election_date AS TEXT), 1, 4) FROM election ORDER BY 1")
     assert [year for (year,) in elections] == ["2014", "2017", "2021", "2026"]
     per_election = rows(url, "SELECT election_id, count(*) FROM candidate GROUP BY election_id")
@@ -225,6 +227,8 @@ def test_the_command_appends_verifies_and_refuses_bad_input(empty_database_url: 
     seeded_counts = table_counts(url)
     again = run_cli(url, "--years", "1", "--villages", "12", "--seed", "3", "--today", "2026-06-30")
     assert again.returncode != 0 and "--append" in again.stderr
+    skipped = run_cli(url, "--years", "1", "--villages", "12", "--seed", "3", "--if-empty")
+    assert skipped.returncode == 0 and "skipped" in skipped.stdout
     assert table_counts(url) == seeded_counts
     appended = run_cli(url, "--years", "1", "--villages", "12", "--seed", "3", "--scale", "2", "--append",
                        "--today", "2026-06-30")
