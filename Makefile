@@ -24,6 +24,7 @@ migrate: setup
 demo: migrate
 	$(BIN)/sanzi geography import
 	$(BIN)/sanzi demo load
+	$(BIN)/sanzi demo seed --years 2 --villages 30 --seed 1 --if-empty
 
 run: demo
 	@echo "sanzi is serving on http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/schema)"
