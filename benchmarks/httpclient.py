@@ -88,7 +88,9 @@ class Connection:
             await self.close()
             raise HttpError(str(exc)) from exc
 
-    async def post_json(self, path: str, payload: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def post_json(
+        self, path: str, payload: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         body = json.dumps(payload).encode()
         status, data = await self.request(
             "POST", path, {"Content-Type": "application/json", **(headers or {})}, body

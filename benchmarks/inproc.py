@@ -41,7 +41,9 @@ class StatementLog:
 
     def attach(self, engine: AsyncEngine) -> None:
         @event.listens_for(engine.sync_engine, "before_cursor_execute")
-        def _before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        def _before(
+            conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+        ) -> None:
             conn.info["bench_started"] = time.perf_counter()
 
         @event.listens_for(engine.sync_engine, "after_cursor_execute")
@@ -116,24 +118,42 @@ async def sample_events(engine: AsyncEngine, per_kind: int, seed: int) -> list[D
     rng = random.Random(seed)
     out: list[DomainEvent] = []
     async with engine.connect() as conn:
-        bids = (await conn.execute(
-            select(Bid.id, Bid.listing_id, Listing.village_code).join(Listing, Listing.id == Bid.listing_id)
-            .order_by(Bid.id.desc()).limit(per_kind * 20)
-        )).all()
-        closes = (await conn.execute(
-            select(Listing.id, Listing.village_code).where(Listing.closed_at.is_not(None))
-            .order_by(Listing.id.desc()).limit(per_kind * 20)
-        )).all()
-        contracts = (await conn.execute(
-            select(Contract.id, Collective.village_code).join(Collective, Collective.id == Contract.collective_id)
-            .order_by(Contract.id.desc()).limit(per_kind * 20)
-        )).all()
-        entries = (await conn.execute(
-            select(JournalEntry.id, Collective.village_code).join(Collective, Collective.id == JournalEntry.collective_id)
-            .order_by(JournalEntry.id.desc()).limit(per_kind * 20)
-        )).all()
+        bids = (
+            await conn.execute(
+                select(Bid.id, Bid.listing_id, Listing.village_code)
+                .join(Listing, Listing.id == Bid.listing_id)
+                .order_by(Bid.id.desc())
+                .limit(per_kind * 20)
+            )
+        ).all()
+        closes = (
+            await conn.execute(
+                select(Listing.id, Listing.village_code)
+                .where(Listing.closed_at.is_not(None))
+                .order_by(Listing.id.desc())
+                .limit(per_kind * 20)
+            )
+        ).all()
+        contracts = (
+            await conn.execute(
+                select(Contract.id, Collective.village_code)
+                .join(Collective, Collective.id == Contract.collective_id)
+                .order_by(Contract.id.desc())
+                .limit(per_kind * 20)
+            )
+        ).all()
+        entries = (
+            await conn.execute(
+                select(JournalEntry.id, Collective.village_code)
+                .join(Collective, Collective.id == JournalEntry.collective_id)
+                .order_by(JournalEntry.id.desc())
+                .limit(per_kind * 20)
+            )
+        ).all()
     for row in rng.sample(bids, min(per_kind, len(bids))):
-        out.append(DomainEvent("bid_placed", row.village_code, {"listing_id": row.listing_id, "bid_id": row.id}))
+        out.append(
+            DomainEvent("bid_placed", row.village_code, {"listing_id": row.listing_id, "bid_id": row.id})
+        )
     for row in rng.sample(closes, min(per_kind, len(closes))):
         out.append(DomainEvent("listing_closed", row.village_code, {"listing_id": row.id}))
     for row in rng.sample(contracts, min(per_kind, len(contracts))):
@@ -176,7 +196,9 @@ def _entry(n: int, day: date) -> EntryCreate:
     )
 
 
-async def chained_postings(engine: AsyncEngine, collective_ids: list[int], count: int) -> tuple[float, list[int]]:
+async def chained_postings(
+    engine: AsyncEngine, collective_ids: list[int], count: int
+) -> tuple[float, list[int]]:
     """Post ``count`` entries through BooksService (chain lock, hash, head), one transaction each, round-robin
     over the collectives; (seconds, entry ids)."""
     maker = async_sessionmaker(engine, expire_on_commit=False)
@@ -187,7 +209,9 @@ async def chained_postings(engine: AsyncEngine, collective_ids: list[int], count
         collectives = [await session.get_one(Collective, cid) for cid in collective_ids]
         await session.commit()
         for n in range(count):
-            entry, _ = await BooksService(session).post_entry(collectives[n % len(collectives)], _entry(n, day), None)
+            entry, _ = await BooksService(session).post_entry(
+                collectives[n % len(collectives)], _entry(n, day), None
+            )
             ids.append(entry.id)
             await session.commit()
     return time.perf_counter() - started, ids
@@ -197,11 +221,16 @@ async def plain_inserts(engine: AsyncEngine, entry_ids: list[int]) -> float:
     """Insert the same entries and lines again as plain rows (no chain lock, no hashing, no head update), one
     transaction each, under seq numbers far from the chain's; seconds."""
     async with engine.connect() as conn:
-        entries = [dict(row._mapping) for row in await conn.execute(
-            select(JournalEntry.__table__).where(JournalEntry.id.in_(entry_ids)).order_by(JournalEntry.id)
-        )]
+        entries = [
+            dict(row._mapping)
+            for row in await conn.execute(
+                select(JournalEntry.__table__).where(JournalEntry.id.in_(entry_ids)).order_by(JournalEntry.id)
+            )
+        ]
         lines: dict[int, list[dict[str, Any]]] = {}
-        for row in await conn.execute(select(JournalLine.__table__).where(JournalLine.entry_id.in_(entry_ids))):
+        for row in await conn.execute(
+            select(JournalLine.__table__).where(JournalLine.entry_id.in_(entry_ids))
+        ):
             lines.setdefault(row.entry_id, []).append(dict(row._mapping))
     offset = 10_000_000 + time.time_ns() % 1_000_000 * 1_000
     prepared = []
@@ -210,7 +239,12 @@ async def plain_inserts(engine: AsyncEngine, entry_ids: list[int]) -> float:
         entry["seq"] += offset
         entry["hash"] = hashlib.sha256((entry["hash"] + str(offset)).encode()).hexdigest()
         entry["client_key"] = f"p{offset}-{old_id}"
-        prepared.append((entry, [{k: v for k, v in line.items() if k not in ("id", "entry_id")} for line in lines[old_id]]))
+        prepared.append(
+            (
+                entry,
+                [{k: v for k, v in line.items() if k not in ("id", "entry_id")} for line in lines[old_id]],
+            )
+        )
     table, line_table = JournalEntry.__table__, JournalLine.__table__
     started = time.perf_counter()
     async with engine.connect() as conn:
@@ -221,15 +255,27 @@ async def plain_inserts(engine: AsyncEngine, entry_ids: list[int]) -> float:
     return time.perf_counter() - started
 
 
-async def verify_chains(engine: AsyncEngine) -> tuple[float, int, int]:
-    """Verify every collective's chain; (seconds, entries checked, broken chains)."""
+async def verify_chains(engine: AsyncEngine, villages: int) -> tuple[float, int, int]:
+    """Verify the chains of the first ``villages`` villages by code (every entry re-hashed, as
+    ``sanzi ledger verify`` does); (seconds, entries checked, broken chains)."""
     maker = async_sessionmaker(engine, expire_on_commit=False)
     async with maker() as session:
-        entries = await session.scalar(select(func.count()).select_from(JournalEntry))
+        codes = list(
+            await session.scalars(select(Collective.village_code).order_by(Collective.village_code).limit(villages))
+        )
+        entries = await session.scalar(
+            select(func.count())
+            .select_from(JournalEntry)
+            .join(Collective, Collective.id == JournalEntry.collective_id)
+            .where(Collective.village_code.in_(codes))
+        )
+        books = BooksService(session)
+        broken = 0
         started = time.perf_counter()
-        _, broken = await BooksService(session).verify_all()
+        for code in codes:
+            broken += len((await books.verify_all(code))[1])
         seconds = time.perf_counter() - started
-    return seconds, int(entries or 0), len(broken)
+    return seconds, int(entries or 0), broken
 
 
 # ---- plans -----------------------------------------------------------------------------------------------
@@ -247,7 +293,12 @@ async def heaviest_plans(engine: AsyncEngine, log: StatementLog, top: int = 3) -
         for seconds, statement, parameters, rule_id in heaviest:
             rows = await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
             plans.append(
-                {"rule": rule_id or "(index)", "seconds": round(seconds, 4), "statement": statement, "plan": "\n".join(r[0] for r in rows)}
+                {
+                    "rule": rule_id or "(index)",
+                    "seconds": round(seconds, 4),
+                    "statement": statement,
+                    "plan": "\n".join(r[0] for r in rows),
+                }
             )
             await conn.rollback()
     return plans

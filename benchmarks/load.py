@@ -49,8 +49,17 @@ async def _until(moment: float) -> None:
 
 
 async def _bidder(
-    host: str, port: int, token: str, listings: list[int], known: dict[int, int], start: float, end: float,
-    rng: random.Random, out: dict[str, Any], tag: str,
+    host: str,
+    port: int,
+    token: str,
+    listings: list[int],
+    known: dict[int, int],
+    start: float,
+    end: float,
+    rng: random.Random,
+    out: dict[str, Any],
+    tag: str,
+    epoch: float,
 ) -> None:
     """One bidder: picks a listing, bids a few increments above the price it last saw, learns the price
     from each answer (receipt or refusal), as a person watching the room would."""
@@ -62,12 +71,18 @@ async def _bidder(
     try:
         while time.time() < end:
             listing = rng.choice(listings)
-            amount = known.get(listing, STARTING_PRICE_FEN - MIN_INCREMENT_FEN) + MIN_INCREMENT_FEN * rng.randint(1, 3)
+            # bids serialise on the listing in arrival order: an amount growing with the clock (an increment a
+            # millisecond) is above every bid sent before it, so a bid is refused as too low only when a later
+            # one overtook it, as in a real room, not because the bidder's view of the price is seconds old
+            by_clock = STARTING_PRICE_FEN + MIN_INCREMENT_FEN * int((time.time() - epoch) * 1000)
+            amount = max(by_clock, known.get(listing, 0) + MIN_INCREMENT_FEN)
             n += 1
             sent = time.perf_counter()
             try:
                 status, body = await conn.post_json(
-                    f"/api/listings/{listing}/bids", {"amount": fen_to_yuan(amount), "client_key": f"{tag}-{n}"}, headers
+                    f"/api/listings/{listing}/bids",
+                    {"amount": fen_to_yuan(amount), "client_key": f"{tag}-{n}"},
+                    headers,
                 )
             except HttpError:
                 out["errors"] += 1
@@ -86,26 +101,53 @@ async def _bidder(
                 code = problem_code(body, status)
                 out["refused"][code] += 1
                 if isinstance(body, dict) and body.get("next_min_bid"):
-                    known[listing] = max(known.get(listing, 0), yuan_to_fen(body["next_min_bid"]) - MIN_INCREMENT_FEN)
+                    known[listing] = max(
+                        known.get(listing, 0), yuan_to_fen(body["next_min_bid"]) - MIN_INCREMENT_FEN
+                    )
                 if status == 429:
                     await asyncio.sleep(0.2)
     finally:
         await conn.close()
 
 
-def bid_load(host: str, port: int, tokens: list[str], listings: list[int], start: float, duration: float,
-             seed: int) -> dict[str, Any]:
+def bid_load(
+    host: str,
+    port: int,
+    tokens: list[str],
+    listings: list[int],
+    start: float,
+    duration: float,
+    seed: int,
+    epoch: float,
+) -> dict[str, Any]:
     """Every token bids concurrently on ``listings`` from ``start`` for ``duration`` seconds."""
 
     async def main() -> dict[str, Any]:
-        out: dict[str, Any] = {"accepted": 0, "errors": 0, "refused": Counter(), "latencies_ok": [], "latencies_all": [],
-                               "last_answer": start}
+        out: dict[str, Any] = {
+            "accepted": 0,
+            "errors": 0,
+            "refused": Counter(),
+            "latencies_ok": [],
+            "latencies_all": [],
+            "last_answer": start,
+        }
         known: dict[int, int] = {}
         rng = random.Random(seed)
         await asyncio.gather(
             *(
-                _bidder(host, port, token, listings, known, start, start + duration, random.Random(rng.random()), out,
-                        f"s{seed}-b{i}-{int(start)}")
+                _bidder(
+                    host,
+                    port,
+                    token,
+                    listings,
+                    known,
+                    start,
+                    start + duration,
+                    random.Random(rng.random()),
+                    out,
+                    f"s{seed}-b{i}-{int(start)}",
+                    epoch,
+                )
                 for i, token in enumerate(tokens)
             )
         )
@@ -118,7 +160,9 @@ def bid_load(host: str, port: int, tokens: list[str], listings: list[int], start
 # ---- pages -----------------------------------------------------------------------------------------------
 
 
-def page_load(host: str, port: int, paths: list[str], connections: int, start: float, duration: float) -> dict[str, Any]:
+def page_load(
+    host: str, port: int, paths: list[str], connections: int, start: float, duration: float
+) -> dict[str, Any]:
     """``connections`` keep-alive clients request ``paths`` in turn as fast as answered."""
 
     async def client(index: int, out: dict[str, Any]) -> None:
@@ -159,7 +203,9 @@ def page_load(host: str, port: int, paths: list[str], connections: int, start: f
 # ---- watchers --------------------------------------------------------------------------------------------
 
 
-def watch(host: str, port: int, listing: int, watchers: int, ready: Any, last_seq: Any, deadline: float) -> dict[str, Any]:
+def watch(
+    host: str, port: int, listing: int, watchers: int, ready: Any, last_seq: Any, deadline: float
+) -> dict[str, Any]:
     """``watchers`` SSE connections to one listing; records when each bid (by seq) reached each watcher.
     ``ready`` (a shared counter) counts watchers that have received the replay; the watchers stop once
     ``last_seq`` (shared) is set and reached, or at ``deadline``."""
@@ -174,7 +220,7 @@ def watch(host: str, port: int, listing: int, watchers: int, ready: Any, last_se
             while time.time() < deadline:
                 try:
                     event, data = await asyncio.wait_for(stream.__anext__(), max(0.1, deadline - time.time()))
-                except (StopAsyncIteration, asyncio.TimeoutError):
+                except (StopAsyncIteration, TimeoutError):
                     break
                 now = time.time()
                 if event != "bid":
@@ -209,8 +255,9 @@ def watch_to_queue(queue: Any, *args: Any) -> None:
     queue.put(watch(*args))
 
 
-def place_paced(host: str, port: int, tokens: list[str], listing: int, count: int, interval: float,
-                first_amount_fen: int) -> dict[int, tuple[float, float]]:
+def place_paced(
+    host: str, port: int, tokens: list[str], listing: int, count: int, interval: float, first_amount_fen: int
+) -> dict[int, tuple[float, float]]:
     """Two bidders take turns placing ``count`` bids ``interval`` apart; returns the wall-clock times each
     bid was sent and acknowledged, by seq."""
 

@@ -1,4 +1,4 @@
-"""Statistics over repeated runs, and the results as JSON and as the Markdown table of benchmarks/README.md."""
+"""Statistics over repeated runs; the results as JSON and as the Markdown table of benchmarks/README.md."""
 
 from __future__ import annotations
 

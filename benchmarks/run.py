@@ -11,9 +11,9 @@ Every figure is repeated and reported as the median with its range, beside a bas
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import hashlib
-import asyncio
 import json
 import multiprocessing
 import os
@@ -71,10 +71,16 @@ class Plan:
     scenario_villages: int
 
 
-FULL = Plan("full", 5, 10.0, 200, 100, 64, 1000, 40, 32, 3, 25, 400,
-            ("--years", "10", "--villages", "all", "--seed", "1"), 60)
-QUICK = Plan("quick", 2, 4.0, 200, 100, 64, 100, 6, 16, 1, 2, 30,
-             ("--years", "2", "--villages", "60", "--seed", "1"), 12)
+FULL = Plan(
+    mode="full", runs=4, seconds=10.0, bidders=200, listings=100, hot_bidders=64, watchers=1000, watched_bids=40,
+    page_connections=32, scan_runs=2, events_per_kind=10, postings=200,
+    seed_args=("--years", "10", "--villages", "all", "--seed", "1"), scenario_villages=60,
+)  # fmt: skip
+QUICK = Plan(
+    mode="quick", runs=2, seconds=4.0, bidders=200, listings=100, hot_bidders=64, watchers=100, watched_bids=6,
+    page_connections=16, scan_runs=1, events_per_kind=2, postings=30,
+    seed_args=("--years", "2", "--villages", "60", "--seed", "1"), scenario_villages=12,
+)  # fmt: skip
 
 
 # ---- services ---------------------------------------------------------------------------------------------
@@ -83,7 +89,8 @@ QUICK = Plan("quick", 2, 4.0, 200, 100, 64, 100, 6, 16, 1, 2, 30,
 def psql(sql: str, database: str = "postgres") -> str:
     result = subprocess.run(
         ["psql", f"{PG_ADMIN}/{database}", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise BenchError(f"psql failed: {result.stderr.strip()}")
@@ -108,32 +115,47 @@ def pick_redis_db() -> int:
         try:
             if redis_client(db).dbsize() == 0:
                 return db
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise BenchError(f"Redis at {REDIS_URL} is not reachable: {exc}") from exc
     raise BenchError("no empty Redis database between 8 and 13")
 
 
 def sanzi(args: list[str], env: dict[str, str], what: str) -> str:
     started = time.perf_counter()
-    result = subprocess.run([str(ROOT / ".venv/bin/sanzi"), *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/sanzi"), *args], env=env, capture_output=True, text=True, cwd=ROOT
+    )
     if result.returncode != 0:
-        raise BenchError(f"{what} failed ({' '.join(args)}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise BenchError(
+            f"{what} failed ({' '.join(args)}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     console.log(f"{what}: {time.perf_counter() - started:.1f} s")
     return result.stdout
 
 
 def has_seed_command(env: dict[str, str]) -> bool:
-    result = subprocess.run([str(ROOT / ".venv/bin/sanzi"), "demo", "seed", "--help"], env=env,
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/sanzi"), "demo", "seed", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     return result.returncode == 0
 
 
 def data_key(plan: Plan, scale: int) -> str:
     """What the loaded data depend on: the migrations, the generators, the geography, their arguments and
     the day (the history runs up to today)."""
-    digest = hashlib.sha256(f"{plan.seed_args}|{plan.scenario_villages}|{scale}|{datetime.now(UTC).date()}".encode())
-    for pattern in ("migrations/versions/*.py", "sanzi/warnings/seed.py", "sanzi/warnings/scenarios.py",
-                    "sanzi/platform/data/*"):
+    digest = hashlib.sha256(
+        f"{plan.seed_args}|{plan.scenario_villages}|{scale}|{datetime.now(UTC).date()}".encode()
+    )
+    for pattern in (
+        "migrations/versions/*.py",
+        "sanzi/warnings/seed.py",
+        "sanzi/warnings/scenarios.py",
+        "sanzi/platform/data/*",
+    ):
         for path in sorted(ROOT.glob(pattern)):
             digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
@@ -145,7 +167,12 @@ class Database:
     def __init__(self, name: str) -> None:
         self.name = name
         self.url = f"{PG_ADMIN.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-        self.env = {**os.environ, "DATABASE_URL": self.url, "SANZI_ENV": "development", "LOG_LEVEL": "WARNING"}
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.url,
+            "SANZI_ENV": "development",
+            "LOG_LEVEL": "WARNING",
+        }
 
     def create(self) -> None:
         psql(f'CREATE DATABASE "{self.name}"')
@@ -158,13 +185,15 @@ class Database:
 
     def prepare(self, plan: Plan, scale: int, cache: bool) -> str:
         """Create the database with its data: a copy of the cached template for these data (PostgreSQL copies
-        the files, seconds instead of the minutes of a load), or a fresh load that then becomes the template."""
+        the files: seconds instead of the minutes of a load), or a fresh load that becomes the template."""
         template = f"sanzi_bench_tpl_{plan.mode}_x{scale}_{data_key(plan, scale)}"
         if cache and psql(f"SELECT 1 FROM pg_database WHERE datname = '{template}'"):
             started = time.perf_counter()
             psql(f'CREATE DATABASE "{self.name}" TEMPLATE "{template}"')
             console.log(f"data copied from the template {template}: {time.perf_counter() - started:.1f} s")
-            return psql(f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{template}'")
+            return psql(
+                f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{template}'"
+            )
         self.create()
         data = self.load(plan, scale)
         if cache:
@@ -186,11 +215,25 @@ class Database:
         else:
             # without the city-scale generator: k scenarios of distinct seeds stand for k× the data
             for seed in range(1, scale + 1):
-                sanzi(["warnings", "scenarios", "--seed", str(seed), "--villages", str(plan.scenario_villages),
-                       "--years", "10"], self.env, f"scenario data, seed {seed}")
-            data = (f"{scale} × `sanzi warnings scenarios --villages {plan.scenario_villages} --years 10` "
-                    "(seeds 1–{scale}; `sanzi demo seed` is not on this branch yet, so this is far less than the "
-                    "city's ten years)").replace("{scale}", str(scale))
+                sanzi(
+                    [
+                        "warnings",
+                        "scenarios",
+                        "--seed",
+                        str(seed),
+                        "--villages",
+                        str(plan.scenario_villages),
+                        "--years",
+                        "10",
+                    ],
+                    self.env,
+                    f"scenario data, seed {seed}",
+                )
+            data = (
+                f"{scale} × `sanzi warnings scenarios --villages {plan.scenario_villages} --years 10` "
+                "(seeds 1–{scale}; `sanzi demo seed` is not on this branch yet, so this is far less than the "
+                "city's ten years)"
+            ).replace("{scale}", str(scale))
         psql("VACUUM ANALYZE", self.name)
         return data
 
@@ -198,8 +241,14 @@ class Database:
 class Server:
     """uvicorn with 2 workers serving the app, started in its own process group and stopped by it."""
 
-    def __init__(self, database: Database, redis_db: int, port: int, app: str = "sanzi.platform.asgi:create_app",
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        redis_db: int,
+        port: int,
+        app: str = "sanzi.platform.asgi:create_app",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.app = app
         self.env = {
@@ -218,9 +267,27 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", self.app, "--factory", "--workers", "2",
-             "--host", HOST, "--port", str(self.port), "--no-access-log", "--log-level", "warning"],
-            env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                self.app,
+                "--factory",
+                "--workers",
+                "2",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -298,7 +365,7 @@ class MemorySampler:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
 
@@ -330,9 +397,21 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
 def pgbench(database: Database, clients: int, seconds: float) -> float:
     """TPS of pgbench's built-in simple-update script on the run's database."""
     result = subprocess.run(
-        ["pgbench", "-n", "-b", "simple-update", "-c", str(clients), "-j", "2", "-T", str(max(1, round(seconds))),
-         f"{PG_ADMIN}/{database.name}"],
-        capture_output=True, text=True,
+        [
+            "pgbench",
+            "-n",
+            "-b",
+            "simple-update",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(max(1, round(seconds))),
+            f"{PG_ADMIN}/{database.name}",
+        ],
+        capture_output=True,
+        text=True,
     )
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
     if result.returncode != 0 or match is None:
@@ -347,25 +426,42 @@ def pgbench_clients(wanted: int) -> tuple[int, str]:
     free = limit - used - 15
     if free >= wanted:
         return wanted, ""
-    return max(free, 8), (f"PostgreSQL here allows {limit} connections ({used} in use), so pgbench ran "
-                          f"{max(free, 8)} clients, not {wanted}")
+    return max(free, 8), (
+        f"PostgreSQL here allows {limit} connections ({used} in use), so pgbench ran "
+        f"{max(free, 8)} clients, not {wanted}"
+    )
 
 
-def bid_round(port: int, live: state.LiveState, tokens: list[str], listings: list[int], seconds: float,
-              seed: int, pids: list[int] | None = None) -> tuple[dict[str, Any], dict[int, int]]:
+def bid_round(
+    port: int,
+    live: state.LiveState,
+    tokens: list[str],
+    listings: list[int],
+    seconds: float,
+    seed: int,
+    pids: list[int] | None = None,
+) -> tuple[dict[str, Any], dict[int, int]]:
     pool = processes()
     start = time.time() + 1.5
     parts = split(tokens, 2)
     peaks: dict[int, int] = {}
-    futures = [pool.submit(load.bid_load, HOST, port, part, listings, start, seconds, seed * 10 + i)
-               for i, part in enumerate(parts)]
+    futures = [
+        pool.submit(load.bid_load, HOST, port, part, listings, start, seconds, seed * 10 + i, live.epoch)
+        for i, part in enumerate(parts)
+    ]
     if pids:
         with MemorySampler(pids) as sampler:
             results = [f.result() for f in futures]
         peaks = sampler.peak
     else:
         results = [f.result() for f in futures]
-    merged: dict[str, Any] = {"accepted": 0, "errors": 0, "refused": {}, "latencies_ok": [], "latencies_all": []}
+    merged: dict[str, Any] = {
+        "accepted": 0,
+        "errors": 0,
+        "refused": {},
+        "latencies_ok": [],
+        "latencies_all": [],
+    }
     for r in results:
         merged["accepted"] += r["accepted"]
         merged["errors"] += r["errors"]
@@ -382,9 +478,12 @@ def bid_round(port: int, live: state.LiveState, tokens: list[str], listings: lis
 def page_round(port: int, paths: list[str], connections: int, seconds: float) -> dict[str, Any]:
     pool = processes()
     start = time.time() + 1.0
-    results = [f.result() for f in [
-        pool.submit(load.page_load, HOST, port, paths, connections // 2, start, seconds) for _ in range(2)
-    ]]
+    results = [
+        f.result()
+        for f in [
+            pool.submit(load.page_load, HOST, port, paths, connections // 2, start, seconds) for _ in range(2)
+        ]
+    ]
     ok = sum(r["ok"] for r in results)
     bad = sum(sum(r["bad"].values()) + r["errors"] for r in results)
     latencies = [x for r in results for x in r["latencies"]]
@@ -401,17 +500,32 @@ def watcher_round(port: int, live: state.LiveState, plan: Plan, round_no: int) -
     # what is already on the listing: watchers receive it as their replay, which tells us they are connected
     status, body = asyncio.run(_get(port, f"/api/listings/{live.watched_listing}/live"))
     current = json.loads(body)
-    price = load.yuan_to_fen(current["current_price"]) if current["current_price"] else state.STARTING_PRICE_FEN
+    price = (
+        load.yuan_to_fen(current["current_price"]) if current["current_price"] else state.STARTING_PRICE_FEN
+    )
     count = current["bid_count"]
     order = tokens if count % 2 == 0 else tokens[::-1]
     if count == 0:
         load.place_paced(HOST, port, order, live.watched_listing, 1, 0.0, price - state.MIN_INCREMENT_FEN)
-        count, price, order = 1, price, order[::-1]
+        count, order = 1, order[::-1]
     deadline = time.time() + 60 + plan.watched_bids * 0.25
     queue = ctx.Queue()
-    watchers = [ctx.Process(target=load.watch_to_queue, args=(queue, HOST, port, live.watched_listing,
-                                                             plan.watchers // 2, manager_ready, last_seq, deadline))
-                for _ in range(2)]
+    watchers = [
+        ctx.Process(
+            target=load.watch_to_queue,
+            args=(
+                queue,
+                HOST,
+                port,
+                live.watched_listing,
+                plan.watchers // 2,
+                manager_ready,
+                last_seq,
+                deadline,
+            ),
+        )
+        for _ in range(2)
+    ]
     for process in watchers:
         process.start()
     try:
@@ -480,15 +594,26 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
 
         console.rule("bids")
         clients, clients_note = pgbench_clients(plan.bidders)
-        init = subprocess.run(["pgbench", "-i", "-q", "-s", "10" if plan.mode == "full" else "2",
-                               f"{PG_ADMIN}/{database.name}"], capture_output=True, text=True)
+        init = subprocess.run(
+            [
+                "pgbench",
+                "-i",
+                "-q",
+                "-s",
+                "10" if plan.mode == "full" else "2",
+                f"{PG_ADMIN}/{database.name}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if init.returncode != 0:
             raise BenchError(f"pgbench -i failed: {init.stderr[-1000:]}")
         tps, rates, p50s, p99s, all_p99s, refused, peaks = [], [], [], [], [], {}, {}
         for n in range(plan.runs):
             tps.append(pgbench(database, clients, plan.seconds))
-            merged, peak = bid_round(server.port, live, live.tokens[: plan.bidders], live.spread_listings,
-                                     plan.seconds, n, pids)
+            merged, peak = bid_round(
+                server.port, live, live.tokens[: plan.bidders], live.spread_listings, plan.seconds, n, pids
+            )
             rates.append(merged["per_second"])
             p50s.append(percentile(merged["latencies_ok"], 0.5) * 1000)
             p99s.append(percentile(merged["latencies_ok"], 0.99) * 1000)
@@ -497,34 +622,81 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
                 refused[code] = refused.get(code, 0) + k
             for pid, value in peak.items():
                 peaks[pid] = max(peaks.get(pid, 0), value)
-            console.log(f"bids run {n + 1}: {merged['per_second']:.1f}/s accepted over {merged['elapsed']:.1f} s, p99 {p99s[-1]:.0f} ms, "
-                        f"pgbench {tps[-1]:.0f} tps, refused {merged['refused']}, errors {merged['errors']}")
-        raw["bids"] = {"accepted_per_second": rates, "pgbench_tps": tps, "pgbench_clients": clients,
-                       "refused": refused, "p99_all_answers_ms": all_p99s}
+            console.log(
+                f"bids run {n + 1}: {merged['per_second']:.1f}/s accepted over {merged['elapsed']:.1f} s, "
+                f"p99 {p99s[-1]:.0f} ms, "
+                f"pgbench {tps[-1]:.0f} tps, refused {merged['refused']}, errors {merged['errors']}"
+            )
+        raw["bids"] = {
+            "accepted_per_second": rates,
+            "pgbench_tps": tps,
+            "pgbench_clients": clients,
+            "refused": refused,
+            "p99_all_answers_ms": all_p99s,
+        }
         ratio = ratios(rates, tps)
-        figures.append(Figure("bids", f"accepted bids/s, {plan.bidders} bidders over {plan.listings} live listings",
-                              Spread.of(rates), "/s", Spread.of(tps), f"pgbench simple-update TPS, {clients} clients",
-                              ratio, "≥ 40% of pgbench", ratio.median >= 0.4, clients_note, 1))
+        figures.append(
+            Figure(
+                "bids",
+                f"accepted bids/s, {plan.bidders} bidders over {plan.listings} live listings",
+                Spread.of(rates),
+                "/s",
+                Spread.of(tps),
+                f"pgbench simple-update TPS, {clients} clients",
+                ratio,
+                "≥ 40% of pgbench",
+                ratio.median >= 0.4,
+                clients_note,
+                1,
+            )
+        )
         figures.append(Figure("bids", "acknowledgement latency p50", Spread.of(p50s), " ms", digits=1))
         p99 = Spread.of(p99s)
-        figures.append(Figure("bids", "acknowledgement latency p99", p99, " ms", target="< 100 ms",
-                              met=p99.median < 100, digits=1,
-                              note=f"answers refused as outbid or leading: {sum(refused.values())}"))
+        figures.append(
+            Figure(
+                "bids",
+                "acknowledgement latency p99",
+                p99,
+                " ms",
+                target="< 100 ms",
+                met=p99.median < 100,
+                digits=1,
+                note=f"answers refused as outbid or leading: {sum(refused.values())}",
+            )
+        )
 
         hot_rates, hot_p99 = [], []
         for n in range(plan.runs):
-            merged, _ = bid_round(server.port, live, live.tokens[: plan.hot_bidders], [live.hot_listing],
-                                  plan.seconds, 100 + n)
+            merged, _ = bid_round(
+                server.port, live, live.tokens[: plan.hot_bidders], [live.hot_listing], plan.seconds, 100 + n
+            )
             hot_rates.append(merged["per_second"])
             hot_p99.append(percentile(merged["latencies_ok"], 0.99) * 1000)
             console.log(f"hot run {n + 1}: {merged['per_second']:.0f}/s, refused {merged['refused']}")
         hot = Spread.of(hot_rates)
-        figures.append(Figure("bids", f"one hot listing, {plan.hot_bidders} bidders: accepted bids/s", hot, "/s",
-                              target="≥ 500/s", met=hot.median >= 500, digits=1))
+        figures.append(
+            Figure(
+                "bids",
+                f"one hot listing, {plan.hot_bidders} bidders: accepted bids/s",
+                hot,
+                "/s",
+                target="≥ 500/s",
+                met=hot.median >= 500,
+                digits=1,
+            )
+        )
         figures.append(Figure("bids", "one hot listing: acknowledgement p99", Spread.of(hot_p99), " ms"))
         worker_peak = Spread.of([v / 2**20 for v in peaks.values()])
-        figures.append(Figure("memory", "peak resident memory of an app worker under the bid load", worker_peak,
-                              " MiB", note=f"{len(peaks)} workers", digits=0))
+        figures.append(
+            Figure(
+                "memory",
+                "peak resident memory of an app worker under the bid load",
+                worker_peak,
+                " MiB",
+                note=f"{len(peaks)} workers",
+                digits=0,
+            )
+        )
 
         console.rule("pages")
         listing_id = asyncio.run(_a_sold_listing(database)) or live.spread_listings[0]
@@ -544,13 +716,26 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
             console.log(f"pages run {n + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in page_rps.items()))
         raw["pages"] = {"rps": page_rps, "paths": endpoints}
         trivial = Spread.of(page_rps["trivial"])
-        for key, title in (("results", "results list `/api/results` (JSON)"),
-                           ("listing", "a listing `/api/listings/{id}` (JSON)")):
+        for key, title in (
+            ("results", "results list `/api/results` (JSON)"),
+            ("listing", "a listing `/api/listings/{id}` (JSON)"),
+        ):
             ratio = ratios(page_rps[key], page_rps["trivial"])
-            figures.append(Figure("pages", f"{title}, requests/s", Spread.of(page_rps[key]), "/s", trivial,
-                                  "`/api/health` (one `SELECT 1` and one Redis PING)", ratio, "≥ 25% of trivial",
-                                  ratio.median >= 0.25, "HTML pages are not on this branch: the JSON API they use",
-                                  digits=0))
+            figures.append(
+                Figure(
+                    "pages",
+                    f"{title}, requests/s",
+                    Spread.of(page_rps[key]),
+                    "/s",
+                    trivial,
+                    "`/api/health` (one `SELECT 1` and one Redis PING)",
+                    ratio,
+                    "≥ 25% of trivial",
+                    ratio.median >= 0.25,
+                    "HTML pages are not on this branch: the JSON API they use",
+                    digits=0,
+                )
+            )
 
         console.rule("watchers")
         watch_runs = [watcher_round(server.port, live, plan, n) for n in range(max(1, plan.runs // 2))]
@@ -560,22 +745,45 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
         every = Spread.of([w["p99_to_every_watcher"] * 1000 for w in watch_runs])
         connected = min(w["connected"] for w in watch_runs)
         missing = sum(w["missing_deliveries"] for w in watch_runs)
-        figures.append(Figure("watchers", f"{plan.watchers} watchers of one auction: p99 from acknowledgement to "
-                              "arrival at every watcher", every, " ms", target="< 200 ms", met=every.median < 200,
-                              note=f"{connected} connected, {missing} deliveries missing", digits=0))
-        figures.append(Figure("watchers", "p99 from sending the bid to its arrival at every watcher",
-                              Spread.of([w["p99_from_sending_to_every_watcher"] * 1000 for w in watch_runs]), " ms",
-                              note="the event is published before the bidder's answer is written, so it can "
-                              "arrive before the acknowledgement", digits=0))
+        figures.append(
+            Figure(
+                "watchers",
+                f"{plan.watchers} watchers of one auction: p99 from acknowledgement to "
+                "arrival at every watcher",
+                every,
+                " ms",
+                target="< 200 ms",
+                met=every.median < 200,
+                note=f"{connected} connected, {missing} deliveries missing",
+                digits=0,
+            )
+        )
+        figures.append(
+            Figure(
+                "watchers",
+                "p99 from sending the bid to its arrival at every watcher",
+                Spread.of([w["p99_from_sending_to_every_watcher"] * 1000 for w in watch_runs]),
+                " ms",
+                note="the event is published before the bidder's answer is written, so it can "
+                "arrive before the acknowledgement",
+                digits=0,
+            )
+        )
 
-        # ---- diagnostics: the same bid load with one part switched off, as a ratio to the real thing ---------
+        # ---- diagnostics: the same bid load with one part switched off, as a ratio to the real thing ----
         server.stop()
         server = None
         variants = [
-            ("bearer-token cache off (SANZI_TOKEN_CACHE_SECONDS=0): the lookup it saves",
-             "sanzi.platform.asgi:create_app", {"SANZI_TOKEN_CACHE_SECONDS": "0"}),
-            ("incremental warning evaluation off in the app workers: what it costs the bids",
-             "benchmarks.variants:app_without_incremental_warnings", {}),
+            (
+                "bearer-token cache off (SANZI_TOKEN_CACHE_SECONDS=0): the lookup it saves",
+                "sanzi.platform.asgi:create_app",
+                {"SANZI_TOKEN_CACHE_SECONDS": "0"},
+            ),
+            (
+                "incremental warning evaluation off in the app workers: what it costs the bids",
+                "benchmarks.variants:app_without_incremental_warnings",
+                {},
+            ),
         ]
         raw["variants"] = {}
         for title, app, extra in variants:
@@ -584,20 +792,52 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
             server.start()
             variant_rates = []
             for n in range(min(plan.runs, 3)):
-                merged, _ = bid_round(server.port, live, live.tokens[: plan.bidders], live.spread_listings,
-                                      plan.seconds, 200 + n)
+                merged, _ = bid_round(
+                    server.port,
+                    live,
+                    live.tokens[: plan.bidders],
+                    live.spread_listings,
+                    plan.seconds,
+                    200 + n,
+                )
                 variant_rates.append(merged["per_second"])
                 console.log(f"variant run {n + 1}: {merged['per_second']:.1f}/s")
             server.stop()
             server = None
             raw["variants"][title] = variant_rates
-            figures.append(Figure("diagnostics", f"accepted bids/s with {title}", Spread.of(variant_rates), "/s",
-                                  Spread.of(rates), "as shipped (above)", ratios(variant_rates, rates), digits=1))
+            figures.append(
+                Figure(
+                    "diagnostics",
+                    f"accepted bids/s with {title}",
+                    Spread.of(variant_rates),
+                    "/s",
+                    Spread.of(rates),
+                    "as shipped (above)",
+                    ratios(variant_rates, rates),
+                    digits=1,
+                )
+            )
 
-        figures.append(Figure("documents", "certificate PDF, ms each", None, " ms", target="median < 150 ms",
-                              note="not measured: the PDF documents are not on this branch"))
-        figures.append(Figure("documents", "announcement PDF, ms each", None, " ms", target="median < 150 ms",
-                              note="not measured: the PDF documents are not on this branch"))
+        figures.append(
+            Figure(
+                "documents",
+                "certificate PDF, ms each",
+                None,
+                " ms",
+                target="median < 150 ms",
+                note="not measured: the PDF documents are not on this branch",
+            )
+        )
+        figures.append(
+            Figure(
+                "documents",
+                "announcement PDF, ms each",
+                None,
+                " ms",
+                target="median < 150 ms",
+                note="not measured: the PDF documents are not on this branch",
+            )
+        )
     finally:
         if _POOL is not None:
             _POOL.shutdown(cancel_futures=True)
@@ -612,21 +852,29 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
     context = {
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
-                   f"{psql('SHOW server_version')[:4].strip()} PostgreSQL",
+        f"{psql('SHOW server_version')[:4].strip()} PostgreSQL",
         "mode": plan.mode,
         "elapsed_seconds": time.perf_counter() - started,
         "data": data,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(
-        {"context": context, "figures": [f.to_json() for f in figures], "raw": raw}, ensure_ascii=False, indent=2,
-        default=str,
-    ) + "\n", encoding="utf-8")
+    (out_dir / "results.json").write_text(
+        json.dumps(
+            {"context": context, "figures": [f.to_json() for f in figures], "raw": raw},
+            ensure_ascii=False,
+            indent=2,
+            default=str,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     readme = out_dir / "README.md"
     if not readme.exists():
         shutil.copy(BENCH_DIR / "README.md", readme)
     update_readme(readme, markdown(figures, context))
-    console.log(f"wrote {out_dir / 'results.json'} and the table in {readme} ({context['elapsed_seconds']:.0f} s)")
+    console.log(
+        f"wrote {out_dir / 'results.json'} and the table in {readme} ({context['elapsed_seconds']:.0f} s)"
+    )
 
 
 async def _engine(database: Database) -> Any:
@@ -660,7 +908,9 @@ async def _a_sold_listing(database: Database) -> int | None:
     engine = await _engine(database)
     try:
         async with engine.connect() as conn:
-            return await conn.scalar(select(Listing.id).where(Listing.status == "sold").order_by(Listing.id.desc()))
+            return await conn.scalar(
+                select(Listing.id).where(Listing.status == "sold").order_by(Listing.id.desc())
+            )
     finally:
         await engine.dispose()
 
@@ -686,26 +936,53 @@ async def _in_process(database: Database, plan: Plan) -> dict[str, Any]:
             scans.append(result["seconds"])
             per_rule.append(result["per_rule"])
             reads.append(await inproc.sequential_read(engine, read_tables))
-            console.log(f"scan {n + 1}: {result['seconds']:.2f} s ({result['raised']} alerts), "
-                        f"sequential read {reads[-1]:.2f} s")
+            console.log(
+                f"scan {n + 1}: {result['seconds']:.2f} s ({result['raised']} alerts), "
+                f"sequential read {reads[-1]:.2f} s"
+            )
         rows = sum(tables[t] for t in read_tables)
         ratio = ratios(scans, reads)
-        figures.append(Figure("warnings", f"full scan, all rules ({rows:,} rows in {len(read_tables)} tables)",
-                              Spread.of(scans), " s", Spread.of(reads), "one sequential read of the same tables",
-                              ratio, "within 5× of the read", ratio.median <= 5, digits=2))
+        figures.append(
+            Figure(
+                "warnings",
+                f"full scan, all rules ({rows:,} rows in {len(read_tables)} tables)",
+                Spread.of(scans),
+                " s",
+                Spread.of(reads),
+                "one sequential read of the same tables",
+                ratio,
+                "within 5× of the read",
+                ratio.median <= 5,
+                digits=2,
+            )
+        )
         events = await inproc.sample_events(engine, plan.events_per_kind, 1)
         times = await inproc.incremental(engine, events)
         per_event_p99 = percentile(times, 0.99) * 1000
-        figures.append(Figure("warnings", f"incremental evaluation per event, p99 ({len(events)} events)",
-                              Spread.of([per_event_p99]), " ms", target="< 20 ms", met=per_event_p99 < 20,
-                              note=f"p50 {percentile(times, 0.5) * 1000:.1f} ms", digits=1))
-        raw["warnings"] = {"scan_seconds": scans, "read_seconds": reads, "tables_read": read_tables,
-                           "per_rule_seconds": per_rule[0] if per_rule else {},
-                           "incremental_ms": [t * 1000 for t in times], "plans": plans}
+        figures.append(
+            Figure(
+                "warnings",
+                f"incremental evaluation per event, p99 ({len(events)} events)",
+                Spread.of([per_event_p99]),
+                " ms",
+                target="< 20 ms",
+                met=per_event_p99 < 20,
+                note=f"p50 {percentile(times, 0.5) * 1000:.1f} ms",
+                digits=1,
+            )
+        )
+        raw["warnings"] = {
+            "scan_seconds": scans,
+            "read_seconds": reads,
+            "tables_read": read_tables,
+            "per_rule_seconds": per_rule[0] if per_rule else {},
+            "incremental_ms": [t * 1000 for t in times],
+            "plans": plans,
+        }
 
         verify_rates = []
-        for _ in range(1 if plan.mode == "quick" else 3):
-            seconds, entries, broken = await inproc.verify_chains(engine)
+        for _ in range(1 if plan.mode == "quick" else 2):
+            seconds, entries, broken = await inproc.verify_chains(engine, 20 if plan.mode == "quick" else 100)
             verify_rates.append(entries / seconds)
             if broken:
                 raise BenchError(f"{broken} chains do not verify")
@@ -717,12 +994,34 @@ async def _in_process(database: Database, plan: Plan) -> dict[str, Any]:
             chained.append(plan.postings / seconds)
             plain.append(plan.postings / await inproc.plain_inserts(engine, ids))
         ratio = ratios(chained, plain)
-        figures.append(Figure("books", "chained postings/s (BooksService, one transaction each)", Spread.of(chained),
-                              "/s", Spread.of(plain), "plain inserts of the same rows", ratio, "≥ 50% of plain",
-                              ratio.median >= 0.5, digits=0))
-        figures.append(Figure("books", f"chain verification, entries/s ({entries:,} entries)",
-                              Spread.of(verify_rates), "/s", digits=0))
-        raw["books"] = {"chained_per_second": chained, "plain_per_second": plain, "verify_per_second": verify_rates}
+        figures.append(
+            Figure(
+                "books",
+                "chained postings/s (BooksService, one transaction each)",
+                Spread.of(chained),
+                "/s",
+                Spread.of(plain),
+                "plain inserts of the same rows",
+                ratio,
+                "≥ 50% of plain",
+                ratio.median >= 0.5,
+                digits=0,
+            )
+        )
+        figures.append(
+            Figure(
+                "books",
+                f"chain verification, entries/s ({entries:,} entries of the first villages by code)",
+                Spread.of(verify_rates),
+                "/s",
+                digits=0,
+            )
+        )
+        raw["books"] = {
+            "chained_per_second": chained,
+            "plain_per_second": plain,
+            "verify_per_second": verify_rates,
+        }
     finally:
         await engine.dispose()
     return {"figures": figures, "raw": raw}
@@ -759,18 +1058,31 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
                 server = Server(database, redis_db, free_port())
                 server.start()
                 listing_id = asyncio.run(_a_sold_listing(database)) or 1
-                endpoints = {"trivial": ["/api/health"],
-                             "results": ["/api/results", "/api/results?page=2", "/api/results?page=5"],
-                             "listing": [f"/api/listings/{listing_id}"]}
+                endpoints = {
+                    "trivial": ["/api/health"],
+                    "results": ["/api/results", "/api/results?page=2", "/api/results?page=5"],
+                    "listing": [f"/api/listings/{listing_id}"],
+                }
                 rps: dict[str, list[float]] = {k: [] for k in endpoints}
                 for n in range(plan.runs):
-                    for key in (list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]):
-                        rps[key].append(page_round(server.port, endpoints[key], plan.page_connections,
-                                                   plan.seconds)["rps"])
-                rows.append({"scale": scale, "data": data, "rows": sum(tables.values()),
-                             "bids": tables.get("bid", 0), "journal_lines": tables.get("journal_line", 0),
-                             "listings": tables.get("listing", 0), **inner["summary"],
-                             "pages_rps": {k: Spread.of(v).median for k, v in rps.items()}})
+                    for key in list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]:
+                        rps[key].append(
+                            page_round(server.port, endpoints[key], plan.page_connections, plan.seconds)[
+                                "rps"
+                            ]
+                        )
+                rows.append(
+                    {
+                        "scale": scale,
+                        "data": data,
+                        "rows": sum(tables.values()),
+                        "bids": tables.get("bid", 0),
+                        "journal_lines": tables.get("journal_line", 0),
+                        "listings": tables.get("listing", 0),
+                        **inner["summary"],
+                        "pages_rps": {k: Spread.of(v).median for k, v in rps.items()},
+                    }
+                )
                 plans = inner["plans"]
                 console.log(rows[-1])
             finally:
@@ -785,34 +1097,56 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
         except Exception:  # noqa: BLE001
             pass
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scaling.json").write_text(json.dumps({"rows": rows, "plans": plans}, ensure_ascii=False, indent=2,
-                                                     default=str) + "\n", encoding="utf-8")
+    (out_dir / "scaling.json").write_text(
+        json.dumps({"rows": rows, "plans": plans}, ensure_ascii=False, indent=2, default=str) + "\n",
+        encoding="utf-8",
+    )
     base = rows[0]
     table = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M UTC} by `python -m benchmarks.run --scaling` "
         f"({time.perf_counter() - started:.0f} s). Data at ×1: {base['data']}.",
         "",
-        "| data | rows | bids | journal lines | full scan | sequential read | scan ÷ read | scan cost ÷ ×1 "
-        "| results list req/s | listing req/s | trivial req/s |",
+        (
+            "| data | rows | bids | journal lines | full scan | sequential read | scan ÷ read "
+            "| scan cost ÷ ×1 | results list req/s | listing req/s | trivial req/s |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         table.append(
             f"| ×{row['scale']} | {row['rows']:,} | {row['bids']:,} | {row['journal_lines']:,} "
-            f"| {row['scan_seconds']:.2f} s | {row['read_seconds']:.2f} s | {row['scan_seconds'] / row['read_seconds']:.1f}× "
+            f"| {row['scan_seconds']:.2f} s | {row['read_seconds']:.2f} s "
+            f"| {row['scan_seconds'] / row['read_seconds']:.1f}× "
             f"| {row['scan_seconds'] / base['scan_seconds']:.2f}× "
-            f"| {row['pages_rps']['results']:.0f} | {row['pages_rps']['listing']:.0f} | {row['pages_rps']['trivial']:.0f} |"
+            f"| {row['pages_rps']['results']:.0f} | {row['pages_rps']['listing']:.0f} "
+            f"| {row['pages_rps']['trivial']:.0f} |"
         )
     heaviest = sorted(rows[-1]["per_rule"].items(), key=lambda kv: -kv[1])[:6]
-    table += ["", f"The slowest rules at ×{rows[-1]['scale']} (seconds of the full scan):", "",
-              "| rule | " + " | ".join(f"×{r['scale']}" for r in rows) + " |",
-              "|---|" + "---|" * len(rows)]
+    table += [
+        "",
+        f"The slowest rules at ×{rows[-1]['scale']} (seconds of the full scan):",
+        "",
+        "| rule | " + " | ".join(f"×{r['scale']}" for r in rows) + " |",
+        "|---|" + "---|" * len(rows),
+    ]
     for rule_id, _ in heaviest:
-        table.append(f"| {rule_id} | " + " | ".join(f"{r['per_rule'].get(rule_id, 0):.2f}" for r in rows) + " |")
+        table.append(
+            f"| {rule_id} | " + " | ".join(f"{r['per_rule'].get(rule_id, 0):.2f}" for r in rows) + " |"
+        )
     plan_text = []
     for item in plans:
-        plan_text += [f"**{item['rule']}** ({item['seconds'] * 1000:.0f} ms in the scan)", "", "```sql",
-                      item["statement"].strip(), "```", "", "```", item["plan"], "```", ""]
+        plan_text += [
+            f"**{item['rule']}** ({item['seconds'] * 1000:.0f} ms in the scan)",
+            "",
+            "```sql",
+            item["statement"].strip(),
+            "```",
+            "",
+            "```",
+            item["plan"],
+            "```",
+            "",
+        ]
     text = doc.read_text(encoding="utf-8")
     text = _replace_between(text, SCALING_START, SCALING_END, "\n".join(table))
     text = _replace_between(text, PLANS_START, PLANS_END, "\n".join(plan_text))
@@ -837,8 +1171,14 @@ async def _scan_only(database: Database, plan: Plan) -> dict[str, Any]:
                 per_rule = result["per_rule"]
             scans.append(result["seconds"])
             reads.append(await inproc.sequential_read(engine, read_tables))
-        return {"summary": {"scan_seconds": Spread.of(scans).median, "read_seconds": Spread.of(reads).median,
-                            "per_rule": per_rule}, "plans": plans}
+        return {
+            "summary": {
+                "scan_seconds": Spread.of(scans).median,
+                "read_seconds": Spread.of(reads).median,
+                "per_rule": per_rule,
+            },
+            "plans": plans,
+        }
     finally:
         await engine.dispose()
 
@@ -847,13 +1187,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data, few repetitions (under 2 minutes)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="where results.json and README.md go")
-    parser.add_argument("--scaling", action="store_true",
-                        help="the full scan and pages at several scales of the data, into docs/scaling.md")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="the full scan and pages at several scales of the data, into docs/scaling.md",
+    )
     parser.add_argument("--scales", default="1,2,4", help="with --scaling: the scales (default 1,2,4)")
-    parser.add_argument("--seed-args", default=None,
-                        help="arguments for `sanzi demo seed` before --scale (default: ten years of all villages)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="load the data afresh and keep no template database for the next run")
+    parser.add_argument(
+        "--seed-args",
+        default=None,
+        help="arguments for `sanzi demo seed` before --scale (default: ten years of all villages)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="load the data afresh and keep no template database for the next run",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.seed_args:
@@ -865,8 +1214,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.scaling:
             scales = [int(x) for x in args.scales.split(",")]
             # the data at each scale is what matters here: fewer and shorter page rounds than `make bench`
-            scaling(dataclasses.replace(plan, runs=min(plan.runs, 3), seconds=min(plan.seconds, 5.0)),
-                    scales, args.out, SCALING_DOC, not args.no_cache)
+            scaling(
+                dataclasses.replace(plan, runs=min(plan.runs, 3), seconds=min(plan.seconds, 5.0)),
+                scales,
+                args.out,
+                SCALING_DOC,
+                not args.no_cache,
+            )
         else:
             measure(plan, args.out, [1], cache=not args.quick and not args.no_cache)
     except BenchError as exc:

@@ -3,6 +3,7 @@ listings open for bidding, and every bidder qualified on them with the deposit h
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -15,8 +16,8 @@ from sanzi.platform.models import ApiToken, Bidder, Collective, Role, User
 
 STARTING_PRICE_FEN = 10_000_000  # ¥100,000 a year
 MIN_INCREMENT_FEN = 10_000  # ¥100
-#: wide enough that a bidder's guess from a slightly stale price is still inside the range
-MAX_INCREMENT_FEN = MIN_INCREMENT_FEN * 10_000
+#: wide enough for the load generator's clock-based amounts (one increment a millisecond, for hours)
+MAX_INCREMENT_FEN = MIN_INCREMENT_FEN * 10_000_000
 
 
 @dataclass
@@ -27,9 +28,13 @@ class LiveState:
     spread_listings: list[int] = field(default_factory=list)
     hot_listing: int = 0
     watched_listing: int = 0
+    #: when the listings were made: bidders' amounts grow with the milliseconds since (see load.bid_load)
+    epoch: float = field(default_factory=time.time)
 
 
-async def _listings(conn, collectives: list[tuple[int, str]], count: int, label: str, now: datetime) -> list[int]:
+async def _listings(
+    conn, collectives: list[tuple[int, str]], count: int, label: str, now: datetime
+) -> list[int]:
     rows = []
     for n in range(count):
         collective_id, village_code = collectives[n % len(collectives)]
@@ -72,7 +77,9 @@ async def build(engine: AsyncEngine, bidders: int, spread: int, hot_bidders: int
     async with engine.begin() as conn:
         collectives = [
             (row.id, row.village_code)
-            for row in await conn.execute(select(Collective.id, Collective.village_code).order_by(Collective.id))
+            for row in await conn.execute(
+                select(Collective.id, Collective.village_code).order_by(Collective.id)
+            )
         ]
         if not collectives:
             raise RuntimeError("no collectives: load the geography first")
@@ -87,7 +94,10 @@ async def build(engine: AsyncEngine, bidders: int, spread: int, hot_bidders: int
             }
             for n in range(bidders)
         ]
-        user_ids = [row[0] for row in await conn.execute(insert(User.__table__).returning(User.__table__.c.id), user_rows)]
+        user_ids = [
+            row[0]
+            for row in await conn.execute(insert(User.__table__).returning(User.__table__.c.id), user_rows)
+        ]
         bidder_rows = [
             {
                 "user_id": user_id,
@@ -99,13 +109,21 @@ async def build(engine: AsyncEngine, bidders: int, spread: int, hot_bidders: int
             for n, user_id in enumerate(user_ids)
         ]
         bidder_ids = [
-            row[0] for row in await conn.execute(insert(Bidder.__table__).returning(Bidder.__table__.c.id), bidder_rows)
+            row[0]
+            for row in await conn.execute(
+                insert(Bidder.__table__).returning(Bidder.__table__.c.id), bidder_rows
+            )
         ]
         tokens = [new_token() for _ in user_ids]
         await conn.execute(
             insert(ApiToken.__table__),
             [
-                {"user_id": user_id, "token_hash": hash_token(token), "created_at": now, "expires_at": now + timedelta(days=1)}
+                {
+                    "user_id": user_id,
+                    "token_hash": hash_token(token),
+                    "created_at": now,
+                    "expires_at": now + timedelta(days=1),
+                }
                 for user_id, token in zip(user_ids, tokens)
             ],
         )
