@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, func, insert, select, text
@@ -54,7 +55,9 @@ class StatementLog:
                 )
 
 
-async def full_scan(engine: AsyncEngine, log: StatementLog | None = None) -> dict[str, Any]:
+async def full_scan(
+    engine: AsyncEngine, log: StatementLog | None = None, on_rule: Callable[[str, float], None] | None = None
+) -> dict[str, Any]:
     """One full scan of every rule (as ``sanzi warnings scan`` runs it), rolled back so every repetition does
     the same work; seconds in all and per rule, and the alerts it raised."""
     from sanzi.warnings.engine import scan
@@ -68,6 +71,8 @@ async def full_scan(engine: AsyncEngine, log: StatementLog | None = None) -> dic
         now = time.perf_counter()
         per_rule[rule.id] = per_rule.get(rule.id, 0.0) + now - mark[0]
         mark[0] = now
+        if on_rule is not None:
+            on_rule(rule.id, per_rule[rule.id])
         if log is not None:
             log.label(rule.id)
 
@@ -261,7 +266,9 @@ async def verify_chains(engine: AsyncEngine, villages: int) -> tuple[float, int,
     maker = async_sessionmaker(engine, expire_on_commit=False)
     async with maker() as session:
         codes = list(
-            await session.scalars(select(Collective.village_code).order_by(Collective.village_code).limit(villages))
+            await session.scalars(
+                select(Collective.village_code).order_by(Collective.village_code).limit(villages)
+            )
         )
         entries = await session.scalar(
             select(func.count())
