@@ -72,13 +72,13 @@ class Plan:
 
 
 FULL = Plan(
-    mode="full", runs=4, seconds=10.0, bidders=200, listings=100, hot_bidders=64, watchers=1000, watched_bids=40,
-    page_connections=32, scan_runs=2, events_per_kind=10, postings=200,
+    mode="full", runs=4, seconds=10.0, bidders=200, listings=100, hot_bidders=64, watchers=1000,
+    watched_bids=40, page_connections=32, scan_runs=2, events_per_kind=10, postings=200,
     seed_args=("--years", "10", "--villages", "all", "--seed", "1"), scenario_villages=60,
 )  # fmt: skip
 QUICK = Plan(
-    mode="quick", runs=2, seconds=4.0, bidders=200, listings=100, hot_bidders=64, watchers=100, watched_bids=6,
-    page_connections=16, scan_runs=1, events_per_kind=2, postings=30,
+    mode="quick", runs=2, seconds=4.0, bidders=200, listings=100, hot_bidders=64, watchers=100,
+    watched_bids=6, page_connections=16, scan_runs=1, events_per_kind=2, postings=30,
     seed_args=("--years", "2", "--villages", "60", "--seed", "1"), scenario_villages=12,
 )  # fmt: skip
 

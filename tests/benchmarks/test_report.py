@@ -9,7 +9,16 @@ import math
 import pytest
 
 from benchmarks.load import fen_to_yuan, problem_code, yuan_to_fen
-from benchmarks.report import TABLE_END, TABLE_START, Figure, Spread, markdown, percentile, ratios, update_readme
+from benchmarks.report import (
+    TABLE_END,
+    TABLE_START,
+    Figure,
+    Spread,
+    markdown,
+    percentile,
+    ratios,
+    update_readme,
+)
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -45,18 +54,40 @@ def test_money_in_the_load_generator_is_integer_fen() -> None:
 
 def test_the_readme_table_is_replaced_between_its_markers_only(tmp_path) -> None:
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Benchmarks\n\nhand-written\n\n{TABLE_START}\nold table\n{TABLE_END}\n\nafter\n", "utf-8")
+    readme.write_text(
+        f"# Benchmarks\n\nhand-written\n\n{TABLE_START}\nold table\n{TABLE_END}\n\nafter\n", "utf-8"
+    )
     figures = [
-        Figure("pages", "results list, requests/s", Spread.of([40.0, 50.0]), "/s", Spread.of([100.0, 100.0]),
-               "trivial endpoint", ratios([40.0, 50.0], [100.0, 100.0]), "≥ 25% of trivial", True, digits=0),
-        Figure("documents", "certificate PDF", None, " ms", target="median < 150 ms", note="not measured here"),
+        Figure(
+            "pages",
+            "results list, requests/s",
+            Spread.of([40.0, 50.0]),
+            "/s",
+            Spread.of([100.0, 100.0]),
+            "trivial endpoint",
+            ratios([40.0, 50.0], [100.0, 100.0]),
+            "≥ 25% of trivial",
+            True,
+            digits=0,
+        ),
+        Figure(
+            "documents", "certificate PDF", None, " ms", target="median < 150 ms", note="not measured here"
+        ),
     ]
-    context = {"finished_at": "2026-11-30 22:00 UTC", "machine": "2 CPUs", "mode": "quick",
-               "elapsed_seconds": 90.0, "data": "scenario"}
+    context = {
+        "finished_at": "2026-11-30 22:00 UTC",
+        "machine": "2 CPUs",
+        "mode": "quick",
+        "elapsed_seconds": 90.0,
+        "data": "scenario",
+    }
     update_readme(readme, markdown(figures, context))
     text = readme.read_text("utf-8")
     assert text.startswith("# Benchmarks\n\nhand-written\n") and text.endswith("\n\nafter\n")
     assert "old table" not in text
-    assert "| results list, requests/s | 45/s (40–50, n=2) | trivial endpoint: 100/s (100–100, n=2) | 0.45× " in text
+    assert (
+        "| results list, requests/s | 45/s (40–50, n=2) | trivial endpoint: 100/s (100–100, n=2) | 0.45× "
+        in text
+    )
     assert "| certificate PDF — not measured here | not measured |" in text
     assert json.dumps(figures[0].to_json(), default=str)  # results.json can carry every figure
