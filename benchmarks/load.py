@@ -271,12 +271,14 @@ def place_paced(
             amount += MIN_INCREMENT_FEN
             conn, token = conns[n % 2], tokens[n % 2]
             sent = time.time()
-            status, body = await conn.post_json(
-                f"/api/listings/{listing}/bids",
-                {"amount": fen_to_yuan(amount), "client_key": f"watch-{n}-{time.time()}"},
-                {"Authorization": f"Bearer {token}"},
-            )
-            if status == 201:
+            payload = {"amount": fen_to_yuan(amount), "client_key": f"watch-{n}-{sent}"}
+            headers = {"Authorization": f"Bearer {token}"}
+            try:
+                status, body = await conn.post_json(f"/api/listings/{listing}/bids", payload, headers)
+            except HttpError:  # the server dropped the connection: the same client key makes the retry safe
+                await conn.open()
+                status, body = await conn.post_json(f"/api/listings/{listing}/bids", payload, headers)
+            if status in (200, 201):
                 acks[body["seq"]] = (sent, time.time())
             await asyncio.sleep(interval)
         for conn in conns:
