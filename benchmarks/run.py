@@ -74,7 +74,7 @@ class Plan:
 FULL = Plan(
     mode="full", runs=3, seconds=10.0, bidders=200, listings=100, hot_bidders=64, watchers=1000,
     watched_bids=40, page_connections=32, scan_runs=2, events_per_kind=4, postings=200,
-    seed_args=("--years", "10", "--villages", "all", "--seed", "1"), scenario_villages=60,
+    seed_args=("--years", "10", "--villages", "60", "--seed", "1"), scenario_villages=60,
 )  # fmt: skip
 QUICK = Plan(
     mode="quick", runs=2, seconds=4.0, bidders=200, listings=100, hot_bidders=64, watchers=100,
