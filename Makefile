@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run setup fonts migrate demo test check clean
+.PHONY: run setup fonts migrate demo test check clean bench
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 or python3 on PATH)"; exit 1; }
@@ -51,6 +51,7 @@ migrate: setup
 demo: migrate
 	$(BIN)/sanzi geography import
 	$(BIN)/sanzi demo load
+	$(BIN)/sanzi demo seed --years 2 --villages 30 --seed 1 --if-empty
 
 run: demo
 	@echo "sanzi is serving on http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/schema)"
@@ -58,6 +59,10 @@ run: demo
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# benchmarks/README.md: QUICK=1 for the two-minute run; BENCH_OUT=DIR writes the results there instead
+bench: setup
+	$(BIN)/python -m benchmarks.run $(if $(QUICK),--quick) $(if $(BENCH_OUT),--out $(BENCH_OUT))
 
 check: setup
 	$(BIN)/sanzi db check

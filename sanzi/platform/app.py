@@ -129,7 +129,7 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
                     samesite="lax",
                     exclude=[f"^{API_PREFIX}/", "^/static/"],
                 ).middleware,
-                AuthenticationMiddleware(auth_session_maker),
+                AuthenticationMiddleware(auth_session_maker, settings.token_cache_seconds),
             ]
         )
         app_config.csrf_config = CSRFConfig(

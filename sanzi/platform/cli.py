@@ -142,6 +142,114 @@ def demo_load() -> None:
     )
 
 
+def _village_count(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+    """``all`` or a positive number of villages."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise click.BadParameter(f"应为 all 或正整数 / must be 'all' or a positive number, got {value!r}") from None
+    if number < 1:
+        raise click.BadParameter(f"应为 all 或正整数 / must be 'all' or a positive number, got {value!r}")
+    return number
+
+
+@demo_group.command(
+    "seed", help="生成城市规模的演示历史 / write years of deterministic, realistic history for the villages."
+)
+@click.option("--years", type=click.IntRange(1, 30), default=10, show_default=True, help="年数 / years of history")
+@click.option("--villages", callback=_village_count, default="all", show_default=True,
+              help="村数：all 或 N（按镇街整片选取）/ 'all' or N villages (whole townships, in seed order)")
+@click.option("--seed", "seed", type=click.IntRange(0), default=1, show_default=True,
+              help="随机种子：同样的参数生成同样的数据 / same arguments, same data")
+@click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="每村交易、出价和记账量的倍数 / multiplies each village's trades, bids and book entries")
+@click.option("--today", "today", default=None, help="历史截止日 YYYY-MM-DD（默认今天）/ the last day of history")
+@click.option("--append", is_flag=True, help="数据库已有演示历史时再追加一批 / add another run to seeded data")
+@click.option("--if-empty", "if_empty", is_flag=True,
+              help="已有演示历史时跳过并正常退出（供 make run 使用）/ skip, exiting 0, when history is already seeded")
+@click.option("--database-url", "database_url", default=None, help="默认取 DATABASE_URL / defaults to DATABASE_URL")
+def demo_seed(
+    years: int,
+    villages: int | None,
+    seed: int,
+    scale: int,
+    today: str | None,
+    append: bool,
+    if_empty: bool,
+    database_url: str | None,
+) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from sanzi.platform.database import create_engine, session_scope
+    from sanzi.platform.settings import Settings
+    from sanzi.warnings.seed import AlreadySeeded, SeedError, SeedOptions, seed_history
+
+    settings = Settings(DATABASE_URL=database_url) if database_url else Settings()
+    if settings.environment == "production":
+        fail("演示数据不能写入生产环境 / demo history is refused in production (SANZI_ENV=production)")
+    last_day = None
+    if today is not None:
+        try:
+            last_day = datetime.strptime(today, "%Y-%m-%d").date()
+        except ValueError:
+            fail(f"--today: 日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD: {today!r}")
+    options = SeedOptions(years=years, villages=villages, seed=seed, scale=scale, today=last_day, append=append)
+    console = Console()
+
+    async def load() -> Any:
+        engine = create_engine(settings)
+        try:
+            columns = (TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=console, transient=True) as progress:
+                tasks = {
+                    "villages": progress.add_task("生成 / generating villages", total=None),
+                    "rows": progress.add_task("写入 / writing rows", total=0),
+                }
+
+                def advance(phase: str, n: int, total: int | None) -> None:
+                    task = tasks[phase]
+                    if total is not None:
+                        known = progress.tasks[task].total or 0
+                        progress.update(task, total=total if phase == "villages" else known + total)
+                    if n:
+                        progress.advance(task, n)
+
+                async with session_scope(engine) as session:
+                    report = await seed_history(session, options, advance)
+            return report
+        finally:
+            await engine.dispose()
+
+    try:
+        report = run_async(load)
+    except AlreadySeeded as exc:
+        if not if_empty:
+            fail(str(exc))
+        console.print("已有演示历史，跳过 / seeded history already present: skipped")
+        return
+    except SeedError as exc:
+        fail(str(exc))
+    table = Table(title=f"演示历史 / seeded history {report.tag}: {len(report.villages)} villages, "
+                        f"{report.first_day} to {report.today}")
+    for column in ("table", "rows", "seconds", "rows/s"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, rows in report.rows.items():
+        seconds = report.seconds[name]
+        table.add_row(name, f"{rows:,}", f"{seconds:.2f}", f"{rows / seconds:,.0f}" if seconds else "-")
+    console.print(table)
+    injected = report.injected()
+    if injected:
+        console.print("injected irregularities: " + ", ".join(f"{rule} {n}" for (_, rule), n in sorted(injected.items())))
+    console.print(
+        f"{sum(report.rows.values()):,} rows in {report.total_seconds:.1f} s "
+        f"(generating {report.generate_seconds:.1f} s); check with `sanzi ledger verify` and `sanzi warnings scan`"
+    )
+
+
 @click.group(name="users", help="用户 / officials' accounts (bidders register themselves)")
 def users_group() -> None:
     pass

@@ -18,6 +18,7 @@ from sanzi.platform.auth import (
     end_sessions,
     issue_token,
     revoke_tokens,
+    token_cache,
 )
 from sanzi.platform.geography import normalise_code
 from sanzi.platform.models import ApiToken, Bidder, District, Role, Township, User, Village
@@ -176,6 +177,7 @@ class UserService:
                 await revoke_tokens(self.session, user.id)
                 end_sessions(user)
         await self.session.flush()
+        token_cache.forget_user(user.id)  # a changed scope or name is seen by the next request
         return user
 
     async def change_own_password(

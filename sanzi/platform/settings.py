@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     login_failures_per_address: int = Field(default=20, alias="SANZI_LOGIN_FAILURES_PER_ADDRESS")
     login_window_seconds: int = Field(default=900, alias="SANZI_LOGIN_WINDOW_SECONDS")
     api_token_days: int = Field(default=30, alias="SANZI_API_TOKEN_DAYS")
+    #: how long a worker trusts a bearer token it looked up (0: look it up on every request); a revocation
+    #: made through another worker takes effect within this time
+    token_cache_seconds: float = Field(default=5.0, ge=0, le=60, alias="SANZI_TOKEN_CACHE_SECONDS")
     #: the in-app scheduler that opens and closes auctions (tests turn it off and drive the clock themselves)
     scheduler_enabled: bool = Field(default=True, alias="SANZI_SCHEDULER")
     scheduler_interval_seconds: float = Field(default=1.0, alias="SANZI_SCHEDULER_INTERVAL")

@@ -256,6 +256,35 @@ class ContractRow:
     credit: int = 0
 
 
+def plan_bids(
+    rng: random.Random,
+    n: int,
+    start: int,
+    increment: int,
+    final: int,
+    silent: tuple[int, ...] = (),
+    winner: int | None = None,
+) -> list[tuple[int, int]]:
+    """Competitive ascending bidding as (bidder index, amount): everyone bids once, then the bidders outbid the
+    leader by one to three increments until the price reaches ``final``; the last bidder (``winner`` if given)
+    wins. ``silent`` bidders never bid. Shared by the scenario generator and the city-scale seed."""
+    active = [i for i in range(n) if i not in silent]
+    if len(active) == 1:
+        return [(active[0], start)]
+    plan = [(index, start + k * increment) for k, index in enumerate(active)]
+    price = plan[-1][1]
+    while True:
+        leader = plan[-1][0]
+        if price >= final and len(plan) >= len(active) + 2 and winner in (None, leader):
+            return plan
+        if winner is not None and price >= final:
+            index = winner
+        else:
+            index = rng.choice([i for i in active if i != leader])
+        price += increment * rng.randint(1, 3)
+        plan.append((index, price))
+
+
 class Generator:
     """Writes one scenario: background first, then the injected cases, then the books in bulk."""
 
@@ -756,23 +785,7 @@ class Generator:
         silent: tuple[int, ...] = (),
         winner: int | None = None,
     ) -> list[tuple[int, int]]:
-        """Competitive ascending bidding: everyone bids once, then the bidders outbid the leader by one to
-        three increments until the price reaches ``final``; the last bidder (``winner`` if given) wins."""
-        active = [i for i in range(n) if i not in silent]
-        if len(active) == 1:
-            return [(active[0], start)]
-        plan = [(index, start + k * increment) for k, index in enumerate(active)]
-        price = plan[-1][1]
-        while True:
-            leader = plan[-1][0]
-            if price >= final and len(plan) >= len(active) + 2 and winner in (None, leader):
-                return plan
-            if winner is not None and price >= final:
-                index = winner
-            else:
-                index = self.rng.choice([i for i in active if i != leader])
-            price += increment * self.rng.randint(1, 3)
-            plan.append((index, price))
+        return plan_bids(self.rng, n, start, increment, final, silent, winner)
 
     # -- contracts and money
 

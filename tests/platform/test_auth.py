@@ -369,3 +369,64 @@ async def test_two_app_instances_share_the_throttle_in_redis(
     finally:
         await redis.delete(account_key, "sanzi:login:addr:127.0.0.1")
         await redis.aclose()
+
+
+# ---- the bearer-token cache -----------------------------------------------------------------------------
+
+
+async def test_a_token_is_trusted_for_its_cache_seconds_then_looked_up_again(
+    client: httpx.AsyncClient, make_user, db
+) -> None:
+    """A revocation written by another worker (here: straight into the table) takes effect once this
+    worker's cache entry runs out; until then the token is served without a database lookup."""
+    from sanzi.platform.auth import hash_token, token_cache
+
+    clock = {"now": 1000.0}
+    token_cache.clear()
+    token_cache.clock = lambda: clock["now"]
+    try:
+        actor = await make_user(Role.COMMITTEE, village_code="440111020200")
+        assert (await client.get("/api/auth/me", headers=actor.headers)).status_code == 200
+        assert token_cache.get(hash_token(actor.token)) is not None
+
+        row = await db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(actor.token)))
+        row.revoked_at = row.created_at
+        await db.commit()
+        assert (await client.get("/api/auth/me", headers=actor.headers)).status_code == 200  # cached
+
+        clock["now"] += 5.01
+        assert (await client.get("/api/auth/me", headers=actor.headers)).status_code == 401
+        assert token_cache.get(hash_token(actor.token)) is None
+    finally:
+        token_cache.clock = __import__("time").monotonic
+        token_cache.clear()
+
+
+async def test_changes_made_through_this_worker_forget_the_cached_token_at_once(
+    client: httpx.AsyncClient, make_user, admin
+) -> None:
+    from sanzi.platform.auth import hash_token, token_cache
+
+    actor = await make_user(Role.SUPERVISOR, area_code="440111020000", display_name="龙归监管员")
+    me = await client.get("/api/auth/me", headers=actor.headers)
+    assert me.status_code == 200 and me.json()["display_name"] == "龙归监管员"
+    renamed = await client.patch(f"/api/users/{actor.id}", headers=admin.headers, json={"display_name": "龙归督导"})
+    assert renamed.status_code == 200, renamed.text
+    assert token_cache.get(hash_token(actor.token)) is None
+    assert (await client.get("/api/auth/me", headers=actor.headers)).json()["display_name"] == "龙归督导"
+
+    assert (await client.delete("/api/auth/token", headers=actor.headers)).status_code == 204
+    assert (await client.get("/api/auth/me", headers=actor.headers)).status_code == 401
+
+
+def test_the_cache_can_be_turned_off() -> None:
+    """SANZI_TOKEN_CACHE_SECONDS=0 looks every token up; the setting refuses negative or long caches."""
+    from pydantic import ValidationError
+
+    from tests.conftest import make_settings
+
+    assert make_settings("sqlite+aiosqlite://", SANZI_TOKEN_CACHE_SECONDS=0).token_cache_seconds == 0
+    with pytest.raises(ValidationError):
+        make_settings("sqlite+aiosqlite://", SANZI_TOKEN_CACHE_SECONDS=-1)
+    with pytest.raises(ValidationError):
+        make_settings("sqlite+aiosqlite://", SANZI_TOKEN_CACHE_SECONDS=3600)
