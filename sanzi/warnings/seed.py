@@ -16,6 +16,7 @@ The whole load is one transaction: it commits entirely or leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -982,28 +983,51 @@ class CitySeed:
         self.chain[village] = (length, head)
         self.journal[village] = []
 
-    async def write(self) -> None:
-        """Write every queued row, table by table in dependency order, then the listings' winners."""
+    def generate_district(self, villages: list[str]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+        """Generate one district's history; returns its queued rows and listing winners, leaving fresh queues.
+
+        Runs in a worker thread while the previous district is written, so the database ingests one district
+        as Python generates the next; it never touches the session."""
+        generating = clock.perf_counter()
+        self.registration_rows = {}
+        for village in villages:
+            self.governance(village)
+        per_township = Counter(self.township_of[v] for v in villages)
+        for township, count in sorted(per_township.items()):
+            anchor = next(v for v in villages if self.township_of[v] == township)
+            size = max(12, count * BIDDERS_PER_VILLAGE * self.scale)
+            self.pool[township] = [self.new_bidder(anchor) for _ in range(size)]
+        for village in villages:
+            self.village_history(village)
+            self.post_journal(village)
+            self.progress("villages", 1, None)
+        rows, winners = self.rows, self.winners
+        self.rows = {table.name: [] for table in TABLES}
+        self.winners = []
+        self.report.generate_seconds += clock.perf_counter() - generating
+        return rows, winners
+
+    async def write(self, rows: dict[str, list[dict[str, Any]]], winners: list[dict[str, Any]]) -> None:
+        """Write a district's rows, table by table in dependency order, then its listings' winners."""
+        self.progress("rows", 0, sum(len(table_rows) for table_rows in rows.values()))
         for table in TABLES:
-            rows = self.rows[table.name]
-            if not rows:
+            table_rows = rows[table.name]
+            if not table_rows:
                 continue
             started = clock.perf_counter()
-            await bulk_insert(self.session, table, rows, self.is_postgres, lambda n: self.progress("rows", n, None))
+            await bulk_insert(self.session, table, table_rows, self.is_postgres,
+                              lambda n: self.progress("rows", n, None))
             self.report.seconds[table.name] += clock.perf_counter() - started
-            self.report.rows[table.name] += len(rows)
-            self.rows[table.name] = []
-        if self.winners:
+            self.report.rows[table.name] += len(table_rows)
+        if winners:
             started = clock.perf_counter()
             listing = Listing.__table__
             await self.session.execute(
                 update(listing).where(listing.c.id == bindparam("lid"))
                 .values(winner_registration_id=bindparam("rid"), leading_registration_id=bindparam("rid")),
-                self.winners,
+                winners,
             )
             self.report.seconds["listing winners"] += clock.perf_counter() - started
-            self.winners = []
-        self.registration_rows = {}
 
     async def defer_balance_check(self) -> None:
         """On PostgreSQL every inserted journal row queues a constraint trigger that re-checks its entry's balance
@@ -1051,23 +1075,14 @@ class CitySeed:
         districts: dict[str, list[str]] = {}
         for village in self.villages:
             districts.setdefault(self.district_of[village], []).append(village)
+        written = None
         for district in sorted(districts):
-            generating = clock.perf_counter()
-            villages = districts[district]
-            for village in villages:
-                self.governance(village)
-            per_township = Counter(self.township_of[v] for v in villages)
-            for township, count in sorted(per_township.items()):
-                anchor = next(v for v in villages if self.township_of[v] == township)
-                size = max(12, count * BIDDERS_PER_VILLAGE * self.scale)
-                self.pool[township] = [self.new_bidder(anchor) for _ in range(size)]
-            for village in villages:
-                self.village_history(village)
-                self.post_journal(village)
-                self.progress("villages", 1, None)
-            self.report.generate_seconds += clock.perf_counter() - generating
-            self.progress("rows", 0, sum(len(rows) for rows in self.rows.values()))
-            await self.write()
+            generation = asyncio.create_task(asyncio.to_thread(self.generate_district, districts[district]))
+            if written is not None:
+                await self.write(*written)
+            written = await generation
+        if written is not None:
+            await self.write(*written)
         collective = Collective.__table__
         await self.session.execute(
             update(collective).where(collective.c.id == bindparam("cid"))
@@ -1076,6 +1091,9 @@ class CitySeed:
         )
         if self.is_postgres:
             await self.check_balanced()
+            # fresh planner statistics, so the first warnings scan plans for a city's data, not an empty one
+            for table in (*TABLES, Collective.__table__):
+                await self.session.execute(text(f"ANALYZE {table.name}"))
             for table in TABLES:
                 await self.session.execute(text(
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
