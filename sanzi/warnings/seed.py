@@ -370,7 +370,8 @@ class CitySeed:
         else:
             # whole townships in a seeded order, so the statistical rules have peers to compare with
             townships = sorted(by_township)
-            self.rng.shuffle(townships)
+            # by the seed alone, so --scale 1, 2 and 4 cover the same villages
+            random.Random(f"sanzi-seed-villages:{self.options.seed}").shuffle(townships)
             for township in townships:
                 chosen.extend(by_township[township][: wanted - len(chosen)])
                 if len(chosen) >= wanted:
