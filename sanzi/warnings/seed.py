@@ -90,8 +90,10 @@ FIRST_TERM_YEAR = 2011
 #: yearly rent growth: prices of a lot drift up over a decade, as village rents have
 RENT_GROWTH = 0.025
 #: assets a village offers (before --scale) and bidders a township's pool holds per village
-ASSETS_PER_VILLAGE = (28, 52)
+ASSETS_PER_VILLAGE = (25, 46)
 BIDDERS_PER_VILLAGE = 7
+#: villages generated and written at a time (whole townships): bounds memory at city scale
+CHUNK_VILLAGES = 80
 #: share of listings that fail (no bidder at the start price) and are relisted at most 20 % cheaper
 FAILED_SHARE = 0.06
 SEED_CLERK = "seed-{tag}-clerk"
@@ -637,7 +639,7 @@ class CitySeed:
                 ) -> tuple[dict[str, Any], ContractState | None, list[dict[str, Any]]]:
         rng = self.rng
         village = asset.village
-        unit, _, basis, _, terms = ASSET_KINDS.get(asset.kind, ("item", (1, 1), "per_year", 0, (12,)))
+        _, _, basis, _, terms = ASSET_KINDS.get(asset.kind, ("item", (1, 1), "per_year", 0, (12,)))
         term = term_months or rng.choice(terms)
         final = final or int(self.market_price(village, asset.kind, asset.area, announce_on)
                              * rng.uniform(0.88, 1.12)) // 100 * 100
@@ -762,7 +764,7 @@ class CitySeed:
         village = asset.village
         terms = ASSET_KINDS[asset.kind][4]
         day = self.first_day + timedelta(days=rng.randint(0, 30 * max(terms) - 1))
-        relisted_from, cut = None, 1.0
+        relisted_from = None
         while True:
             day = self.clear_of_elections(day, village)
             if day + timedelta(days=60) > self.today:
@@ -772,7 +774,7 @@ class CitySeed:
                 failed, _, _ = self.auction(asset, day, [], sold=False)
                 relisted_from, day = failed["id"], day + timedelta(days=40)
                 continue
-            listing, contract = self.background_trade(asset, day, relisted_from)
+            _, contract = self.background_trade(asset, day, relisted_from)
             relisted_from = None
             if contract is None:
                 return
@@ -1033,10 +1035,18 @@ class CitySeed:
         self.chain[village] = (length, head)
         self.journal[village] = []
 
-    def generate_district(self, villages: list[str]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-        """Generate one district's history; returns its queued rows and listing winners, leaving fresh queues.
+    def chunks(self) -> list[list[str]]:
+        """The villages in groups of whole townships, about CHUNK_VILLAGES at a time (memory stays bounded)."""
+        groups: list[list[str]] = [[]]
+        for village in sorted(self.villages, key=lambda code: (self.township_of[code], code)):
+            if len(groups[-1]) >= CHUNK_VILLAGES and self.township_of[groups[-1][-1]] != self.township_of[village]:
+                groups.append([])
+            groups[-1].append(village)
+        return [group for group in groups if group]
 
-        Runs in a worker thread while the previous district is written, so the database ingests one district
+    def generate_chunk(self, villages: list[str]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+        """Generate a group of townships' history; returns its queued rows and listing winners, leaving fresh
+        queues. Runs in a worker thread while the previous group is written, so the database ingests one group
         as Python generates the next; it never touches the session."""
         generating = clock.perf_counter()
         self.registration_rows = {}
@@ -1058,7 +1068,7 @@ class CitySeed:
         return rows, winners
 
     async def write(self, rows: dict[str, list[dict[str, Any]]], winners: list[dict[str, Any]]) -> None:
-        """Write a district's rows, table by table in dependency order, then its listings' winners."""
+        """Write a group's rows, table by table in dependency order, then its listings' winners."""
         self.progress("rows", 0, sum(len(table_rows) for table_rows in rows.values()))
         for table in TABLES:
             table_rows = rows[table.name]
@@ -1071,13 +1081,32 @@ class CitySeed:
             self.report.rows[table.name] += len(table_rows)
         if winners:
             started = clock.perf_counter()
-            listing = Listing.__table__
+            await self.set_winners(winners)
+            self.report.seconds["listing winners"] += clock.perf_counter() - started
+
+    async def set_winners(self, winners: list[dict[str, Any]]) -> None:
+        """Point sold listings at their winning registrations (written after the listings they refer to)."""
+        listing = Listing.__table__
+        if not self.is_postgres:
             await self.session.execute(
                 update(listing).where(listing.c.id == bindparam("lid"))
                 .values(winner_registration_id=bindparam("rid"), leading_registration_id=bindparam("rid")),
                 winners,
             )
-            self.report.seconds["listing winners"] += clock.perf_counter() - started
+            return
+        # one set-based UPDATE from a COPY-filled temporary table instead of one UPDATE per listing
+        await self.session.execute(text(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS seed_winner (lid bigint PRIMARY KEY, rid bigint) ON COMMIT DROP"
+        ))
+        await self.session.execute(text("TRUNCATE seed_winner"))
+        connection = await (await self.session.connection()).get_raw_connection()
+        await connection.driver_connection.copy_records_to_table(
+            "seed_winner", records=[(row["lid"], row["rid"]) for row in winners], columns=["lid", "rid"]
+        )
+        await self.session.execute(text(
+            "UPDATE listing SET winner_registration_id = w.rid, leading_registration_id = w.rid "
+            "FROM seed_winner w WHERE listing.id = w.lid"
+        ))
 
     async def defer_balance_check(self) -> None:
         """On PostgreSQL every inserted journal row queues a constraint trigger that re-checks its entry's balance
@@ -1143,12 +1172,9 @@ class CitySeed:
         self.without_triggers = self.is_postgres and await self.skip_row_triggers()
         if self.is_postgres and not self.without_triggers:
             await self.defer_balance_check()
-        districts: dict[str, list[str]] = {}
-        for village in self.villages:
-            districts.setdefault(self.district_of[village], []).append(village)
         written = None
-        for district in sorted(districts):
-            generation = asyncio.create_task(asyncio.to_thread(self.generate_district, districts[district]))
+        for villages in self.chunks():
+            generation = asyncio.create_task(asyncio.to_thread(self.generate_chunk, villages))
             if written is not None:
                 await self.write(*written)
             written = await generation

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sanzi.ledger.services.books import BooksService
 from sanzi.platform.database import create_engine
-from sanzi.warnings.models import Alert
 from sanzi.warnings.seed import TABLES, SeedError, SeedOptions, SeedReport, seed_history
 from tests.conftest import create_database, load_villages, make_settings, run_sync
 
@@ -203,7 +202,8 @@ def test_a_second_seed_is_refused_and_writes_nothing(seeded: Any) -> None:
 
 def run_cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "DATABASE_URL": url, "SANZI_ENV": "test", "SANZI_SCHEDULER": "0", **(env or {})}
-    return subprocess.run([SANZI, "demo", "seed", *args], capture_output=True, text=True, env=environment, timeout=600)
+    return subprocess.run([SANZI, "demo", "seed", *args], check=False, capture_output=True, text=True,
+                          env=environment, timeout=600)
 
 
 def test_the_command_appends_verifies_and_refuses_bad_input(empty_database_url: str) -> None:
@@ -239,7 +239,7 @@ def test_the_command_appends_verifies_and_refuses_bad_input(empty_database_url: 
     assert all(after[name] == seeded_counts[name] for name in ("election", "candidate", "cadre", "cadre_relative"))
     checked, broken = run_sync(lambda: verify(url))
     assert checked == 1145 and broken == []
-    verified = subprocess.run([SANZI, "ledger", "verify"], capture_output=True, text=True, timeout=600,
+    verified = subprocess.run([SANZI, "ledger", "verify"], check=False, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "DATABASE_URL": url, "SANZI_ENV": "test"})
     assert verified.returncode == 0 and "1145 chains verified" in verified.stdout
 
