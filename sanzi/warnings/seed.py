@@ -833,8 +833,9 @@ class CitySeed:
             note = ("BID-BELOW-MARKET", "listing", "about 40 % of the going price")
         elif self.chance("BID-SHORT-ANNOUNCEMENT"):
             bidders = self.pick_bidders(village, 4)
-            options["announcement_days"] = rng.choice((2, 3))
-            note = ("BID-SHORT-ANNOUNCEMENT", "listing", "announced 2-3 days")
+            # bidding opens two days after registration closes: 1-2 days' notice is 3-4 days before bidding
+            options["announcement_days"] = rng.choice((1, 2))
+            note = ("BID-SHORT-ANNOUNCEMENT", "listing", "announced 3-4 days before bidding")
         elif self.chance(RESULT_NOT_PUBLISHED):
             bidders = self.pick_bidders(village, 4)
             options["publish"] = False
@@ -856,10 +857,12 @@ class CitySeed:
             self.record(family, rule_id, subject_type, subject, village, text_)
         if arrears and contract is not None:
             due = [item for item in contract.schedule if item.due_date <= self.today]
-            for item in due[:1]:
-                self.pay_installment(village, contract, item, item.due_date)
             overdue = [item for item in due[1:] if item.due_date <= self.today - timedelta(days=200)]
-            if overdue:
+            # arrears are pursued while the lease runs: a lease already over was settled in the end
+            unpaid = overdue and contract.end_date >= self.today
+            for item in due[:1] if unpaid else due:
+                self.pay_installment(village, contract, item, item.due_date)
+            if unpaid:
                 self.record(UNDISCLOSED, RENT_ARREARS, "contract", contract.id, village, "rent left unpaid")
         return listing, contract
 
