@@ -240,6 +240,9 @@ def demo_seed(
     for name, rows in report.rows.items():
         seconds = report.seconds[name]
         table.add_row(name, f"{rows:,}", f"{seconds:.2f}", f"{rows / seconds:,.0f}" if seconds else "-")
+    for name, seconds in report.seconds.items():
+        if name not in report.rows:
+            table.add_row(name, "-", f"{seconds:.2f}", "-")
     console.print(table)
     injected = report.injected()
     if injected:

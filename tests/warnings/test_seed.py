@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from sanzi.ledger.services.books import BooksService
 from sanzi.platform.database import create_engine
-from sanzi.warnings.models import Alert
 from sanzi.warnings.seed import TABLES, SeedError, SeedOptions, SeedReport, seed_history
 from tests.conftest import create_database, load_villages, make_settings, run_sync
 
@@ -203,7 +202,8 @@ def test_a_second_seed_is_refused_and_writes_nothing(seeded: Any) -> None:
 
 def run_cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "DATABASE_URL": url, "SANZI_ENV": "test", "SANZI_SCHEDULER": "0", **(env or {})}
-    return subprocess.run([SANZI, "demo", "seed", *args], capture_output=True, text=True, env=environment, timeout=600)
+    return subprocess.run([SANZI, "demo", "seed", *args], check=False, capture_output=True, text=True,
+                          env=environment, timeout=600)
 
 
 def test_the_command_appends_verifies_and_refuses_bad_input(empty_database_url: str) -> None:
@@ -230,12 +230,40 @@ def test_the_command_appends_verifies_and_refuses_bad_input(empty_database_url: 
     skipped = run_cli(url, "--years", "1", "--villages", "12", "--seed", "3", "--if-empty")
     assert skipped.returncode == 0 and "skipped" in skipped.stdout
     assert table_counts(url) == seeded_counts
+    # the same seed again: the second run builds on the recorded cadres and election calendar
     appended = run_cli(url, "--years", "1", "--villages", "12", "--seed", "3", "--scale", "2", "--append",
                        "--today", "2026-06-30")
     assert appended.returncode == 0, appended.stderr
-    assert table_counts(url)["listing"] > 2 * seeded_counts["listing"]
+    after = table_counts(url)
+    assert after["listing"] > 2 * seeded_counts["listing"]
+    assert all(after[name] == seeded_counts[name] for name in ("election", "candidate", "cadre", "cadre_relative"))
     checked, broken = run_sync(lambda: verify(url))
     assert checked == 1145 and broken == []
-    verified = subprocess.run([SANZI, "ledger", "verify"], capture_output=True, text=True, timeout=600,
+    verified = subprocess.run([SANZI, "ledger", "verify"], check=False, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "DATABASE_URL": url, "SANZI_ENV": "test"})
     assert verified.returncode == 0 and "1145 chains verified" in verified.stdout
+
+
+def test_without_superuser_rights_the_journal_triggers_stay_on(backend: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A role that may not skip triggers turns only the two balance triggers off inside the load's transaction
+    and checks balances set-based; afterwards the triggers are on again and the books verify."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL only: SQLite has no balance triggers")
+    from sanzi.warnings.seed import CitySeed
+
+    async def no_superuser(self: CitySeed) -> bool:
+        return False
+
+    monkeypatch.setattr(CitySeed, "skip_row_triggers", no_superuser)
+    url, drop = create_database(backend, tmp_path)
+    try:
+        run_sync(lambda: load_villages(url))
+        report = run_sync(lambda: seed(url, SeedOptions(years=1, villages=12, seed=5)))
+        assert report.rows["journal_line"] > 0
+        states = rows(url, "SELECT tgname, CAST(tgenabled AS TEXT) FROM pg_trigger WHERE tgname LIKE 'journal_%_balanced'")
+        assert sorted(states) == [("journal_entry_balanced", "O"), ("journal_line_balanced", "O")]
+        checked, broken = run_sync(lambda: verify(url))
+        assert checked == 1145 and broken == []
+    finally:
+        drop()
