@@ -27,6 +27,7 @@ from sanzi.platform.geography import normalise_code
 from sanzi.platform.models import Cadre, CadreRelative, Candidate, Election, Role, User, Village
 from sanzi.platform.problems import Conflict, DomainError, NotFound
 from sanzi.platform.schemas import Schema, StrictSchema
+from sanzi.platform.settings import local_today
 
 #: Guangdong's rounds of village re-elections (the next falls in 2026)
 GUANGDONG_ROUNDS = (2014, 2017, 2021, 2026)
@@ -323,9 +324,7 @@ ORGANISERS = roles(Role.ADMIN, Role.SUPERVISOR)
 
 
 def _today() -> date:
-    from sanzi.warnings.rules.undisclosed import today  # the villages' calendar (Asia/Shanghai)
-
-    return today()
+    return local_today()
 
 
 class CadreController(Controller):

@@ -86,8 +86,16 @@ _LABELS: dict[str, dict[str, str]] = {}
 
 
 def register_labels(group: str, labels: Mapping[str, str]) -> None:
-    """Chinese labels for a group of stored codes (e.g. ``listing_status``), shown by the ``label`` filter."""
-    _LABELS.setdefault(group, {}).update(labels)
+    """Chinese labels for a group of stored codes (e.g. ``listing_status``), shown by the ``label`` filter.
+
+    The registry is shared by every page, so one code reads the same everywhere: a module that registers a
+    different word for a code already registered is refused at import.
+    """
+    known = _LABELS.setdefault(group, {})
+    clashes = {code: (known[code], text) for code, text in labels.items() if known.get(code, text) != text}
+    if clashes:
+        raise ValueError(f"label group {group!r} registered twice with different words: {clashes}")
+    known.update(labels)
 
 
 register_labels(

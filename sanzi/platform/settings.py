@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
         path.write_text(key)
         path.chmod(0o600)
         return key
+
+
+def local_today() -> date:
+    """Today in the villages' calendar (the configured time zone, Asia/Shanghai by default), not the server's."""
+    return datetime.now(get_settings().zone).date()
 
 
 @lru_cache

@@ -13,6 +13,7 @@ from stdnum.cn import ric
 
 from sanzi.platform import events
 from sanzi.platform.models import Cadre, CadreRelative, Candidate, Election, Village
+from sanzi.platform.settings import local_today
 from tests.auction.factories import resident_id_number
 from tests.conftest import VILLAGE_A, VILLAGE_B, Actor
 
@@ -99,7 +100,7 @@ async def test_delete_ends_a_term_but_keeps_history(client: httpx.AsyncClient, d
     assert (await client.delete(f"/api/cadres/{future['id']}", headers=committee_a.headers)).status_code == 204
     listed = (await client.get(f"/api/villages/{VILLAGE_A}/cadres", headers=committee_a.headers)).json()
     assert [c["id"] for c in listed] == [served["id"]]
-    assert listed[0]["term_end"] is not None and date.fromisoformat(listed[0]["term_end"]) <= date.today()
+    assert listed[0]["term_end"] is not None and date.fromisoformat(listed[0]["term_end"]) <= local_today()
 
 
 async def test_elections_and_candidates(client: httpx.AsyncClient, db: AsyncSession, supervisor_a: Actor,

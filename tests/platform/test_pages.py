@@ -125,3 +125,12 @@ def test_form_errors_speak_plain_chinese_for_pydantic_errors() -> None:
     with pytest.raises(ValidationError) as caught:
         Example.model_validate({"count": "many"})
     assert form_errors(caught.value) == {"name": "请填写此项", "count": "请输入整数", "day": "请填写此项"}
+
+
+def test_a_code_reads_the_same_on_every_page() -> None:
+    from sanzi.platform.pages import register_labels
+
+    register_labels("test_group", {"a": "甲"})
+    register_labels("test_group", {"a": "甲", "b": "乙"})  # the same word again is fine
+    with pytest.raises(ValueError, match="test_group"):
+        register_labels("test_group", {"a": "另一个词"})

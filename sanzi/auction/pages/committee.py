@@ -18,6 +18,7 @@ from sanzi.auction.schemas.listings import ListingCreate, ListingUpdate, ReasonI
 from sanzi.auction.schemas.registrations import DepositIn
 from sanzi.auction.services import listings as service
 from sanzi.auction.services import registrations, results
+from sanzi.auction.services.registrations import DEPOSIT_STATE_NAMES, REGISTRATION_STATUS_NAMES
 from sanzi.ledger.models import AssetStatus
 from sanzi.ledger.pages.chooser import choose_village
 from sanzi.ledger.pages.common import (
@@ -52,20 +53,8 @@ from sanzi.platform.problems import DomainError
 
 PER_PAGE = 20
 register_labels("listing_status", {status.value: name for status, name in STATUS_NAMES_ZH.items()})
-register_labels(
-    "registration_status",
-    {"applied": "已报名", "deposit_paid": "保证金已到账", "qualified": "已获竞买资格", "rejected": "未通过"},
-)
-register_labels(
-    "deposit_state",
-    {
-        "none": "未缴",
-        "held": "已到账（代管）",
-        "refunded": "已退还",
-        "applied": "已转作价款",
-        "forfeited": "已没收",
-    },
-)
+register_labels("registration_status", REGISTRATION_STATUS_NAMES)
+register_labels("deposit_state", DEPOSIT_STATE_NAMES)
 LISTING_COLOURS = {
     "draft": "",
     "submitted": "yellow",

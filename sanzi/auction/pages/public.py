@@ -47,7 +47,7 @@ ASSET_KIND_NAMES = {
     AssetKind.FISH_POND.value: "鱼塘",
     AssetKind.FOREST.value: "林地",
     AssetKind.CONSTRUCTION_LAND.value: "集体建设用地",
-    AssetKind.BUILDING.value: "厂房楼宇",
+    AssetKind.BUILDING.value: "厂房/楼宇",
     AssetKind.SHOP.value: "商铺",
     AssetKind.EQUIPMENT.value: "设备",
     AssetKind.OTHER.value: "其他",

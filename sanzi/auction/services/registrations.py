@@ -36,6 +36,21 @@ from sanzi.platform.settings import get_settings
 
 CASH_AT_BANK = "102"  # 银行存款
 DEPOSITS_HELD = "21101"  # 应付款—竞买保证金
+
+#: one wording for the bidder's and the committee's pages
+REGISTRATION_STATUS_NAMES = {
+    RegistrationStatus.APPLIED.value: "已报名，待缴保证金",
+    RegistrationStatus.DEPOSIT_PAID.value: "保证金已到账，待资格审核",
+    RegistrationStatus.QUALIFIED.value: "已取得竞买资格",
+    RegistrationStatus.REJECTED.value: "资格审核未通过",
+}
+DEPOSIT_STATE_NAMES = {
+    DepositState.NONE.value: "待缴纳",
+    DepositState.HELD.value: "已到账（代管）",
+    DepositState.REFUNDED.value: "已退还",
+    DepositState.APPLIED.value: "已转作成交价款",
+    DepositState.FORFEITED.value: "已没收",
+}
 #: statuses after which the village's committee may see who the bidders are
 CLOSED_STATUSES = {S.CLOSED.value, S.SOLD.value, S.FAILED.value}
 

@@ -54,6 +54,12 @@ TRADE_TYPES = {
 }
 PRICE_BASES = {
     PriceBasis.TOTAL.value: "总价",
+    PriceBasis.PER_YEAR.value: "按年计价",
+    PriceBasis.PER_MU_YEAR.value: "按亩按年计价",
+}
+#: the unit a price is quoted in, shown after an amount
+PRICE_UNITS = {
+    PriceBasis.TOTAL.value: "元（总价）",
     PriceBasis.PER_YEAR.value: "元/年",
     PriceBasis.PER_MU_YEAR.value: "元/亩/年",
 }
@@ -88,6 +94,7 @@ for _group, _labels in {
     "area_unit": AREA_UNITS,
     "trade_type": TRADE_TYPES,
     "price_basis": PRICE_BASES,
+    "price_unit": PRICE_UNITS,
     "contract_origin": ORIGINS,
     "contract_status": CONTRACT_STATUSES,
     "payment_frequency": FREQUENCIES,

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH
 from sanzi.auction.models import DepositState, ListingStatus, RegistrationStatus
 from sanzi.auction.pages.bidding import views
+from sanzi.auction.services.registrations import DEPOSIT_STATE_NAMES, REGISTRATION_STATUS_NAMES
 from sanzi.auction.ratelimit import limiter_for
 from sanzi.auction.schemas.bidding import BidCreate
 from sanzi.auction.schemas.registrations import RegistrationCreate
@@ -52,25 +53,8 @@ BIDDER = roles(Role.BIDDER)
 PANEL = "bidding/_live_panel.html"
 
 register_labels("listing_status", {status.value: name for status, name in STATUS_NAMES_ZH.items()})
-register_labels(
-    "registration_status",
-    {
-        "applied": "待缴保证金",
-        "deposit_paid": "待资格审核",
-        "qualified": "已取得竞买资格",
-        "rejected": "资格审核未通过",
-    },
-)
-register_labels(
-    "deposit_state",
-    {
-        "none": "待缴纳",
-        "held": "已到账",
-        "refunded": "已退还",
-        "applied": "已转作成交价款",
-        "forfeited": "已没收",
-    },
-)
+register_labels("registration_status", REGISTRATION_STATUS_NAMES)
+register_labels("deposit_state", DEPOSIT_STATE_NAMES)
 
 #: why a bid was refused, in words a bidder acts on (the service's message, with the allowed range for amounts)
 AMOUNT_CODES = {"amount_too_low", "amount_too_high"}
