@@ -320,6 +320,7 @@ class BidderService:
                 raise DomainError("手机号码不能为空", "phone cannot be empty", field="phone")
             bidder.phone = identity.mainland_mobile(data.phone)
             bidder.user.phone = bidder.phone
+            token_cache.forget_user(user.id)  # the account's phone is part of the cached caller
         if "address" in given:
             bidder.address = data.address or None
         if "bank_name" in given:
