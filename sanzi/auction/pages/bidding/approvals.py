@@ -121,7 +121,6 @@ class ApprovalPages(Controller):
             await db_session.rollback()
             failed = {"kind": kind, "id": object_id, "errors": errors, "form": form}
             return await self._queue(request, db_session, status, failed)
-        await db_session.commit()  # a redirect is not committed by the request's session handler
         flash(request, done)
         return see_other(QUEUE)
 

@@ -151,7 +151,7 @@ class BidderPages(Controller):
             else:
                 user = await db_session.get_one(User, registered.bidder.user_id)
                 await revoke_tokens(db_session, user.id)  # pages use the session, not the API token
-                await db_session.commit()  # a redirect is not committed by the request's session handler
+                await db_session.commit()  # the account is durable before its session starts
                 start_session(request, user)
                 flash(request, "注册成功，欢迎使用。报名竞买前请核对您的联系方式。")
                 return see_other("/bidder/profile")
@@ -186,7 +186,6 @@ class BidderPages(Controller):
                 errors=_form_errors(exc) if isinstance(exc, ValidationError) else form_errors(exc),
                 form=form,
             )
-        await db_session.commit()  # a redirect is not committed by the request's session handler
         flash(request, "联系方式已更新")
         return see_other("/bidder/profile")
 

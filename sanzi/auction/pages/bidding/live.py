@@ -307,7 +307,6 @@ class LivePages(Controller):
             return page(
                 request, "bidding/console.html", status_code=status, errors=errors, form=form, **context
             )
-        await db_session.commit()  # a redirect is not committed by the request's session handler
         flash(
             request,
             "报名成功。请按公告在报名截止前将竞买保证金转入村集体账户，到账确认并经镇街审核后取得竞买号。",
