@@ -183,3 +183,5 @@ class Bid(BigIntBase):
 
 
 Index("ix_listing_status_end", Listing.status, Listing.current_end_at)
+#: the results list: newest closings first, read backwards along this index
+Index("ix_listing_closed_at", Listing.closed_at, Listing.id)
