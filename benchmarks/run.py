@@ -76,6 +76,8 @@ FULL = Plan(
     watched_bids=40, page_connections=32, scan_runs=2, events_per_kind=4, postings=200,
     seed_args=("--years", "10", "--villages", "60", "--seed", "1"), scenario_villages=60,
 )  # fmt: skip
+#: what `--only` may name, in the order a run measures them
+SECTIONS = ("scan", "bids", "hot", "pages", "watchers", "variants")
 QUICK = Plan(
     mode="quick", runs=2, seconds=4.0, bidders=200, listings=100, hot_bidders=64, watchers=100,
     watched_bids=6, page_connections=16, scan_runs=1, events_per_kind=2, postings=30,
@@ -565,7 +567,9 @@ def watcher_round(port: int, live: state.LiveState, plan: Plan, round_no: int) -
     }
 
 
-def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
+def measure(
+    plan: Plan, out_dir: Path, scales: list[int], cache: bool, sections: frozenset[str] = frozenset(SECTIONS)
+) -> None:
     started = time.perf_counter()
     run_id = f"{os.getpid()}{secrets.token_hex(2)}"
     figures: list[Figure] = []
@@ -579,10 +583,11 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
         raw["tables"] = asyncio.run(_tables(database))
 
         # ---- in the runner: warnings, books, plans -------------------------------------------------------
-        console.rule("warnings, books and plans")
-        inner = asyncio.run(_in_process(database, plan))
-        raw.update(inner["raw"])
-        figures += inner["figures"]
+        if "scan" in sections:
+            console.rule("warnings, books and plans")
+            inner = asyncio.run(_in_process(database, plan))
+            raw.update(inner["raw"])
+            figures += inner["figures"]
 
         # ---- over HTTP ------------------------------------------------------------------------------------
         live = asyncio.run(_live_state(database, plan, run_id))
@@ -592,100 +597,103 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
         pids = server.workers()
         console.log(f"server on :{server.port}, workers {pids}")
 
-        console.rule("bids")
-        clients, clients_note = pgbench_clients(plan.bidders)
-        init = subprocess.run(
-            [
-                "pgbench",
-                "-i",
-                "-q",
-                "-s",
-                "10" if plan.mode == "full" else "2",
-                f"{PG_ADMIN}/{database.name}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if init.returncode != 0:
-            raise BenchError(f"pgbench -i failed: {init.stderr[-1000:]}")
-        tps, rates, p50s, p99s, all_p99s, refused, peaks = [], [], [], [], [], {}, {}
-        for n in range(plan.runs):
-            tps.append(pgbench(database, clients, plan.seconds))
-            merged, peak = bid_round(
-                server.port, live, live.tokens[: plan.bidders], live.spread_listings, plan.seconds, n, pids
+        tps, rates, peaks = [], [], {}
+        if "bids" in sections:
+            console.rule("bids")
+            clients, clients_note = pgbench_clients(plan.bidders)
+            init = subprocess.run(
+                [
+                    "pgbench",
+                    "-i",
+                    "-q",
+                    "-s",
+                    "10" if plan.mode == "full" else "2",
+                    f"{PG_ADMIN}/{database.name}",
+                ],
+                capture_output=True,
+                text=True,
             )
-            rates.append(merged["per_second"])
-            p50s.append(percentile(merged["latencies_ok"], 0.5) * 1000)
-            p99s.append(percentile(merged["latencies_ok"], 0.99) * 1000)
-            all_p99s.append(percentile(merged["latencies_all"], 0.99) * 1000)
-            for code, k in merged["refused"].items():
-                refused[code] = refused.get(code, 0) + k
-            for pid, value in peak.items():
-                peaks[pid] = max(peaks.get(pid, 0), value)
-            console.log(
-                f"bids run {n + 1}: {merged['per_second']:.1f}/s accepted over {merged['elapsed']:.1f} s, "
-                f"p99 {p99s[-1]:.0f} ms, "
-                f"pgbench {tps[-1]:.0f} tps, refused {merged['refused']}, errors {merged['errors']}"
+            if init.returncode != 0:
+                raise BenchError(f"pgbench -i failed: {init.stderr[-1000:]}")
+            tps, rates, p50s, p99s, all_p99s, refused, peaks = [], [], [], [], [], {}, {}
+            for n in range(plan.runs):
+                tps.append(pgbench(database, clients, plan.seconds))
+                merged, peak = bid_round(
+                    server.port, live, live.tokens[: plan.bidders], live.spread_listings, plan.seconds, n, pids
+                )
+                rates.append(merged["per_second"])
+                p50s.append(percentile(merged["latencies_ok"], 0.5) * 1000)
+                p99s.append(percentile(merged["latencies_ok"], 0.99) * 1000)
+                all_p99s.append(percentile(merged["latencies_all"], 0.99) * 1000)
+                for code, k in merged["refused"].items():
+                    refused[code] = refused.get(code, 0) + k
+                for pid, value in peak.items():
+                    peaks[pid] = max(peaks.get(pid, 0), value)
+                console.log(
+                    f"bids run {n + 1}: {merged['per_second']:.1f}/s accepted over {merged['elapsed']:.1f} s, "
+                    f"p99 {p99s[-1]:.0f} ms, "
+                    f"pgbench {tps[-1]:.0f} tps, refused {merged['refused']}, errors {merged['errors']}"
+                )
+            raw["bids"] = {
+                "accepted_per_second": rates,
+                "pgbench_tps": tps,
+                "pgbench_clients": clients,
+                "refused": refused,
+                "p99_all_answers_ms": all_p99s,
+            }
+            ratio = ratios(rates, tps)
+            figures.append(
+                Figure(
+                    "bids",
+                    f"accepted bids/s, {plan.bidders} bidders over {plan.listings} live listings",
+                    Spread.of(rates),
+                    "/s",
+                    Spread.of(tps),
+                    f"pgbench simple-update TPS, {clients} clients",
+                    ratio,
+                    "≥ 40% of pgbench",
+                    ratio.median >= 0.4,
+                    clients_note,
+                    1,
+                )
             )
-        raw["bids"] = {
-            "accepted_per_second": rates,
-            "pgbench_tps": tps,
-            "pgbench_clients": clients,
-            "refused": refused,
-            "p99_all_answers_ms": all_p99s,
-        }
-        ratio = ratios(rates, tps)
-        figures.append(
-            Figure(
-                "bids",
-                f"accepted bids/s, {plan.bidders} bidders over {plan.listings} live listings",
-                Spread.of(rates),
-                "/s",
-                Spread.of(tps),
-                f"pgbench simple-update TPS, {clients} clients",
-                ratio,
-                "≥ 40% of pgbench",
-                ratio.median >= 0.4,
-                clients_note,
-                1,
+            figures.append(Figure("bids", "acknowledgement latency p50", Spread.of(p50s), " ms", digits=1))
+            p99 = Spread.of(p99s)
+            figures.append(
+                Figure(
+                    "bids",
+                    "acknowledgement latency p99",
+                    p99,
+                    " ms",
+                    target="< 100 ms",
+                    met=p99.median < 100,
+                    digits=1,
+                    note=f"answers refused as outbid or leading: {sum(refused.values())}",
+                )
             )
-        )
-        figures.append(Figure("bids", "acknowledgement latency p50", Spread.of(p50s), " ms", digits=1))
-        p99 = Spread.of(p99s)
-        figures.append(
-            Figure(
-                "bids",
-                "acknowledgement latency p99",
-                p99,
-                " ms",
-                target="< 100 ms",
-                met=p99.median < 100,
-                digits=1,
-                note=f"answers refused as outbid or leading: {sum(refused.values())}",
-            )
-        )
 
-        hot_rates, hot_p99 = [], []
-        for n in range(plan.runs):
-            merged, _ = bid_round(
-                server.port, live, live.tokens[: plan.hot_bidders], [live.hot_listing], plan.seconds, 100 + n
+        if "hot" in sections:
+            hot_rates, hot_p99 = [], []
+            for n in range(plan.runs):
+                merged, _ = bid_round(
+                    server.port, live, live.tokens[: plan.hot_bidders], [live.hot_listing], plan.seconds, 100 + n
+                )
+                hot_rates.append(merged["per_second"])
+                hot_p99.append(percentile(merged["latencies_ok"], 0.99) * 1000)
+                console.log(f"hot run {n + 1}: {merged['per_second']:.0f}/s, refused {merged['refused']}")
+            hot = Spread.of(hot_rates)
+            figures.append(
+                Figure(
+                    "bids",
+                    f"one hot listing, {plan.hot_bidders} bidders: accepted bids/s",
+                    hot,
+                    "/s",
+                    target="≥ 500/s",
+                    met=hot.median >= 500,
+                    digits=1,
+                )
             )
-            hot_rates.append(merged["per_second"])
-            hot_p99.append(percentile(merged["latencies_ok"], 0.99) * 1000)
-            console.log(f"hot run {n + 1}: {merged['per_second']:.0f}/s, refused {merged['refused']}")
-        hot = Spread.of(hot_rates)
-        figures.append(
-            Figure(
-                "bids",
-                f"one hot listing, {plan.hot_bidders} bidders: accepted bids/s",
-                hot,
-                "/s",
-                target="≥ 500/s",
-                met=hot.median >= 500,
-                digits=1,
-            )
-        )
-        figures.append(Figure("bids", "one hot listing: acknowledgement p99", Spread.of(hot_p99), " ms"))
+            figures.append(Figure("bids", "one hot listing: acknowledgement p99", Spread.of(hot_p99), " ms"))
         worker_peak = Spread.of([v / 2**20 for v in peaks.values()])
         figures.append(
             Figure(
@@ -698,135 +706,138 @@ def measure(plan: Plan, out_dir: Path, scales: list[int], cache: bool) -> None:
             )
         )
 
-        console.rule("pages")
-        listing_id = asyncio.run(_a_sold_listing(database)) or live.spread_listings[0]
-        endpoints = {
-            "trivial": ["/api/health"],
-            "results": ["/api/results", "/api/results?page=2", "/api/results?page=5"],
-            "listing": [f"/api/listings/{listing_id}"],
-        }
-        page_rps: dict[str, list[float]] = {k: [] for k in endpoints}
-        for n in range(plan.runs):
-            order = list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]
-            for key in order:
-                result = page_round(server.port, endpoints[key], plan.page_connections, plan.seconds)
-                page_rps[key].append(result["rps"])
-                if result["bad"]:
-                    console.log(f"[yellow]{key}: {result['bad']} failed requests")
-            console.log(f"pages run {n + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in page_rps.items()))
-        raw["pages"] = {"rps": page_rps, "paths": endpoints}
-        trivial = Spread.of(page_rps["trivial"])
-        for key, title in (
-            ("results", "results list `/api/results` (JSON)"),
-            ("listing", "a listing `/api/listings/{id}` (JSON)"),
-        ):
-            ratio = ratios(page_rps[key], page_rps["trivial"])
-            figures.append(
-                Figure(
-                    "pages",
-                    f"{title}, requests/s",
-                    Spread.of(page_rps[key]),
-                    "/s",
-                    trivial,
-                    "`/api/health` (one `SELECT 1` and one Redis PING)",
-                    ratio,
-                    "≥ 25% of trivial",
-                    ratio.median >= 0.25,
-                    "HTML pages are not on this branch: the JSON API they use",
-                    digits=0,
-                )
-            )
-
-        console.rule("watchers")
-        try:
-            watch_runs = [watcher_round(server.port, live, plan, n) for n in range(max(1, plan.runs // 2))]
-            raw["watchers"] = watch_runs
-            for w in watch_runs:
-                console.log(f"watchers: {w}")
-            every = Spread.of([w["p99_to_every_watcher"] * 1000 for w in watch_runs])
-            connected = min(w["connected"] for w in watch_runs)
-            missing = sum(w["missing_deliveries"] for w in watch_runs)
-            figures.append(
-                Figure(
-                    "watchers",
-                    f"{plan.watchers} watchers of one auction: p99 from acknowledgement to "
-                    "arrival at every watcher",
-                    every,
-                    " ms",
-                    target="< 200 ms",
-                    met=every.median < 200,
-                    note=f"{connected} connected, {missing} deliveries missing",
-                    digits=0,
-                )
-            )
-            figures.append(
-                Figure(
-                    "watchers",
-                    "p99 from sending the bid to its arrival at every watcher",
-                    Spread.of([w["p99_from_sending_to_every_watcher"] * 1000 for w in watch_runs]),
-                    " ms",
-                    note="the event is published before the bidder's answer is written, so it can "
-                    "arrive before the acknowledgement",
-                    digits=0,
-                )
-            )
-
-        except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others' results
-            console.log(f"[red]watchers failed: {exc!r}")
-            figures.append(Figure("watchers", f"{plan.watchers} watchers of one auction", None, " ms",
-                                  target="< 200 ms", note=f"the run failed: {exc!r}"[:200]))
-
-        # ---- diagnostics: the same bid load with one part switched off, as a ratio to the real thing ----
-        try:
-            server.stop()
-            server = None
-            variants = [
-                (
-                    "bearer-token cache off (SANZI_TOKEN_CACHE_SECONDS=0): the lookup it saves",
-                    "sanzi.platform.asgi:create_app",
-                    {"SANZI_TOKEN_CACHE_SECONDS": "0"},
-                ),
-                (
-                    "incremental warning evaluation off in the app workers: what it costs the bids",
-                    "benchmarks.variants:app_without_incremental_warnings",
-                    {},
-                ),
-            ]
-            raw["variants"] = {}
-            for title, app, extra in variants:
-                console.rule(f"variant: {title}")
-                server = Server(database, redis_db, free_port(), app, extra)
-                server.start()
-                variant_rates = []
-                for n in range(min(plan.runs, 3)):
-                    merged, _ = bid_round(
-                        server.port,
-                        live,
-                        live.tokens[: plan.bidders],
-                        live.spread_listings,
-                        plan.seconds,
-                        200 + n,
-                    )
-                    variant_rates.append(merged["per_second"])
-                    console.log(f"variant run {n + 1}: {merged['per_second']:.1f}/s")
-                server.stop()
-                server = None
-                raw["variants"][title] = variant_rates
+        if "pages" in sections:
+            console.rule("pages")
+            listing_id = asyncio.run(_a_sold_listing(database)) or live.spread_listings[0]
+            endpoints = {
+                "trivial": ["/api/health"],
+                "results": ["/api/results", "/api/results?page=2", "/api/results?page=5"],
+                "listing": [f"/api/listings/{listing_id}"],
+            }
+            page_rps: dict[str, list[float]] = {k: [] for k in endpoints}
+            for n in range(plan.runs):
+                order = list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]
+                for key in order:
+                    result = page_round(server.port, endpoints[key], plan.page_connections, plan.seconds)
+                    page_rps[key].append(result["rps"])
+                    if result["bad"]:
+                        console.log(f"[yellow]{key}: {result['bad']} failed requests")
+                console.log(f"pages run {n + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in page_rps.items()))
+            raw["pages"] = {"rps": page_rps, "paths": endpoints}
+            trivial = Spread.of(page_rps["trivial"])
+            for key, title in (
+                ("results", "results list `/api/results` (JSON)"),
+                ("listing", "a listing `/api/listings/{id}` (JSON)"),
+            ):
+                ratio = ratios(page_rps[key], page_rps["trivial"])
                 figures.append(
                     Figure(
-                        "diagnostics",
-                        f"accepted bids/s with {title}",
-                        Spread.of(variant_rates),
+                        "pages",
+                        f"{title}, requests/s",
+                        Spread.of(page_rps[key]),
                         "/s",
-                        Spread.of(rates),
-                        "as shipped (above)",
-                        ratios(variant_rates, rates),
-                        digits=1,
+                        trivial,
+                        "`/api/health` (one `SELECT 1` and one Redis PING)",
+                        ratio,
+                        "≥ 25% of trivial",
+                        ratio.median >= 0.25,
+                        "HTML pages are not on this branch: the JSON API they use",
+                        digits=0,
                     )
                 )
 
-        except Exception as exc:  # noqa: BLE001 - the figures measured so far are still written
-            console.log(f"[red]diagnostics failed: {exc!r}")
+        if "watchers" in sections:
+            console.rule("watchers")
+            try:
+                watch_runs = [watcher_round(server.port, live, plan, n) for n in range(max(1, plan.runs // 2))]
+                raw["watchers"] = watch_runs
+                for w in watch_runs:
+                    console.log(f"watchers: {w}")
+                every = Spread.of([w["p99_to_every_watcher"] * 1000 for w in watch_runs])
+                connected = min(w["connected"] for w in watch_runs)
+                missing = sum(w["missing_deliveries"] for w in watch_runs)
+                figures.append(
+                    Figure(
+                        "watchers",
+                        f"{plan.watchers} watchers of one auction: p99 from acknowledgement to "
+                        "arrival at every watcher",
+                        every,
+                        " ms",
+                        target="< 200 ms",
+                        met=every.median < 200,
+                        note=f"{connected} connected, {missing} deliveries missing",
+                        digits=0,
+                    )
+                )
+                figures.append(
+                    Figure(
+                        "watchers",
+                        "p99 from sending the bid to its arrival at every watcher",
+                        Spread.of([w["p99_from_sending_to_every_watcher"] * 1000 for w in watch_runs]),
+                        " ms",
+                        note="the event is published before the bidder's answer is written, so it can "
+                        "arrive before the acknowledgement",
+                        digits=0,
+                    )
+                )
+
+            except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others' results
+                console.log(f"[red]watchers failed: {exc!r}")
+                figures.append(Figure("watchers", f"{plan.watchers} watchers of one auction", None, " ms",
+                                      target="< 200 ms", note=f"the run failed: {exc!r}"[:200]))
+
+        if "variants" in sections:
+            # ---- diagnostics: the same bid load with one part switched off, as a ratio to the real thing ----
+            try:
+                server.stop()
+                server = None
+                variants = [
+                    (
+                        "bearer-token cache off (SANZI_TOKEN_CACHE_SECONDS=0): the lookup it saves",
+                        "sanzi.platform.asgi:create_app",
+                        {"SANZI_TOKEN_CACHE_SECONDS": "0"},
+                    ),
+                    (
+                        "incremental warning evaluation off in the app workers: what it costs the bids",
+                        "benchmarks.variants:app_without_incremental_warnings",
+                        {},
+                    ),
+                ]
+                raw["variants"] = {}
+                for title, app, extra in variants:
+                    console.rule(f"variant: {title}")
+                    server = Server(database, redis_db, free_port(), app, extra)
+                    server.start()
+                    variant_rates = []
+                    for n in range(min(plan.runs, 3)):
+                        merged, _ = bid_round(
+                            server.port,
+                            live,
+                            live.tokens[: plan.bidders],
+                            live.spread_listings,
+                            plan.seconds,
+                            200 + n,
+                        )
+                        variant_rates.append(merged["per_second"])
+                        console.log(f"variant run {n + 1}: {merged['per_second']:.1f}/s")
+                    server.stop()
+                    server = None
+                    raw["variants"][title] = variant_rates
+                    figures.append(
+                        Figure(
+                            "diagnostics",
+                            f"accepted bids/s with {title}",
+                            Spread.of(variant_rates),
+                            "/s",
+                            Spread.of(rates),
+                            "as shipped (above)",
+                            ratios(variant_rates, rates),
+                            digits=1,
+                        )
+                    )
+
+            except Exception as exc:  # noqa: BLE001 - the figures measured so far are still written
+                console.log(f"[red]diagnostics failed: {exc!r}")
 
         figures.append(
             Figure(
@@ -1262,7 +1273,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="load the data afresh and keep no template database for the next run",
     )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated sections to measure (of {', '.join(SECTIONS)}); default: all",
+    )
     args = parser.parse_args(argv)
+    sections = frozenset(args.only.split(",")) if args.only else frozenset(SECTIONS)
+    if unknown := sections - set(SECTIONS):
+        parser.error(f"unknown sections {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     plan = QUICK if args.quick else FULL
     if args.seed_args:
         plan = dataclasses.replace(plan, seed_args=tuple(args.seed_args.split()))
@@ -1283,7 +1302,7 @@ def main(argv: list[str] | None = None) -> int:
                 not args.no_cache,
             )
         else:
-            measure(plan, args.out, [1], cache=not args.quick and not args.no_cache)
+            measure(plan, args.out, [1], cache=not args.quick and not args.no_cache, sections=sections)
     except BenchError as exc:
         console.print(f"[red]benchmark failed: {exc}")
         return 1
