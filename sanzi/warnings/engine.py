@@ -255,6 +255,7 @@ async def _evaluate(
     village_codes: tuple[str, ...] | None = None,
     since: date | None = None,
     progress: Progress | None = None,
+    triggering: tuple[DomainEvent, ...] | None = None,
 ) -> None:
     resolved = await resolve_parameters(session, rules, districts)
     now = datetime.now(UTC)
@@ -264,7 +265,7 @@ async def _evaluate(
         for group, values in groups:
             # the whole city in one group needs no district filter at all
             codes = None if whole_city and len(groups) == 1 else group
-            scope = Scope(district_codes=codes, village_codes=village_codes, since=since)
+            scope = Scope(district_codes=codes, village_codes=village_codes, since=since, events=triggering)
             findings = await rule.evaluate(session, scope, dict(values))
             counts.add(await upsert_findings(session, rule, findings, now))
         if progress is not None:
@@ -311,8 +312,10 @@ async def evaluate_events(
     are evaluated once, and villages of one district that need the same rule share one evaluation."""
     rules = list(all_rules() if rules is None else rules)
     kinds_by_village: dict[str, set[str]] = defaultdict(set)
+    events_by_village: dict[str, list[DomainEvent]] = defaultdict(list)
     for event in batch:
         kinds_by_village[event.village_code].add(event.kind)
+        events_by_village[event.village_code].append(event)
     summary = ScanSummary()
     if not kinds_by_village:
         return summary
@@ -329,8 +332,16 @@ async def evaluate_events(
                 work[(rule.id, district_of[village])].append(village)
     by_id = {rule.id: rule for rule in rules}
     for (rule_id, district), villages in work.items():
+        rule = by_id[rule_id]
+        triggering = tuple(e for v in villages for e in events_by_village[v] if e.kind in rule.triggers)
         await _evaluate(
-            session, [by_id[rule_id]], [district], summary, whole_city=False, village_codes=tuple(villages)
+            session,
+            [rule],
+            [district],
+            summary,
+            whole_city=False,
+            village_codes=tuple(villages),
+            triggering=triggering,
         )
     if summary.changed_villages:
         from sanzi.warnings.services import IntegrityService, month_start

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sanzi.platform.events import DomainEvent
 from sanzi.platform.parameters import Parameter, register
 from sanzi.warnings.models import Severity
 
@@ -32,6 +33,26 @@ class Scope:
     district_codes: tuple[str, ...] | None = None
     village_codes: tuple[str, ...] | None = None
     since: date | None = None
+    #: incremental evaluation only: the committed events that triggered this evaluation (each carries its ids,
+    #: e.g. ``listing_id``, ``contract_id``, ``entry_id``). A rule MAY narrow its subjects to what these events
+    #: touched (say, only the closed listing) when it can prove nothing else in the villages can change; a rule
+    #: that ignores them evaluates the whole villages, which is always correct. None in a full scan.
+    events: tuple[DomainEvent, ...] | None = None
+
+    def event_ids(self, key: str, kinds: frozenset[str] | None = None) -> set[int] | None:
+        """The ``key`` ids (e.g. "listing_id") carried by the triggering events of ``kinds`` (all kinds if
+        None); None when this is not an incremental evaluation or some such event lacks the id, so the
+        caller must evaluate the villages whole."""
+        if self.events is None:
+            return None
+        ids: set[int] = set()
+        for event in self.events:
+            if kinds is not None and event.kind not in kinds:
+                continue
+            if key not in event.ids:
+                return None
+            ids.add(event.ids[key])
+        return ids
 
 
 @dataclass
