@@ -568,7 +568,12 @@ def watcher_round(port: int, live: state.LiveState, plan: Plan, round_no: int) -
 
 
 def measure(
-    plan: Plan, out_dir: Path, scales: list[int], cache: bool, sections: frozenset[str] = frozenset(SECTIONS)
+    plan: Plan,
+    out_dir: Path,
+    scales: list[int],
+    cache: bool,
+    sections: frozenset[str] = frozenset(SECTIONS),
+    app: str = "sanzi.platform.asgi:create_app",
 ) -> None:
     started = time.perf_counter()
     run_id = f"{os.getpid()}{secrets.token_hex(2)}"
@@ -592,7 +597,7 @@ def measure(
         # ---- over HTTP ------------------------------------------------------------------------------------
         live = asyncio.run(_live_state(database, plan, run_id))
         console.log("live auctions built")
-        server = Server(database, redis_db, free_port())
+        server = Server(database, redis_db, free_port(), app)
         server.start()
         pids = server.workers()
         console.log(f"server on :{server.port}, workers {pids}")
@@ -1278,6 +1283,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"comma-separated sections to measure (of {', '.join(SECTIONS)}); default: all",
     )
+    parser.add_argument(
+        "--app",
+        default="sanzi.platform.asgi:create_app",
+        help="the app factory the server runs for the sections before the variants (e.g. "
+        "benchmarks.variants:app_without_incremental_warnings)",
+    )
     args = parser.parse_args(argv)
     sections = frozenset(args.only.split(",")) if args.only else frozenset(SECTIONS)
     if unknown := sections - set(SECTIONS):
@@ -1302,7 +1313,7 @@ def main(argv: list[str] | None = None) -> int:
                 not args.no_cache,
             )
         else:
-            measure(plan, args.out, [1], cache=not args.quick and not args.no_cache, sections=sections)
+            measure(plan, args.out, [1], cache=not args.quick and not args.no_cache, sections=sections, app=args.app)
     except BenchError as exc:
         console.print(f"[red]benchmark failed: {exc}")
         return 1

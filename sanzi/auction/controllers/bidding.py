@@ -186,7 +186,7 @@ class BiddingController(Controller):
                 headers={"Retry-After": str(wait)},
             )
         device = (request.headers.get("x-device-fingerprint") or "").strip()[:128] or None
-        bid, created = await engine.place_bid(
+        receipt, created = await engine.place_bid_receipt(
             db_session,
             listing_id,
             user,
@@ -197,7 +197,6 @@ class BiddingController(Controller):
             device=device,
             publish=engine.channels_publisher(channels),
         )
-        receipt = await engine.bid_receipt(db_session, bid)
         return Response(receipt, status_code=201 if created else 200)
 
     @get("/listings/{listing_id:int}/live", operation_id="GetLiveState", opt=PUBLIC, summary="Live auction state")

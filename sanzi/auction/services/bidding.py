@@ -10,6 +10,13 @@ Rules (the issue and DESIGN.md "Trading"; where they were silent, decided here):
 - a bid at ``now == current_end_at`` is outside the window (the window is [bidding_starts_at, current_end_at)).
 
 Every write follows lock, write, COMMIT, then publish: a failed publish is logged and never fails the bid.
+
+An acceptable bid takes the fast path: one conditional ``UPDATE listing ... RETURNING`` that re-checks every
+rule in SQL on the locked row (status, window, amount range, leader, the bidder's qualification and deposit)
+and applies the bid, then one ``INSERT`` of the bid guarded by the previous bid's time, then COMMIT: the row
+lock is held for two statements. Whenever either matches no row (a refusal, a replay, an announced listing due
+to open, a clock behind the previous bid), the fast path changes nothing and the locked slow path below
+decides, with the exact refusal.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.lifecycle import lock_listing, transition
@@ -147,15 +155,24 @@ def check_qualified(registration: Registration | None) -> Registration:
 class _Replay(Exception):
     """A repeat of an acknowledged bid: leaves the lock's savepoint without writing anything."""
 
-    def __init__(self, bid: Bid) -> None:
+    def __init__(self, bid: Bid, listing: Listing, bidder_number: str | None) -> None:
         self.bid = bid
+        self.listing = listing
+        self.bidder_number = bidder_number
 
 
 @dataclass
 class _Placed:
+    """A bid and the listing's live state right after it (or, for a replay, when it was answered)."""
+
     bid: Bid
     listing: Listing
-    registration: Registration
+    bidder_number: str | None
+
+
+#: listing id -> its extension minutes, as last read; the fast path's UPDATE re-checks the value it uses, so a
+#: stale entry only sends a bid down the slow path
+_extension_minutes: dict[int, int] = {}
 
 
 async def place_bid(
@@ -171,28 +188,258 @@ async def place_bid(
 ) -> tuple[Bid, bool]:
     """Place a bid; (bid, created). A repeat of an acknowledged client key answers that bid (created False).
 
-    The lock is the first statement, so no read happens before it (SQLite would otherwise refuse to upgrade a
-    stale read snapshot). A refusal rolls the savepoint back and ends the transaction: nothing written, the
-    lock released at once (a caller's pending changes in the session are committed with it).
+    The fast path (see the module's docstring) places an acceptable bid in two statements under the lock;
+    anything else goes down the locked slow path. There the lock is the first statement, so no read happens
+    before it (SQLite would otherwise refuse to upgrade a stale read snapshot). A refusal rolls the savepoint
+    back and ends the transaction: nothing written, the lock released at once (a caller's pending changes in
+    the session are committed with it).
 
-    ``now`` is a time (tests inject the clock) or a clock read once the lock is held (the API passes one, so
-    that under contention bid n+1 is never stamped before bid n; it is also kept from going back in time
-    behind the previous bid, should workers' clocks differ).
+    ``now`` is a time (tests inject the clock) or a clock (the API passes one): the fast path reads it just
+    before its UPDATE and accepts only if no earlier bid is stamped later; the slow path reads it once the
+    lock is held and keeps it from going back behind the previous bid, so that under contention bid n+1 is
+    never stamped before bid n (nor when workers' clocks differ).
     """
-    try:
-        async with session.begin_nested():
-            placed = await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
-    except _Replay as replay:
-        await session.commit()
-        return replay.bid, False
-    except DomainError:
-        await release(session)
-        raise
+    placed, created = await place(session, listing_id, bidder, amount_fen, client_key, now, ip, device, publish)
+    return placed.bid, created
+
+
+async def place_bid_receipt(
+    session: AsyncSession,
+    listing_id: int,
+    bidder: Bidder | User | int,
+    amount_fen: int,
+    client_key: str,
+    now: datetime | Callable[[], datetime],
+    ip: str | None = None,
+    device: str | None = None,
+    publish: Publish | None = None,
+) -> tuple[schemas.BidPlaced, bool]:
+    """``place_bid`` answered with the receipt built from what the transaction already had (no re-read)."""
+    placed, created = await place(session, listing_id, bidder, amount_fen, client_key, now, ip, device, publish)
+    return receipt(placed), created
+
+
+async def place(
+    session: AsyncSession,
+    listing_id: int,
+    bidder: Bidder | User | int,
+    amount_fen: int,
+    client_key: str,
+    now: datetime | Callable[[], datetime],
+    ip: str | None = None,
+    device: str | None = None,
+    publish: Publish | None = None,
+) -> tuple[_Placed, bool]:
+    """The engine behind ``place_bid``: (the bid with the listing's state after it, created)."""
+    placed = await _place_fast(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
+    if placed is None:
+        try:
+            async with session.begin_nested():
+                placed = await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
+        except _Replay as replay:
+            await session.commit()
+            return _Placed(replay.bid, replay.listing, replay.bidder_number), False
+        except DomainError:
+            await release(session)
+            raise
     await session.commit()  # durable before it is acknowledged or announced
-    await publish_safely(
-        publish, listing_id, bid_event(placed.listing, placed.bid, placed.registration, placed.bid.placed_at)
+    await publish_safely(publish, listing_id, bid_event(placed.listing, placed.bid, placed.bidder_number))
+    return placed, True
+
+
+class _FastPathMissed(Exception):
+    """The fast path's INSERT matched nothing or hit a constraint: undo its UPDATE, take the slow path."""
+
+
+async def _place_fast(
+    session: AsyncSession,
+    listing_id: int,
+    bidder: Bidder | User | int,
+    amount_fen: int,
+    client_key: str,
+    clock: datetime | Callable[[], datetime],
+    ip: str | None,
+    device: str | None,
+) -> _Placed | None:
+    """Place an acceptable bid with one conditional UPDATE and one guarded INSERT; None (nothing changed) when
+    the slow path must decide.
+
+    A session already in a transaction (a caller's) gets a savepoint, so undoing a missed INSERT never undoes
+    the caller's work; a fresh one (the API's) needs none: the whole transaction is rolled back instead.
+    """
+    if session.in_transaction():
+        try:
+            async with session.begin_nested():
+                return await _fast_statements(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
+        except _FastPathMissed:
+            return None
+    try:
+        return await _fast_statements(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
+    except _FastPathMissed:
+        await session.rollback()
+        return None
+
+
+def _registration_id(listing_id: int, bidder: Bidder | User | int) -> Any:
+    """The bidder's registration for the listing, only while qualified with a bidder number and deposit held."""
+    if isinstance(bidder, int):
+        bidder_id: Any = bidder
+    elif isinstance(bidder, Bidder):
+        bidder_id = bidder.id
+    else:
+        bidder_id = select(Bidder.id).where(Bidder.user_id == bidder.id).scalar_subquery()
+    return (
+        select(Registration.id)
+        .where(
+            Registration.listing_id == listing_id,
+            Registration.bidder_id == bidder_id,
+            Registration.status == RegistrationStatus.QUALIFIED.value,
+            Registration.bidder_number.is_not(None),
+            Registration.bidder_number != "",
+            Registration.deposit_state == DepositState.HELD.value,
+        )
+        .scalar_subquery()
     )
-    return placed.bid, True
+
+
+_RETURNED = (
+    Listing.village_code,
+    Listing.status,
+    Listing.starting_price_fen,
+    Listing.min_increment_fen,
+    Listing.max_increment_fen,
+    Listing.current_price_fen,
+    Listing.bid_count,
+    Listing.leading_registration_id,
+    Listing.bidding_starts_at,
+    Listing.bidding_ends_at,
+    Listing.current_end_at,
+    Listing.extensions_used,
+    Listing.max_extensions,
+    Listing.extension_minutes,
+)
+
+
+async def _fast_statements(
+    session: AsyncSession,
+    listing_id: int,
+    bidder: Bidder | User | int,
+    amount_fen: int,
+    client_key: str,
+    clock: datetime | Callable[[], datetime],
+    ip: str | None,
+    device: str | None,
+) -> _Placed | None:
+    extension_minutes = _extension_minutes.get(listing_id)
+    if extension_minutes is None:
+        extension_minutes = await session.scalar(select(Listing.extension_minutes).where(Listing.id == listing_id))
+        if extension_minutes is None:
+            return None  # no such listing: the slow path says so
+        _extension_minutes[listing_id] = extension_minutes
+    now = clock() if callable(clock) else clock
+    new_end = now + timedelta(minutes=extension_minutes)
+    end = func.coalesce(Listing.current_end_at, Listing.bidding_ends_at)
+    registration_id = _registration_id(listing_id, bidder)
+    extend = and_(end < new_end, Listing.extensions_used < Listing.max_extensions)
+    first = or_(Listing.bid_count == 0, Listing.current_price_fen.is_(None))
+    in_range = or_(
+        and_(first, Listing.starting_price_fen <= amount_fen,
+             Listing.starting_price_fen + Listing.max_increment_fen >= amount_fen),
+        and_(~first, Listing.current_price_fen + Listing.min_increment_fen <= amount_fen,
+             Listing.current_price_fen + Listing.max_increment_fen >= amount_fen),
+    )
+    number = select(Registration.bidder_number).where(Registration.id == Listing.leading_registration_id)
+    statement = (
+        update(Listing)
+        .where(
+            Listing.id == listing_id,
+            Listing.status == ListingStatus.BIDDING.value,
+            Listing.bidding_starts_at <= now,
+            end > now,
+            Listing.extension_minutes == extension_minutes,
+            # an end already exactly at this bid's extension would leave the returned row ambiguous (extended
+            # by this bid or not?): the slow path decides that instant
+            end != literal(new_end, Listing.current_end_at.type),
+            in_range,
+            registration_id.is_not(None),
+            or_(
+                Listing.bid_count == 0,
+                Listing.leading_registration_id.is_(None),
+                Listing.leading_registration_id != registration_id,
+            ),
+        )
+        .values(
+            current_price_fen=amount_fen,
+            bid_count=Listing.bid_count + 1,
+            leading_registration_id=registration_id,
+            current_end_at=case((extend, literal(new_end, Listing.current_end_at.type)), else_=end),
+            extensions_used=case((extend, Listing.extensions_used + 1), else_=Listing.extensions_used),
+            lock_version=Listing.lock_version + 1,
+            updated_at=datetime.now(UTC),
+        )
+        .returning(*_RETURNED, number.scalar_subquery())
+        .execution_options(synchronize_session=False)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    if row is None:
+        return None  # nothing written: the slow path refuses exactly, opens the listing, or answers a replay
+    (village_code, status, starting, min_inc, max_inc, price, seq, leader, starts_at, ends_at, current_end,
+     used, max_ext, ext_minutes, bidder_number) = row
+    extended_end_at = new_end if current_end == new_end else None
+    later = exists().where(Bid.listing_id == listing_id, Bid.seq == seq - 1, Bid.placed_at > now)
+    values = select(
+        literal(listing_id, Bid.listing_id.type),
+        literal(seq, Bid.seq.type),
+        literal(leader, Bid.registration_id.type),
+        literal(amount_fen, Bid.amount_fen.type),
+        literal(client_key, Bid.client_key.type),
+        literal(now, Bid.placed_at.type),
+        literal(extended_end_at, Bid.extended_end_at.type),
+        literal(ip, Bid.ip_address.type),
+        literal(device, Bid.device_fingerprint.type),
+    ).where(~later)
+    columns = ["listing_id", "seq", "registration_id", "amount_fen", "client_key", "placed_at", "extended_end_at",
+               "ip_address", "device_fingerprint"]
+    try:
+        bid_id = await session.scalar(insert(Bid).from_select(columns, values).returning(Bid.id))
+    except IntegrityError as exc:  # the client key was used before: the slow path answers the replay
+        raise _FastPathMissed from exc
+    if bid_id is None:
+        raise _FastPathMissed  # the previous bid is stamped after our clock: the slow path stamps it
+    events.record(session, "bid_placed", village_code, listing_id=listing_id, bid_id=bid_id)
+    bid = Bid(
+        id=bid_id,
+        listing_id=listing_id,
+        seq=seq,
+        registration_id=leader,
+        amount_fen=amount_fen,
+        client_key=client_key,
+        placed_at=now,
+        extended_end_at=extended_end_at,
+        ip_address=ip,
+        device_fingerprint=device,
+    )
+    listing = Listing(
+        id=listing_id,
+        village_code=village_code,
+        status=status,
+        starting_price_fen=starting,
+        min_increment_fen=min_inc,
+        max_increment_fen=max_inc,
+        current_price_fen=price,
+        bid_count=seq,
+        leading_registration_id=leader,
+        bidding_starts_at=starts_at,
+        bidding_ends_at=ends_at,
+        current_end_at=current_end,
+        extensions_used=used,
+        max_extensions=max_ext,
+        extension_minutes=ext_minutes,
+    )
+    stale = session.identity_map.get(session.sync_session.identity_key(Listing, listing_id))  # type: ignore[arg-type]
+    if stale is not None:
+        session.expire(stale)  # the UPDATE bypassed the ORM: a later read must not see the old state
+    return _Placed(bid, listing, bidder_number)
 
 
 async def _place_locked(
@@ -206,6 +453,7 @@ async def _place_locked(
     device: str | None,
 ) -> _Placed:
     listing = await lock_listing(session, listing_id)
+    _extension_minutes[listing.id] = listing.extension_minutes
     if callable(clock):
         now = clock()
         if listing.bid_count:
@@ -224,7 +472,7 @@ async def _place_locked(
     existing = await session.scalar(select(Bid).where(Bid.listing_id == listing.id, Bid.client_key == client_key))
     if existing is not None:
         if registration is not None and existing.registration_id == registration.id and existing.amount_fen == amount_fen:
-            raise _Replay(existing)
+            raise _Replay(existing, listing, registration.bidder_number)
         raise Conflict(
             "该幂等键（client_key）已用于另一笔出价", "this client_key was already used for another bid", "client_key"
         )
@@ -291,7 +539,7 @@ async def _place_locked(
     session.add(bid)
     await session.flush()
     events.record(session, "bid_placed", listing.village_code, listing_id=listing.id, bid_id=bid.id)
-    return _Placed(bid, listing, registration)
+    return _Placed(bid, listing, registration.bidder_number)
 
 
 # ---- views -----------------------------------------------------------------------------------------------
@@ -331,12 +579,13 @@ def live_summary(listing: Listing, now: datetime) -> schemas.LiveState:
     )
 
 
-def bid_event(listing: Listing, bid: Bid, registration: Registration, now: datetime) -> dict[str, Any]:
+def bid_event(listing: Listing, bid: Bid, bidder_number: str | None) -> dict[str, Any]:
+    """What the watchers are sent: the bid and the live state right after it (server time: the bid's)."""
     return {
         "type": "bid",
-        "bid": live_bid(bid, registration.bidder_number).model_dump(mode="json"),
+        "bid": live_bid(bid, bidder_number).model_dump(mode="json"),
         "extended": bid.extended_end_at is not None,
-        "live": live_summary(listing, now).model_dump(mode="json"),
+        "live": live_summary(listing, bid.placed_at).model_dump(mode="json"),
     }
 
 
@@ -364,9 +613,25 @@ async def live_state(session: AsyncSession, listing_id: int, now: datetime) -> s
     return state
 
 
+def receipt(placed: _Placed) -> schemas.BidPlaced:
+    """What the bidder is told: their bid and the live state after it, from what placing it already read."""
+    bid, listing = placed.bid, placed.listing
+    return schemas.BidPlaced(
+        seq=bid.seq,
+        amount=bid.amount_fen,
+        bidder_number=placed.bidder_number or "",
+        placed_at=bid.placed_at,
+        current_price=listing.current_price_fen or bid.amount_fen,
+        bid_count=listing.bid_count,
+        current_end_at=end_of(listing),
+        extensions_used=listing.extensions_used,
+        extended=bid.extended_end_at is not None,
+    )
+
+
 async def bid_receipt(session: AsyncSession, bid: Bid) -> schemas.BidPlaced:
-    """What the bidder is told: their bid and the live state after it."""
-    listing = await session.get_one(Listing, bid.listing_id)
+    """What the bidder is told about a stored bid: the bid and the listing's live state now."""
+    listing = await session.get_one(Listing, bid.listing_id, populate_existing=True)
     number = await session.scalar(select(Registration.bidder_number).where(Registration.id == bid.registration_id))
     return schemas.BidPlaced(
         seq=bid.seq,
