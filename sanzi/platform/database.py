@@ -68,8 +68,11 @@ def create_engine(settings: Settings | None = None, **kwargs: Any) -> AsyncEngin
         engine = create_async_engine(url, echo=settings.echo_sql, **kwargs)
         _prepare_sqlite(engine)
         return engine
+    # a fixed pool: under load (100-200 concurrent requests a worker) requests wait their turn for one of the
+    # pooled connections, where an overflow would open and close a connection per request (each one a new
+    # PostgreSQL backend and asyncpg's type set-up) and run the server out of connection slots
     kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, echo=settings.echo_sql, **kwargs)
 

@@ -22,13 +22,14 @@ decides, with the exact refusal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -280,44 +281,108 @@ async def _place_fast(
         return None
 
 
-def _registration_id(listing_id: int, bidder: Bidder | User | int) -> Any:
-    """The bidder's registration for the listing, only while qualified with a bidder number and deposit held."""
-    if isinstance(bidder, int):
-        bidder_id: Any = bidder
-    elif isinstance(bidder, Bidder):
-        bidder_id = bidder.id
-    else:
-        bidder_id = select(Bidder.id).where(Bidder.user_id == bidder.id).scalar_subquery()
-    return (
-        select(Registration.id)
+_RETURNED = (
+    "village_code",
+    "status",
+    "starting_price_fen",
+    "min_increment_fen",
+    "max_increment_fen",
+    "current_price_fen",
+    "bid_count",
+    "leading_registration_id",
+    "bidding_starts_at",
+    "bidding_ends_at",
+    "current_end_at",
+    "extensions_used",
+    "max_extensions",
+    "extension_minutes",
+)
+
+
+@functools.cache
+def _fast_update(by_user: bool) -> Any:
+    """The fast path's conditional UPDATE, built once (Core, bound parameters: compiled once, cached).
+
+    Parameters: listing_id, bidder (a user id when ``by_user``, else a bidder id), amount, now, new_end (now plus
+    the extension), extension_minutes (the value new_end assumed), updated_at.
+    """
+    listing, registration, bidder = Listing.__table__, Registration.__table__, Bidder.__table__
+    c = listing.c
+    moment = c.current_end_at.type
+    now, new_end = bindparam("now", type_=moment), bindparam("new_end", type_=moment)
+    amount = bindparam("amount", type_=c.current_price_fen.type)
+    listing_id = bindparam("listing_id", type_=c.id.type)
+    bidder_id: Any = (
+        select(bidder.c.id).where(bidder.c.user_id == bindparam("bidder")).scalar_subquery()
+        if by_user
+        else bindparam("bidder", type_=registration.c.bidder_id.type)
+    )
+    # the bidder's registration, only while qualified with a bidder number and the deposit held
+    registration_id = (
+        select(registration.c.id)
         .where(
-            Registration.listing_id == listing_id,
-            Registration.bidder_id == bidder_id,
-            Registration.status == RegistrationStatus.QUALIFIED.value,
-            Registration.bidder_number.is_not(None),
-            Registration.bidder_number != "",
-            Registration.deposit_state == DepositState.HELD.value,
+            registration.c.listing_id == listing_id,
+            registration.c.bidder_id == bidder_id,
+            registration.c.status == RegistrationStatus.QUALIFIED.value,
+            registration.c.bidder_number.is_not(None),
+            registration.c.bidder_number != "",
+            registration.c.deposit_state == DepositState.HELD.value,
         )
         .scalar_subquery()
     )
+    end = func.coalesce(c.current_end_at, c.bidding_ends_at, type_=moment)
+    extend = and_(end < new_end, c.extensions_used < c.max_extensions)
+    first = or_(c.bid_count == 0, c.current_price_fen.is_(None))
+    in_range = or_(
+        and_(first, c.starting_price_fen <= amount, c.starting_price_fen + c.max_increment_fen >= amount),
+        and_(~first, c.current_price_fen + c.min_increment_fen <= amount,
+             c.current_price_fen + c.max_increment_fen >= amount),
+    )
+    number = select(registration.c.bidder_number).where(registration.c.id == c.leading_registration_id)
+    return (
+        update(listing)
+        .where(
+            c.id == listing_id,
+            c.status == ListingStatus.BIDDING.value,
+            c.bidding_starts_at <= now,
+            end > now,
+            c.extension_minutes == bindparam("p_extension_minutes", type_=c.extension_minutes.type),
+            # an end already exactly at this bid's extension would leave the returned row ambiguous (extended
+            # by this bid or not?): the slow path decides that instant
+            end != new_end,
+            in_range,
+            registration_id.is_not(None),
+            or_(c.bid_count == 0, c.leading_registration_id.is_(None), c.leading_registration_id != registration_id),
+        )
+        .values(
+            current_price_fen=amount,
+            bid_count=c.bid_count + 1,
+            leading_registration_id=registration_id,
+            current_end_at=case((extend, new_end), else_=end),
+            extensions_used=case((extend, c.extensions_used + 1), else_=c.extensions_used),
+            lock_version=c.lock_version + 1,
+            updated_at=bindparam("p_updated_at", type_=c.updated_at.type),
+        )
+        .returning(*(c[name] for name in _RETURNED), number.scalar_subquery())
+    )
 
 
-_RETURNED = (
-    Listing.village_code,
-    Listing.status,
-    Listing.starting_price_fen,
-    Listing.min_increment_fen,
-    Listing.max_increment_fen,
-    Listing.current_price_fen,
-    Listing.bid_count,
-    Listing.leading_registration_id,
-    Listing.bidding_starts_at,
-    Listing.bidding_ends_at,
-    Listing.current_end_at,
-    Listing.extensions_used,
-    Listing.max_extensions,
-    Listing.extension_minutes,
-)
+_BID_COLUMNS = ("listing_id", "seq", "registration_id", "amount_fen", "client_key", "placed_at", "extended_end_at",
+                "ip_address", "device_fingerprint")
+
+
+@functools.cache
+def _fast_insert() -> Any:
+    """The fast path's INSERT of the bid, built once: it inserts nothing when the previous bid is stamped after
+    this one's clock (a new statement: it sees the previous bid, committed before our UPDATE got the lock)."""
+    bid = Bid.__table__
+    later = exists().where(
+        bid.c.listing_id == bindparam("p_listing_id"),
+        bid.c.seq == bindparam("p_previous_seq", type_=bid.c.seq.type),
+        bid.c.placed_at > bindparam("p_placed_at"),
+    )
+    values = select(*(bindparam(f"p_{name}", type_=bid.c[name].type) for name in _BID_COLUMNS)).where(~later)
+    return insert(bid).from_select(list(_BID_COLUMNS), values).returning(bid.c.id)
 
 
 async def _fast_statements(
@@ -336,72 +401,47 @@ async def _fast_statements(
         if extension_minutes is None:
             return None  # no such listing: the slow path says so
         _extension_minutes[listing_id] = extension_minutes
+    if isinstance(bidder, int):
+        by_user, bidder_key = False, bidder
+    elif isinstance(bidder, Bidder):
+        by_user, bidder_key = False, bidder.id
+    else:
+        by_user, bidder_key = True, bidder.id
     now = clock() if callable(clock) else clock
     new_end = now + timedelta(minutes=extension_minutes)
-    end = func.coalesce(Listing.current_end_at, Listing.bidding_ends_at)
-    registration_id = _registration_id(listing_id, bidder)
-    extend = and_(end < new_end, Listing.extensions_used < Listing.max_extensions)
-    first = or_(Listing.bid_count == 0, Listing.current_price_fen.is_(None))
-    in_range = or_(
-        and_(first, Listing.starting_price_fen <= amount_fen,
-             Listing.starting_price_fen + Listing.max_increment_fen >= amount_fen),
-        and_(~first, Listing.current_price_fen + Listing.min_increment_fen <= amount_fen,
-             Listing.current_price_fen + Listing.max_increment_fen >= amount_fen),
-    )
-    number = select(Registration.bidder_number).where(Registration.id == Listing.leading_registration_id)
-    statement = (
-        update(Listing)
-        .where(
-            Listing.id == listing_id,
-            Listing.status == ListingStatus.BIDDING.value,
-            Listing.bidding_starts_at <= now,
-            end > now,
-            Listing.extension_minutes == extension_minutes,
-            # an end already exactly at this bid's extension would leave the returned row ambiguous (extended
-            # by this bid or not?): the slow path decides that instant
-            end != literal(new_end, Listing.current_end_at.type),
-            in_range,
-            registration_id.is_not(None),
-            or_(
-                Listing.bid_count == 0,
-                Listing.leading_registration_id.is_(None),
-                Listing.leading_registration_id != registration_id,
-            ),
+    row = (
+        await session.execute(
+            _fast_update(by_user),
+            {
+                "listing_id": listing_id,
+                "bidder": bidder_key,
+                "amount": amount_fen,
+                "now": now,
+                "new_end": new_end,
+                "p_extension_minutes": extension_minutes,
+                "p_updated_at": datetime.now(UTC),
+            },
         )
-        .values(
-            current_price_fen=amount_fen,
-            bid_count=Listing.bid_count + 1,
-            leading_registration_id=registration_id,
-            current_end_at=case((extend, literal(new_end, Listing.current_end_at.type)), else_=end),
-            extensions_used=case((extend, Listing.extensions_used + 1), else_=Listing.extensions_used),
-            lock_version=Listing.lock_version + 1,
-            updated_at=datetime.now(UTC),
-        )
-        .returning(*_RETURNED, number.scalar_subquery())
-        .execution_options(synchronize_session=False)
-    )
-    row = (await session.execute(statement)).one_or_none()
+    ).one_or_none()
     if row is None:
         return None  # nothing written: the slow path refuses exactly, opens the listing, or answers a replay
     (village_code, status, starting, min_inc, max_inc, price, seq, leader, starts_at, ends_at, current_end,
      used, max_ext, ext_minutes, bidder_number) = row
     extended_end_at = new_end if current_end == new_end else None
-    later = exists().where(Bid.listing_id == listing_id, Bid.seq == seq - 1, Bid.placed_at > now)
-    values = select(
-        literal(listing_id, Bid.listing_id.type),
-        literal(seq, Bid.seq.type),
-        literal(leader, Bid.registration_id.type),
-        literal(amount_fen, Bid.amount_fen.type),
-        literal(client_key, Bid.client_key.type),
-        literal(now, Bid.placed_at.type),
-        literal(extended_end_at, Bid.extended_end_at.type),
-        literal(ip, Bid.ip_address.type),
-        literal(device, Bid.device_fingerprint.type),
-    ).where(~later)
-    columns = ["listing_id", "seq", "registration_id", "amount_fen", "client_key", "placed_at", "extended_end_at",
-               "ip_address", "device_fingerprint"]
+    values = {
+        "p_listing_id": listing_id,
+        "p_seq": seq,
+        "p_previous_seq": seq - 1,
+        "p_registration_id": leader,
+        "p_amount_fen": amount_fen,
+        "p_client_key": client_key,
+        "p_placed_at": now,
+        "p_extended_end_at": extended_end_at,
+        "p_ip_address": ip,
+        "p_device_fingerprint": device,
+    }
     try:
-        bid_id = await session.scalar(insert(Bid).from_select(columns, values).returning(Bid.id))
+        bid_id = await session.scalar(_fast_insert(), values)
     except IntegrityError as exc:  # the client key was used before: the slow path answers the replay
         raise _FastPathMissed from exc
     if bid_id is None:
