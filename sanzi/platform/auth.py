@@ -50,7 +50,9 @@ def declared_access(handler: BaseRouteHandler) -> str | tuple[str, ...] | None:
     return handler.opt.get("access")
 
 
-def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Refuse a caller the route does not admit. Async, because Litestar runs a sync guard in a worker thread:
+    a thread hop on every request for a few dictionary look-ups."""
     access = declared_access(handler)
     if access is None:
         if handler.opt.get("litestar_openapi") or connection.scope["path"].startswith("/schema"):

@@ -235,6 +235,10 @@ async def place(
     placed = await _place_fast(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
     if placed is None:
         try:
+            try:  # a refusal or a replay is answered from a plain read: nothing to write, no lock to hold
+                await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device, locked=False)
+            except _NeedsLock:
+                pass
             async with session.begin_nested():
                 placed = await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
         except _Replay as replay:
@@ -246,6 +250,10 @@ async def place(
     await session.commit()  # durable before it is acknowledged or announced
     await publish_safely(publish, listing_id, bid_event(placed.listing, placed.bid, placed.bidder_number))
     return placed, True
+
+
+class _NeedsLock(Exception):
+    """The unlocked check found nothing to refuse: the bid (or the opening of the listing) needs the lock."""
 
 
 class _FastPathMissed(Exception):
@@ -491,8 +499,23 @@ async def _place_locked(
     clock: datetime | Callable[[], datetime],
     ip: str | None,
     device: str | None,
+    locked: bool = True,
 ) -> _Placed:
-    listing = await lock_listing(session, listing_id)
+    """Check the bid against the listing and place it, under the listing's lock.
+
+    With ``locked=False`` the same checks run on a plain read of the listing (committed state), so that a bid
+    refused by the fast path is refused, with the exact reason, without queueing on the lock and holding it up
+    for others: a refusal is true of the state it read (the price only rises, a closed window stays closed)
+    and writes nothing. Where it would write, it raises ``_NeedsLock`` instead.
+    """
+    if locked:
+        listing = await lock_listing(session, listing_id)
+    else:
+        listing = await session.scalar(
+            select(Listing).where(Listing.id == listing_id).execution_options(populate_existing=True)
+        )
+        if listing is None:
+            raise NotFound("交易项目", "listing")
     _extension_minutes[listing.id] = listing.extension_minutes
     if callable(clock):
         now = clock()
@@ -521,6 +544,8 @@ async def _place_locked(
 
     end = end_of(listing)
     if listing.status == ListingStatus.ANNOUNCED.value and listing.bidding_starts_at <= now < end:
+        if not locked:
+            raise _NeedsLock
         transition(session, listing, ListingStatus.BIDDING, None, "竞价开始", now)
         listing.current_end_at = end
     if listing.status != ListingStatus.BIDDING.value or now < listing.bidding_starts_at or now >= end:
@@ -557,6 +582,8 @@ async def _place_locked(
             **limits,
         )
 
+    if not locked:
+        raise _NeedsLock
     seq = listing.bid_count + 1
     bid = Bid(
         listing_id=listing.id,
