@@ -15,8 +15,10 @@ An acceptable bid takes the fast path: one conditional ``UPDATE listing ... RETU
 rule in SQL on the locked row (status, window, amount range, leader, the bidder's qualification and deposit)
 and applies the bid, then one ``INSERT`` of the bid guarded by the previous bid's time, then COMMIT: the row
 lock is held for two statements. Whenever either matches no row (a refusal, a replay, an announced listing due
-to open, a clock behind the previous bid), the fast path changes nothing and the locked slow path below
-decides, with the exact refusal.
+to open, a clock behind the previous bid), the fast path changes nothing and the slow path decides with the
+exact refusal: its checks first run on a plain read (a refusal or a replay needs no lock), then, if they
+found nothing to refuse, again under the listing's lock, where the bid is written. On SQLite every
+transaction begins IMMEDIATE (database.py), so reading before writing never meets a stale snapshot.
 """
 
 from __future__ import annotations
@@ -190,10 +192,8 @@ async def place_bid(
     """Place a bid; (bid, created). A repeat of an acknowledged client key answers that bid (created False).
 
     The fast path (see the module's docstring) places an acceptable bid in two statements under the lock;
-    anything else goes down the locked slow path. There the lock is the first statement, so no read happens
-    before it (SQLite would otherwise refuse to upgrade a stale read snapshot). A refusal rolls the savepoint
-    back and ends the transaction: nothing written, the lock released at once (a caller's pending changes in
-    the session are committed with it).
+    anything else goes down the slow path. A refusal ends the transaction having written nothing, the lock
+    released at once or never taken (a caller's pending changes in the session are committed with it).
 
     ``now`` is a time (tests inject the clock) or a clock (the API passes one): the fast path reads it just
     before its UPDATE and accepts only if no earlier bid is stamped later; the slow path reads it once the
