@@ -183,5 +183,6 @@ class Bid(BigIntBase):
 
 
 Index("ix_listing_status_end", Listing.status, Listing.current_end_at)
-#: the results list: newest closings first, read backwards along this index
+#: the results list: newest closings first, read backwards along this index; its count, from the index alone
 Index("ix_listing_closed_at", Listing.closed_at, Listing.id)
+Index("ix_listing_status_closed_at", Listing.status, Listing.closed_at)
