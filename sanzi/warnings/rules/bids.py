@@ -154,7 +154,7 @@ def _listing_kind(*conditions: ColumnElement[bool]) -> Any:
         .join(Asset, Asset.id == ListingAsset.asset_id)
         .where(*conditions)
         .group_by(ListingAsset.listing_id)
-        .subquery("listing_kind")
+        .cte("listing_kind")  # a rule may read it twice: computed once
     )
 
 
@@ -470,7 +470,7 @@ class CloseSecondBid(_BidRule):
                 *_comparable_listings(scope, runner_bid.listing_id),
             )
             .group_by(runner_bid.listing_id)
-            .subquery("runner_up")
+            .cte("runner_up")  # read twice (the gaps, then the findings): computed once
         )
         kinds = _listing_kind(*_comparable_listings(scope, ListingAsset.listing_id))
         gap = Listing.final_price_fen - runner_up.c.runner_up
