@@ -1009,9 +1009,9 @@ class CoverBidding(_BidRule):
         return findings
 
 
-def _participation(townships: Any = None) -> Any:
+def _participation(townships: Any = None, *conditions: ColumnElement[bool]) -> Any:
     """Qualified bidders of sold lots with the lot's township, time and winning bidder (of the given
-    townships only, a subquery, when not None)."""
+    townships only, a subquery, when not None; of the lots meeting ``conditions`` on ``Listing``)."""
     R, winner = Registration, aliased(Registration)
     return (
         select(
@@ -1029,6 +1029,7 @@ def _participation(townships: Any = None) -> Any:
             Listing.status == SOLD,
             R.status == QUALIFIED,
             *([] if townships is None else [Village.township_code.in_(townships)]),
+            *conditions,
         )
         .cte("participation")
     )
@@ -1060,11 +1061,24 @@ class Rotation(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        # every lot of a trio lies in one township: a scoped evaluation reads its townships' lots only
-        part = _participation(_scope_townships(scope))
         # An incremental evaluation after listings closed re-counts only the trios qualified together in
-        # one of those listings: any other trio's lots, members and wins do not include them (see _touched).
+        # one of those listings: any other trio's lots, members and wins do not include them (see below).
         closed = scope.event_ids("listing_id")
+        # every lot of a trio lies in one township: a scoped evaluation reads its townships' lots only; after
+        # an event, only the lots some bidder of the closed listings qualified in (each whole, for presence)
+        lots_of_closed = []
+        if closed is not None:
+            bidders_of_closed = select(Registration.bidder_id).where(
+                Registration.listing_id.in_(sorted(closed)), Registration.status == QUALIFIED
+            )
+            lots_of_closed.append(
+                Listing.id.in_(
+                    select(Registration.listing_id).where(
+                        Registration.bidder_id.in_(bidders_of_closed), Registration.status == QUALIFIED
+                    )
+                )
+            )
+        part = _participation(_scope_townships(scope), *lots_of_closed)
         # Only bidders who could be one of a qualifying trio are paired: each of a, b, c took part in at least
         # ``min_lots`` sold lots of the township and won one of them (wins_a >= 1 counts a lot a took part in);
         # in a scoped evaluation each also took part in the trio's latest lot, which lies in the scope. This
@@ -1072,19 +1086,7 @@ class Rotation(_BidRule):
         # are still counted over every participant.
         candidates = (
             select(part.c.bidder_id, part.c.township_code)
-            .where(
-                *(
-                    []
-                    if closed is None
-                    else [
-                        part.c.bidder_id.in_(
-                            select(Registration.bidder_id).where(
-                                Registration.listing_id.in_(sorted(closed)), Registration.status == QUALIFIED
-                            )
-                        )
-                    ]
-                )
-            )
+            .where(*([] if closed is None else [part.c.bidder_id.in_(bidders_of_closed)]))
             .group_by(part.c.bidder_id, part.c.township_code)
             .having(
                 func.count() >= p["min_lots"],
@@ -1325,7 +1327,7 @@ class DominantWinner(_BidRule):
                 pairs,
                 func.count().label("lots"),
                 func.sum(case((mine, 1), else_=0)).label("wins"),
-                id_list(case((mine, lot.c.listing_id))).label("won_ids"),
+                _all_ids(case((mine, lot.c.listing_id))).label("won_ids"),  # distinct as read
             )
             .join(lot, in_window)
             .group_by(pairs.c.bidder_id, pairs.c.village_code, pairs.c.township_code, pairs.c.latest)
