@@ -572,28 +572,34 @@ class IdenticalAmounts(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
-        statement = (
+        # the bids grouped alone, in one hashed pass (two bidders differ when min and max differ; the ids are
+        # gathered without DISTINCT and made distinct when read back), then joined to their few listings
+        equal = (
             select(
                 Bid.listing_id,
                 Bid.amount_fen,
-                Listing.village_code,
-                when.label("occurred_at"),
-                func.count(func.distinct(Bid.registration_id)).label("bidders"),
-                id_list(Bid.id).label("bid_ids"),
-                id_list(Bid.registration_id).label("registration_ids"),
+                _all_ids(Bid.id).label("bid_ids"),
+                _all_ids(Bid.registration_id).label("registration_ids"),
             )
-            .join(Listing, Listing.id == Bid.listing_id)
-            .where(*_in_scope(Listing.village_code, when, scope), *_listing_ids(scope, Bid.listing_id, when))
-            .group_by(Bid.listing_id, Bid.amount_fen, Listing.village_code, when)
-            .having(func.count(func.distinct(Bid.registration_id)) >= 2)
-            .order_by(Bid.listing_id, Bid.amount_fen)
+            .where(*_listing_ids(scope, Bid.listing_id, when))
+            .group_by(Bid.listing_id, Bid.amount_fen)
+            .having(func.min(Bid.registration_id) != func.max(Bid.registration_id))
+            .subquery("equal")
+        )
+        statement = (
+            select(equal, Listing.village_code, when.label("occurred_at"))
+            .join(Listing, Listing.id == equal.c.listing_id)
+            .where(*_in_scope(Listing.village_code, when, scope))
+            .order_by(equal.c.listing_id, equal.c.amount_fen)
         )
         by_listing: dict[int, list[Any]] = defaultdict(list)
         for row in await _rows(session, statement):
             by_listing[row.listing_id].append(row)
         findings = []
         for listing_id, rows in by_listing.items():
-            parts = "；".join(f"{row.bidders} 名竞买人均报价 {_yuan(row.amount_fen)}" for row in rows)
+            parts = "；".join(
+                f"{len(parse_ids(row.registration_ids))} 名竞买人均报价 {_yuan(row.amount_fen)}" for row in rows
+            )
             findings.append(
                 self.finding(
                     "listing",
