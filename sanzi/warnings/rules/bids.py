@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Boolean, String
