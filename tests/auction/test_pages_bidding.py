@@ -12,6 +12,7 @@ import httpx
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.response.sse import ServerSentEventMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -142,7 +143,10 @@ async def test_panel_stream_follows_every_bid_once_and_ends_with_the_result(
     async with session_maker() as session:
         view = await views.live_view(session, live.id)
     async with ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True) as plugin:
-        stream = panel_stream(view, render, plugin, session_maker)
+        def panel(current: views.LiveView, event: str) -> ServerSentEventMessage:
+            return ServerSentEventMessage(event=event, data=render(current), id=str(current.last_seq))
+
+        stream = panel_stream(view, panel, plugin, session_maker)
         first = await anext(stream)
         assert first.event == "update" and bid_rows(str(first.data)) == [2, 1]
         waiting = asyncio.create_task(anext(stream))
@@ -653,8 +657,11 @@ def test_watchers_of_the_same_moment_share_one_rendered_panel() -> None:
         return f"<p>{len(renders)}</p>"
 
     key = ("test-listing", 7, "bidding", NOW, "zh", False, None)
-    assert [live_pages._shared_panel(key, render) for _ in range(50)] == ["<p>1</p>"] * 50
-    assert live_pages._shared_panel((*key[:-1], "1234"), render) == "<p>2</p>"  # a bidder's own console differs
+    shared = [live_pages._shared_panel(key, render, "update", 7) for _ in range(50)]
+    assert all(message is shared[0] for message in shared) and shared[0].data == "<p>1</p>" and len(renders) == 1
+    assert shared[0].encode() == b"id: 7\r\nevent: update\r\ndata: <p>1</p>\r\n\r\n"  # encoded once, sent to all
+    own = live_pages._shared_panel((*key[:-1], "1234"), render, "update", 7)
+    assert own.data == "<p>2</p>"  # a bidder's own console differs
     for n in range(live_pages.PANEL_CACHE_SIZE + 1):  # old moments make room for new ones
-        live_pages._shared_panel(("filler", n), render)
-    assert key not in live_pages._PANELS and len(live_pages._PANELS) == live_pages.PANEL_CACHE_SIZE
+        live_pages._shared_panel(("filler", n), render, "update", 0)
+    assert (*key, "update") not in live_pages._PANELS and len(live_pages._PANELS) == live_pages.PANEL_CACHE_SIZE

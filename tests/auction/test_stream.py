@@ -16,7 +16,7 @@ from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.response.sse import ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sanzi.auction.controllers.bidding import watch_listing
+from sanzi.auction.live import watch_listing
 from sanzi.auction.services.bidding import channels_publisher, listing_channel, place_bid
 from sanzi.auction.services.results import close_listing
 from tests.auction.factories import LiveListing, make_live_listing
