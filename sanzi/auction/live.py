@@ -46,8 +46,9 @@ HEARTBEAT_SECONDS = 15.0
 #: net against a lost event (once per listing per worker, whatever the number of watchers)
 POLL_DEGRADED_SECONDS = 1.0
 POLL_HEALTHY_SECONDS = 5.0
-#: recent bids a hub keeps in memory for replays (a watcher further behind is replayed from the database)
-HISTORY = 1000
+#: recent bids a hub keeps in memory for replays (a watcher further behind is replayed from the database); a
+#: frame is a few kB, so a worker watching 100 live auctions keeps well under 100 MB
+HISTORY = 256
 #: frames a watcher may have waiting; beyond that it is caught up from the hub's memory or disconnected
 WATCHER_BACKLOG = 256
 #: a hub without watchers stays this long (a reconnecting watcher finds it still subscribed and in memory)
@@ -282,6 +283,7 @@ class ListingHub:
                 raise
             return
         self.ready.set()
+        self._idle_since = loop.time()  # the first sync may have been slow: the first watcher is yet to attach
         next_heartbeat = loop.time() + HEARTBEAT_SECONDS
         last_poll = loop.time()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -79,35 +80,44 @@ def _refusal(exc: DomainError) -> dict[str, str]:
 #: one SSE encoding per event and language
 _PANELS: OrderedDict[tuple[Any, ...], ServerSentEventMessage] = OrderedDict()
 PANEL_CACHE_SIZE = 256
-#: the finished auctions' views (with their results), read once per worker for all their watchers
-_CLOSED_VIEWS: OrderedDict[int, asyncio.Future[views.LiveView]] = OrderedDict()
+#: the finished auctions' views (with their results), read once per worker for all their watchers (by app)
+_CLOSED_VIEWS: weakref.WeakKeyDictionary[Any, OrderedDict[int, asyncio.Future[views.LiveView]]] = (
+    weakref.WeakKeyDictionary()
+)
 CLOSED_CACHE_SIZE = 64
 
 
 def _shared_panel(key: tuple[Any, ...], render: Callable[[], str], event: str, seq: int) -> ServerSentEventMessage:
-    message = _PANELS.get(key + (event,))
+    """The panel message for this moment, event and audience: rendered and encoded once for every watcher."""
+    message = _PANELS.get((*key, event))
     if message is None:
-        message = _PANELS[key + (event,)] = live_streams.EncodedMessage(event=event, data=render(), id=str(seq))
+        message = _PANELS[(*key, event)] = live_streams.EncodedMessage(event=event, data=render(), id=str(seq))
         if len(_PANELS) > PANEL_CACHE_SIZE:
             _PANELS.popitem(last=False)
     return message
 
 
-async def _closed_view(listing_id: int, maker: Callable[[], AsyncSession]) -> views.LiveView:
-    """The view of a closed auction with its result: one read of the database for every watcher at the close."""
-    future = _CLOSED_VIEWS.get(listing_id)
-    if future is None or (future.done() and future.exception() is not None):
+async def _closed_view(
+    listing_id: int, channels: ChannelsPlugin, maker: Callable[[], AsyncSession]
+) -> views.LiveView:
+    """The view of a closed auction with its result: one read of the database for every watcher at the close
+    (a closed auction's result no longer changes)."""
+    cache = _CLOSED_VIEWS.get(channels)
+    if cache is None:
+        cache = _CLOSED_VIEWS[channels] = OrderedDict()
+    future = cache.get(listing_id)
+    if future is None or (future.done() and (future.cancelled() or future.exception() is not None)):
 
         async def read() -> views.LiveView:
             async with maker() as session:
                 return await views.live_view(session, listing_id)
 
-        future = _CLOSED_VIEWS[listing_id] = asyncio.ensure_future(read())
-        if len(_CLOSED_VIEWS) > CLOSED_CACHE_SIZE:
-            _CLOSED_VIEWS.popitem(last=False)
+        future = cache[listing_id] = asyncio.ensure_future(read())
+        if len(cache) > CLOSED_CACHE_SIZE:
+            cache.popitem(last=False)
     view = await asyncio.shield(future)
     if not view.finished:  # read before the result was stored: not worth remembering
-        _CLOSED_VIEWS.pop(listing_id, None)
+        cache.pop(listing_id, None)
     return view
 
 
@@ -167,7 +177,7 @@ async def panel_stream(
             view.update(frame.live)
             yield panel(view, "update")
         elif frame.kind == "closed":
-            view = await _closed_view(view.listing_id, maker)  # the result as published, with every bid
+            view = await _closed_view(view.listing_id, channels, maker)  # the result as published, with every bid
             yield panel(view, "closed")
         else:
             for message in frame.messages:
