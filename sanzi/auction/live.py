@@ -182,6 +182,10 @@ class ListingHub:
         self._events: asyncio.Queue[bytes] = asyncio.Queue()
         self._subscriber: Any = None
         self._idle_since = asyncio.get_running_loop().time()
+        #: set once this hub has unsubscribed; a hub that follows it on the same listing subscribes only then,
+        #: else the backend's unsubscribe (Redis UNSUBSCRIBE) could land after the new subscribe and silence it
+        self.gone = asyncio.Event()
+        self._previous = registry.leaving.get(listing_id)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"listing-hub-{listing_id}")
 
     # ---- watchers ----------------------------------------------------------------------------------------
@@ -248,6 +252,9 @@ class ListingHub:
                 listing = await engine.public_listing(session, self.listing_id)
                 after = self.floor = self.last = max(0, listing.bid_count - HISTORY)
         frames, closed, _ = await read_after(self.maker, self.listing_id, after)
+        if not first and closed is None and frames and frames[-1].seq > self.last:
+            log.warning("listing %s: bids %s-%s came from the database, not the channel", self.listing_id,
+                        max(self.last + 1, frames[0].seq), frames[-1].seq)
         for frame in frames:
             if frame.seq > self.last:
                 self._add_bid(frame)
@@ -273,6 +280,9 @@ class ListingHub:
         loop = asyncio.get_running_loop()
         self._idle_since = loop.time()
         try:
+            if self._previous is not None:
+                await self._previous.gone.wait()
+                self._previous = None
             await self._subscribe()  # FIRST, so nothing published after the read below is missed
             await self._sync(first=True)
         except BaseException as exc:  # noqa: BLE001 - the waiting watchers see it (e.g. NotFound)
@@ -328,12 +338,15 @@ class ListingHub:
         for tap in self.taps:
             tap.frames.append(END)
             tap.wake.set()
-        if self._subscriber is not None:
-            subscriber, self._subscriber = self._subscriber, None
-            try:
+        try:
+            if self._subscriber is not None:
+                subscriber, self._subscriber = self._subscriber, None
                 await self.channels.unsubscribe(subscriber)
-            except Exception as exc:  # noqa: BLE001
-                log.info("listing %s: unsubscribe failed: %s", self.listing_id, exc)
+        except Exception as exc:  # noqa: BLE001
+            log.info("listing %s: unsubscribe failed: %s", self.listing_id, exc)
+        finally:
+            self.gone.set()
+            self.registry.gone(self)
 
 
 class Hubs:
@@ -341,6 +354,8 @@ class Hubs:
 
     def __init__(self) -> None:
         self.hubs: dict[int, ListingHub] = {}
+        #: hubs that stopped and are still unsubscribing
+        self.leaving: dict[int, ListingHub] = {}
 
     def get(self, listing_id: int) -> ListingHub | None:
         return self.hubs.get(listing_id)
@@ -354,6 +369,11 @@ class Hubs:
     def forget(self, hub: ListingHub) -> None:
         if self.hubs.get(hub.listing_id) is hub:
             del self.hubs[hub.listing_id]
+            self.leaving[hub.listing_id] = hub
+
+    def gone(self, hub: ListingHub) -> None:
+        if self.leaving.get(hub.listing_id) is hub:
+            del self.leaving[hub.listing_id]
 
 
 _REGISTRIES: weakref.WeakKeyDictionary[Any, Hubs] = weakref.WeakKeyDictionary()

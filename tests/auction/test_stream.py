@@ -171,6 +171,23 @@ class SseWatcher:
                 event = {}
 
 
+class Deferred:
+    """Publishes a service's events once the service has returned: the tests' sessions share one database
+    connection, so a hub's read must not overlap the statements the service runs after its commit."""
+
+    def __init__(self, plugin: ChannelsPlugin) -> None:
+        self.publish = channels_publisher(plugin)
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, channel: str, event: dict[str, Any]) -> None:
+        self.pending.append((channel, event))
+
+    async def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for channel, event in pending:
+            await self.publish(channel, event)
+
+
 async def until(condition: Callable[[], bool], what: str, seconds: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not condition():
@@ -183,7 +200,7 @@ async def test_fifty_watchers_over_http_get_every_bid_once_in_order_from_one_hub
 ) -> None:
     monkeypatch.setattr(live_streams, "POLL_HEALTHY_SECONDS", 3600.0)  # no safety-net read during the test
     live = await bidding_on(db, 2, ends_in=timedelta(hours=2))
-    publish = channels_publisher(app.plugins.get(ChannelsPlugin))
+    publish = Deferred(app.plugins.get(ChannelsPlugin))
     placing: contextvars.ContextVar[bool] = contextvars.ContextVar("placing", default=False)
     reads: list[str] = []  # the statements of the streams (not those of placing the bids)
 
@@ -198,6 +215,7 @@ async def test_fifty_watchers_over_http_get_every_bid_once_in_order_from_one_hub
                             f"h{seq}", NOW + timedelta(minutes=seq), publish=publish, **kwargs)
         finally:
             placing.reset(token)
+        await publish.flush()
 
     path = f"/api/listings/{live.id}/stream"
     event.listen(engine.sync_engine, "before_cursor_execute", count)
@@ -228,6 +246,7 @@ async def test_fifty_watchers_over_http_get_every_bid_once_in_order_from_one_hub
                 await close_listing(db, live.id, NOW + timedelta(hours=10), publish=publish)
             finally:
                 placing.reset(token)
+            await publish.flush()
             watchers.append(back)
             await asyncio.wait_for(asyncio.gather(*(w.task for w in watchers)), 15)  # each stream ends
             assert all(w.closed for w in watchers)
