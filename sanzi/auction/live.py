@@ -20,6 +20,7 @@ itself, encoded its own SSE bytes and re-read the database every 5 s as a safety
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import weakref
@@ -280,8 +281,9 @@ class ListingHub:
         loop = asyncio.get_running_loop()
         self._idle_since = loop.time()
         try:
-            if self._previous is not None:
-                await self._previous.gone.wait()
+            if self._previous is not None:  # (not for ever: an unsubscribe from a Redis that is down may hang)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._previous.gone.wait(), 5.0)
                 self._previous = None
             await self._subscribe()  # FIRST, so nothing published after the read below is missed
             await self._sync(first=True)
