@@ -410,14 +410,15 @@ async def follow(
     if hub.error is not None:
         raise hub.error
     last = after
+    tap: Tap | None = None
     try:
-        owed, tap = hub.attach(after)
-    except LookupError:  # further back than the hub remembers: the tap first, then the database
-        tap = hub.tap()
-        owed, closed, _ = await read_after(maker, listing_id, after)
-        if closed is not None:
-            owed.append(closed)
-    try:
+        try:
+            owed, tap = hub.attach(after)
+        except LookupError:  # further back than the hub remembers: the tap first, then the database
+            tap = hub.tap()
+            owed, closed, _ = await read_after(maker, listing_id, after)
+            if closed is not None:
+                owed.append(closed)
         while True:
             for frame in owed:
                 if frame.kind == "bid":
