@@ -305,6 +305,7 @@ async def test_a_slow_watcher_holds_up_no_one_and_is_caught_up_from_memory_or_le
         assert [m async for m in slow] == []
         # and its reconnect (Last-Event-ID) is replayed from the database, exactly
         again = live_streams.follow(live.id, seq_before + 1, plugin, session_maker)
-        assert [(await asyncio.wait_for(anext(again), 5)).seq for _ in range(10)] == list(range(seq_before + 2, seq + 1))
+        replayed = [(await asyncio.wait_for(anext(again), 5)).seq for _ in range(10)]
+        assert replayed == list(range(seq_before + 2, seq + 1))
         await again.aclose()
         await fast.aclose()
