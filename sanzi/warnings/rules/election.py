@@ -13,6 +13,7 @@ dates or day numbers computed by the database (the helpers in stats.py) on SQLit
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -30,11 +31,12 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Select
 
 from sanzi.auction.models import Listing, ListingAsset, Registration
 from sanzi.ledger.models import Account, AssetStatusChange, Asset, Contract, ContractReceipt, JournalEntry, JournalLine
@@ -318,7 +320,9 @@ def _windows(subjects: Any, days: int, lookback: int, peers: int | None) -> Any:
     return union_all(*parts).cte("windows")
 
 
-def _elections(scope: Scope) -> Any:
+def _elections(scope: Scope, election_ids: set[int] | None = None) -> Any:
+    """The elections under evaluation (the scope's; only ``election_ids`` when given), with their township,
+    district and the township's number of villages."""
     neighbour = aliased(Village)
     township_size = (
         select(func.count()).where(neighbour.township_code == Village.township_code).scalar_subquery()
@@ -327,9 +331,57 @@ def _elections(scope: Scope) -> Any:
         select(Election.id.label("election_id"), Election.village_code, Election.election_date,
                Village.township_code, Village.district_code, township_size.label("township_size"))
         .join(Village, Village.code == Election.village_code)
-        .where(*in_scope(Election.village_code, scope), *since(Election.election_date, scope))
+        .where(*in_scope(Election.village_code, scope), *since(Election.election_date, scope),
+               *([Election.id.in_(sorted(election_ids))] if election_ids is not None else []))
         .cte("subjects")
     )
+
+
+async def touched_elections(session: AsyncSession, scope: Scope, reach_days: int,
+                            books_start_matters: bool = False) -> set[int] | None:
+    """The elections whose findings the triggering events can change, for a rule that reads the books in
+    windows ending at most ``reach_days`` after the facts they count (and ending on the election date, so
+    only elections after the entry's date): None (evaluate every election in scope) outside an incremental
+    evaluation or for an event this cannot narrow.
+
+    ``election_set`` touches its election; ``entry_posted`` the village's elections after the entry's date
+    and no more than ``reach_days`` after it, or every later one when ``books_start_matters`` and the entry
+    is the first of the village's books (it moves the books' start, so earlier comparison windows count).
+    A new entry changes no other election's windows: each window is of one village and ends on its
+    election's date."""
+    if scope.events is None:
+        return None
+    election_ids: set[int] = set()
+    entry_ids: set[int] = set()
+    for event in scope.events:
+        if event.kind == "election_set" and "election_id" in event.ids:
+            election_ids.add(event.ids["election_id"])
+        elif event.kind == "entry_posted" and "entry_id" in event.ids:
+            entry_ids.add(event.ids["entry_id"])
+        else:
+            return None
+    if not entry_ids:
+        return election_ids
+    earlier = aliased(JournalEntry)
+    entries = list(await session.execute(
+        select(JournalEntry.id, Collective.village_code, JournalEntry.entry_date,
+               exists().where(earlier.collective_id == JournalEntry.collective_id,
+                              earlier.entry_date < JournalEntry.entry_date).label("has_earlier"))
+        .join(Collective, Collective.id == JournalEntry.collective_id)
+        .where(JournalEntry.id.in_(sorted(entry_ids)))
+    ))
+    if len(entries) != len(entry_ids):
+        return None  # an entry we cannot see: evaluate the villages whole
+    conditions = []
+    for row in entries:
+        bounded = not books_start_matters or row.has_earlier
+        conditions.append(and_(
+            Election.village_code == row.village_code,
+            Election.election_date > row.entry_date,
+            *([Election.election_date <= row.entry_date + timedelta(days=reach_days)] if bounded else []),
+        ))
+    election_ids |= set(await session.scalars(select(Election.id).where(or_(*conditions))))
+    return election_ids
 
 
 def _entries_in(windows: Any) -> Any:
@@ -342,17 +394,84 @@ def _entries_in(windows: Any) -> Any:
     )
 
 
-def _covered(windows: Any) -> Any:
-    """The windows the village's books cover in full: the election's own (k = 0), and a comparison window
-    only when it begins on or after that village's first journal entry (one the books cover only in part
-    would count as a window of little spending and drag the fence down)."""
-    books_start = (
-        select(func.min(JournalEntry.entry_date))
-        .join(Collective, Collective.id == JournalEntry.collective_id)
-        .where(Collective.village_code == windows.c.v)
+def _window_spending(windows: Any) -> Any:
+    """Per window (election_id, v, k): the hospitality and non-production debits of village v's entries dated
+    in [start, end), for the windows with at least one entry that the village's books cover (k = 0, or
+    starting on or after the village's first entry: a window the books cover only in part would count as
+    one of little spending and drag the fence down).
+
+    Computed in one pass over the spending lines instead of once per window: each village's spending is
+    reduced to per-day totals, the windows' start and end days are merged into that ordered stream as zero
+    rows sorted before the day's spending, and a running sum gives at each boundary the total of everything
+    dated before it, so a window's figure is the difference of its two boundaries. Whether a window has any
+    entry, and where a village's books start, are index probes on journal_entry (collective_id,
+    entry_date); only the days between a village's earliest window start and latest window end are read."""
+    spans = (
+        select(windows.c.v, func.min(windows.c.start).label("lo"), func.max(windows.c.end).label("hi"))
+        .group_by(windows.c.v)
+        .subquery("spans")
+    )
+    first_entry = (
+        select(func.min(JournalEntry.entry_date)).where(JournalEntry.collective_id == Collective.id)
         .scalar_subquery()
     )
-    return select(windows).where(or_(windows.c.k == 0, windows.c.start >= books_start)).cte("covered_windows")
+    books = (
+        select(spans.c.v, spans.c.lo, spans.c.hi, Collective.id.label("collective_id"),
+               first_entry.label("books_start"))
+        .join(Collective, Collective.village_code == spans.c.v)
+        .cte("books")
+    )
+    marked = (
+        select(windows.c.election_id, windows.c.v, windows.c.k, windows.c.start, windows.c.end,
+               books.c.collective_id, books.c.books_start)
+        .join(books, books.c.v == windows.c.v)
+        .cte("marked")
+    )
+    nothing = null()
+    zero = literal_column("0", BigInteger)
+
+    def marker(day: Any, sign: int) -> Select:
+        return select(marked.c.v.label("v"), day.label("d"), literal_column("0", Integer).label("ord"),
+                      zero.label("spend"), literal_column(str(sign), Integer).label("sign"),
+                      marked.c.election_id, marked.c.k, marked.c.start, marked.c.end, marked.c.collective_id,
+                      marked.c.books_start)
+
+    stream = union_all(
+        marker(marked.c.start, -1),
+        marker(marked.c.end, 1),
+        select(books.c.v, JournalEntry.entry_date, literal_column("1", Integer), func.sum(JournalLine.debit_fen),
+               literal_column("0", Integer), cast(nothing, BigInteger), cast(nothing, Integer), nothing, nothing,
+               cast(nothing, BigInteger), nothing)
+        .select_from(books)
+        .join(JournalEntry, and_(JournalEntry.collective_id == books.c.collective_id,
+                                 JournalEntry.entry_date >= books.c.lo, JournalEntry.entry_date < books.c.hi))
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(Account, Account.id == JournalLine.account_id)
+        .where(Account.category.in_(SPENDING), JournalLine.debit_fen > 0)
+        .group_by(books.c.v, JournalEntry.entry_date),
+    ).subquery("stream")
+    totals = (
+        select(stream, func.sum(stream.c.spend).over(partition_by=stream.c.v, order_by=(stream.c.d, stream.c.ord),
+                                                     rows=(None, 0)).label("before"))
+        .subquery("totals")
+    )
+    per_window = (
+        select(totals.c.election_id, totals.c.v, totals.c.k, func.sum(totals.c.sign * totals.c.before).label("spend"),
+               func.min(totals.c.start).label("start"), func.min(totals.c.end).label("end"),
+               func.min(totals.c.collective_id).label("collective_id"),
+               func.min(totals.c.books_start).label("books_start"))
+        .where(totals.c.ord == 0)
+        .group_by(totals.c.election_id, totals.c.v, totals.c.k)
+        .subquery("per_window")
+    )
+    return (
+        select(per_window.c.election_id, per_window.c.v, per_window.c.k, per_window.c.spend)
+        .where(or_(per_window.c.k == 0, per_window.c.start >= per_window.c.books_start),
+               exists().where(JournalEntry.collective_id == per_window.c.collective_id,
+                              JournalEntry.entry_date >= per_window.c.start,
+                              JournalEntry.entry_date < per_window.c.end))
+        .cte("spend")
+    )
 
 
 SPIKE = "ELE-HOSPITALITY-SPIKE"
@@ -383,23 +502,13 @@ class HospitalitySpike(Rule):
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
-        days = params["window_days"]
-        subjects = _elections(scope)
-        windows = _covered(
-            _windows(subjects, days, params["lookback_years"], peers=params["min_comparables"])
-        )
-        spend = (
-            select(windows.c.election_id, windows.c.v, windows.c.k,
-                   func.coalesce(func.sum(case((Account.category.in_(SPENDING), JournalLine.debit_fen), else_=0)),
-                                 0).label("spend"))
-            .select_from(windows)
-            .join(Collective, Collective.village_code == windows.c.v)
-            .join(JournalEntry, _entries_in(windows))
-            .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
-            .join(Account, Account.id == JournalLine.account_id)
-            .group_by(windows.c.election_id, windows.c.v, windows.c.k)
-            .cte("spend")
-        )
+        days, lookback = params["window_days"], params["lookback_years"]
+        touched = await touched_elections(session, scope, days + 365 * lookback, books_start_matters=True)
+        if touched is not None and not touched:
+            return []
+        subjects = _elections(scope, touched)
+        windows = _windows(subjects, days, lookback, peers=params["min_comparables"])
+        spend = _window_spending(windows)
         fences = quartile_fences(
             select(spend.c.election_id, spend.c.spend).where(spend.c.k != 0), ("election_id",), "spend"
         ).subquery("fences")
