@@ -185,3 +185,5 @@ class Bid(BigIntBase):
 Index("ix_listing_status_end", Listing.status, Listing.current_end_at)
 #: the results list: newest closings first, read backwards along this index
 Index("ix_listing_closed_at", Listing.closed_at, Listing.id)
+#: the warning rules: is there a listing behind this contract (migration 0009)
+Index("ix_listing_contract_id", Listing.contract_id)

@@ -47,10 +47,15 @@ from sanzi.warnings.rules.base import rule_parameter as parameter
 from sanzi.warnings.rules.stats import add_days, china_date, quartile_fences
 from sanzi.warnings.rules.undisclosed import (
     at_midnight,
+    ids_in,
     in_scope,
+    linked_assets,
+    linked_contracts,
+    linked_listings,
     no_listing_behind,
     scaled_score,
     since,
+    touched,
     yuan,
 )
 
@@ -91,13 +96,20 @@ class DisposalBeforeElection(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days, minimum = params["window_days"], params["min_value"] * 100
+        # a recorded contract or a closed listing changes its own finding, its linked listing's or
+        # contract's (a listing's value is its contract's) and its assets' (a trade clears them); an
+        # election changes the whole village's
+        hit = await touched(session, scope)
+        if hit is not None and not (hit.contracts or hit.listings):
+            return []
         findings: list[Finding] = []
         contracts = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                    Contract.trade_type, Contract.total_value_fen, Contract.signed_on, Election.id.label("election_id"),
                    Election.election_date)
             .join(Election, in_window(Election, Contract.village_code, Contract.signed_on, days))
-            .where(no_listing_behind(Contract), Contract.total_value_fen >= minimum,
+            .where(*([] if hit is None else [linked_contracts(hit)]),
+                   no_listing_behind(Contract), Contract.total_value_fen >= minimum,
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
             .order_by(Contract.id)
         )
@@ -121,7 +133,8 @@ class DisposalBeforeElection(Rule):
             select(Listing.id, Listing.village_code, Listing.number, Listing.title, value.label("value"),
                    closed_on.label("closed_on"), Election.id.label("election_id"), Election.election_date)
             .join(Election, in_window(Election, Listing.village_code, closed_on, days))
-            .where(Listing.status == "sold", value >= minimum,
+            .where(*([] if hit is None else [linked_listings(hit)]),
+                   Listing.status == "sold", value >= minimum,
                    *in_scope(Listing.village_code, scope), *since(closed_on, scope))
             .order_by(Listing.id)
         )
@@ -144,7 +157,8 @@ class DisposalBeforeElection(Rule):
                    Election.election_date)
             .join(AssetStatusChange, AssetStatusChange.asset_id == Asset.id)
             .join(Election, in_window(Election, Asset.village_code, changed_on, days))
-            .where(AssetStatusChange.to_status.in_(("sold", "disposed")), ~traded,
+            .where(*([] if hit is None else [linked_assets(hit, Asset.id)]),
+                   AssetStatusChange.to_status.in_(("sold", "disposed")), ~traded,
                    *in_scope(Asset.village_code, scope), *since(changed_on, scope))
             .group_by(Asset.id, Asset.village_code, Asset.code, Asset.name, AssetStatusChange.to_status,
                       Election.id, Election.election_date)
@@ -219,6 +233,12 @@ class LeaseBeyondTerm(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days = params["window_days"]
+        # a contract's finding is its own dates and receipts: a recorded contract or a receipt's entry
+        # changes that contract only (other entries change nothing here); an election, the whole village
+        hit = await touched(session, scope)
+        if hit is not None and not hit.contracts:
+            return []
+        narrow = [] if hit is None else [ids_in(Contract.id, hit.contracts)]
         beyond_days = round(params["years_beyond"] * YEAR_DAYS)
         refs = reference_dates()
         leases = Contract.trade_type != "transfer"
@@ -226,7 +246,7 @@ class LeaseBeyondTerm(Rule):
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                    Contract.signed_on, Contract.end_date, func.min(refs.c.ref).label("ref"))
             .join(refs, in_window(refs.c, Contract.village_code, Contract.signed_on, days, "ref"))
-            .where(leases, Contract.end_date > add_days(refs.c.ref, beyond_days),
+            .where(*narrow, leases, Contract.end_date > add_days(refs.c.ref, beyond_days),
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
             .group_by(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                       Contract.signed_on, Contract.end_date)
@@ -255,7 +275,7 @@ class LeaseBeyondTerm(Rule):
                    func.min(ContractReceipt.received_on).label("first_on"))
             .join(Contract, Contract.id == ContractReceipt.contract_id)
             .join(refs, in_window(refs.c, Contract.village_code, ContractReceipt.received_on, days, "ref"))
-            .where(*in_scope(Contract.village_code, scope), *since(ContractReceipt.received_on, scope))
+            .where(*narrow, *in_scope(Contract.village_code, scope), *since(ContractReceipt.received_on, scope))
             .group_by(ContractReceipt.contract_id, refs.c.ref)
             .subquery("window_receipts")
         )
@@ -592,20 +612,30 @@ class ManySmallPayouts(Rule):
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
-        days = params["window_days"]
-        subjects = _elections(scope)
-        windows = _windows(subjects, days, params["lookback_years"], peers=None)
-        payouts = (
-            select(windows.c.election_id, windows.c.k, JournalEntry.id.label("entry_id"))
-            .select_from(windows)
-            .join(Collective, Collective.village_code == windows.c.v)
-            .join(JournalEntry, _entries_in(windows))
+        days, lookback = params["window_days"], params["lookback_years"]
+        touched = await touched_elections(session, scope, days + 365 * lookback)
+        if touched is not None and not touched:
+            return []
+        subjects = _elections(scope, touched)
+        windows = _windows(subjects, days, lookback, peers=None)
+        # the small payouts of the windows' villages, each entry once; then each window counts its own
+        small = (
+            select(Collective.village_code.label("v"), JournalEntry.id.label("entry_id"),
+                   JournalEntry.entry_date.label("d"))
+            .join(JournalEntry, JournalEntry.collective_id == Collective.id)
             .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
             .join(Account, Account.id == JournalLine.account_id)
-            .where(Account.category.in_(PAYOUT_CATEGORIES), JournalLine.debit_fen > 0,
+            .where(Collective.village_code.in_(select(windows.c.v)),
+                   Account.category.in_(PAYOUT_CATEGORIES), JournalLine.debit_fen > 0,
                    JournalEntry.counterparty.is_not(None), JournalEntry.counterparty != "")
-            .group_by(windows.c.election_id, windows.c.k, JournalEntry.id)
+            .group_by(Collective.village_code, JournalEntry.id, JournalEntry.entry_date)
             .having(func.sum(JournalLine.debit_fen) < params["max_amount"] * 100)
+            .cte("small")
+        )
+        payouts = (
+            select(windows.c.election_id, windows.c.k, small.c.entry_id)
+            .select_from(windows)
+            .join(small, and_(small.c.v == windows.c.v, small.c.d >= windows.c.start, small.c.d < windows.c.end))
             .cte("small_payouts")
         )
         counts = (
@@ -679,6 +709,11 @@ class RentCutInWindow(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days = params["window_days"]
+        # a new contract may cut its asset's previous price, or be the previous contract of one signed
+        # later (recorded late): its asset's contracts are what it can change; an election, the village's
+        hit = await touched(session, scope)
+        if hit is not None and not hit.contracts:
+            return []
         earlier = aliased(Contract)
         party = func.coalesce(Contract.counterparty_id_number, Contract.counterparty_name)
         latest_previous = (
@@ -700,7 +735,8 @@ class RentCutInWindow(Rule):
                    Election.id.label("election_id"), Election.election_date)
             .join(Election, in_window(Election, Contract.village_code, Contract.signed_on, days))
             .join(previous, previous.id == latest_previous)
-            .where(Contract.asset_id.is_not(None), previous.price_basis == Contract.price_basis,
+            .where(*([] if hit is None else [linked_assets(hit, Contract.asset_id)]),
+                   Contract.asset_id.is_not(None), previous.price_basis == Contract.price_basis,
                    Contract.unit_price_fen * 100
                    < previous.unit_price_fen * (100 - literal(params["min_cut_percent"])),
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
@@ -752,6 +788,11 @@ class RelatedToCandidate(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days = params["window_days"]
+        # a winner's or a direct contract's finding is its own: a closed listing changes it and its
+        # contract (which then has a listing behind it), a recorded contract itself; an election, the village
+        hit = await touched(session, scope)
+        if hit is not None and not (hit.contracts or hit.listings):
+            return []
         cadre_of_candidate = and_(
             Cadre.village_code == Election.village_code,
             or_(Cadre.id_number == Candidate.id_number,
@@ -787,7 +828,8 @@ class RelatedToCandidate(Rule):
             .join(Election, in_window(Election, Listing.village_code, closed_on, days))
             .join(people, and_(people.c.election_id == Election.id,
                                matches(Bidder.name, [Bidder.id_number], [Bidder.phone, Registration.contact_phone])))
-            .where(Listing.status == "sold", *in_scope(Listing.village_code, scope), *since(closed_on, scope))
+            .where(*([] if hit is None else [ids_in(Listing.id, hit.listings)]),
+                   Listing.status == "sold", *in_scope(Listing.village_code, scope), *since(closed_on, scope))
             .order_by(Listing.id, people.c.candidate, people.c.relation)
         )
         self._collect(findings, "listing", winners, days, "竞得人", "listings")
@@ -802,7 +844,8 @@ class RelatedToCandidate(Rule):
                                matches(Contract.counterparty_name,
                                        [Contract.counterparty_id_number, counterparty.id_number],
                                        [counterparty.phone])))
-            .where(Contract.origin == "direct", no_listing_behind(Contract),
+            .where(*([] if hit is None else [linked_contracts(hit)]),
+                   Contract.origin == "direct", no_listing_behind(Contract),
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
             .order_by(Contract.id, people.c.candidate, people.c.relation)
         )
