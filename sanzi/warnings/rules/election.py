@@ -197,13 +197,16 @@ class DisposalBeforeElection(Rule):
         )
 
 
-def reference_dates() -> Any:
-    """The moments an outgoing committee hands over: each election date, and each committee term's end."""
+def reference_dates(scope: Scope | None = None) -> Any:
+    """The moments an outgoing committee hands over: each election date, and each committee term's end (of
+    the scope's villages: a contract is compared with its own village's dates only)."""
+    scope = scope or Scope()
     return union_all(
         select(Election.village_code.label("village_code"), Election.election_date.label("ref"),
-               Election.id.label("election_id")),
+               Election.id.label("election_id"))
+        .where(*in_scope(Election.village_code, scope)),
         select(Cadre.village_code, Cadre.term_end, cast(null(), BigInteger).label("election_id"))
-        .where(Cadre.body == "committee", Cadre.term_end.is_not(None))
+        .where(Cadre.body == "committee", Cadre.term_end.is_not(None), *in_scope(Cadre.village_code, scope))
         .distinct(),
     ).cte("refs")
 
@@ -240,7 +243,7 @@ class LeaseBeyondTerm(Rule):
             return []
         narrow = [] if hit is None else [ids_in(Contract.id, hit.contracts)]
         beyond_days = round(params["years_beyond"] * YEAR_DAYS)
-        refs = reference_dates()
+        refs = reference_dates(scope)
         leases = Contract.trade_type != "transfer"
         signed = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
@@ -618,24 +621,17 @@ class ManySmallPayouts(Rule):
             return []
         subjects = _elections(scope, touched)
         windows = _windows(subjects, days, lookback, peers=None)
-        # the small payouts of the windows' villages, each entry once; then each window counts its own
-        small = (
-            select(Collective.village_code.label("v"), JournalEntry.id.label("entry_id"),
-                   JournalEntry.entry_date.label("d"))
-            .join(JournalEntry, JournalEntry.collective_id == Collective.id)
+        payouts = (
+            select(windows.c.election_id, windows.c.k, JournalEntry.id.label("entry_id"))
+            .select_from(windows)
+            .join(Collective, Collective.village_code == windows.c.v)
+            .join(JournalEntry, _entries_in(windows))
             .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
             .join(Account, Account.id == JournalLine.account_id)
-            .where(Collective.village_code.in_(select(windows.c.v)),
-                   Account.category.in_(PAYOUT_CATEGORIES), JournalLine.debit_fen > 0,
+            .where(Account.category.in_(PAYOUT_CATEGORIES), JournalLine.debit_fen > 0,
                    JournalEntry.counterparty.is_not(None), JournalEntry.counterparty != "")
-            .group_by(Collective.village_code, JournalEntry.id, JournalEntry.entry_date)
+            .group_by(windows.c.election_id, windows.c.k, JournalEntry.id)
             .having(func.sum(JournalLine.debit_fen) < params["max_amount"] * 100)
-            .cte("small")
-        )
-        payouts = (
-            select(windows.c.election_id, windows.c.k, small.c.entry_id)
-            .select_from(windows)
-            .join(small, and_(small.c.v == windows.c.v, small.c.d >= windows.c.start, small.c.d < windows.c.end))
             .cte("small_payouts")
         )
         counts = (
@@ -798,18 +794,20 @@ class RelatedToCandidate(Rule):
             or_(Cadre.id_number == Candidate.id_number,
                 and_(Candidate.id_number.is_(None), Cadre.name == Candidate.name)),
         )
+        # the people of the elections the subjects can match: those of the subjects' own villages
+        elections = in_scope(Election.village_code, scope)
         people = union_all(
             select(Election.id.label("election_id"), Candidate.name.label("name"),
                    Candidate.id_number.label("id_number"), cast(null(), String(32)).label("phone"),
                    Candidate.name.label("candidate"), cast(literal_column("'候选人本人'"), String(16)).label("relation"))
-            .join(Candidate, Candidate.election_id == Election.id),
+            .join(Candidate, Candidate.election_id == Election.id).where(*elections),
             select(Election.id, Cadre.name, Cadre.id_number, Cadre.phone, Candidate.name,
                    cast(literal_column("'候选人本人'"), String(16)))
-            .join(Candidate, Candidate.election_id == Election.id).join(Cadre, cadre_of_candidate),
+            .join(Candidate, Candidate.election_id == Election.id).join(Cadre, cadre_of_candidate).where(*elections),
             select(Election.id, CadreRelative.name, CadreRelative.id_number, cast(null(), String(32)), Candidate.name,
                    CadreRelative.relation)
             .join(Candidate, Candidate.election_id == Election.id).join(Cadre, cadre_of_candidate)
-            .join(CadreRelative, CadreRelative.cadre_id == Cadre.id),
+            .join(CadreRelative, CadreRelative.cadre_id == Cadre.id).where(*elections),
         ).cte("people")
         findings: dict[tuple[str, int], Finding] = {}
 

@@ -465,8 +465,8 @@ class SplitContracts(Rule):
         threshold = params["value_threshold"] * 100
         hit = await touched(session, scope)  # a finding is one counterparty's contracts in its village
         parties: list[tuple[str, str]] = []
+        party_of = func.coalesce(Contract.counterparty_id_number, Contract.counterparty_name)
         if hit is not None:
-            party_of = func.coalesce(Contract.counterparty_id_number, Contract.counterparty_name)
             parties = sorted({(row[0], row[1]) for row in await session.execute(
                 select(Contract.village_code, party_of).where(ids_in(Contract.id, hit.contracts))
             )})
@@ -483,7 +483,11 @@ class SplitContracts(Rule):
                 day_number(Contract.signed_on).label("day"),
                 Contract.total_value_fen,
             )
-            .where(Contract.origin == "direct", no_listing_behind(Contract), Contract.total_value_fen <= threshold)
+            .where(Contract.origin == "direct", no_listing_behind(Contract), Contract.total_value_fen <= threshold,
+                   # a member is of its anchor's village and counterparty: those of the anchors in question
+                   *in_scope(Contract.village_code, scope),
+                   *([or_(*(and_(Contract.village_code == v, party_of == p) for v, p in parties))]
+                     if hit is not None else []))
             .cte("small")
         )
         anchor, member = small.alias("anchor"), small.alias("member")
