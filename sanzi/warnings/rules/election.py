@@ -21,7 +21,6 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
-    case,
     cast,
     exists,
     func,
@@ -31,7 +30,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    union,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -423,12 +421,14 @@ def _window_spending(windows: Any) -> Any:
     starting on or after the village's first entry: a window the books cover only in part would count as
     one of little spending and drag the fence down).
 
-    Computed in one pass over the spending lines instead of once per window: each village's spending is
-    reduced to per-day totals, the windows' start and end days are merged into that ordered stream as zero
-    rows sorted before the day's spending, and a running sum gives at each boundary the total of everything
-    dated before it, so a window's figure is the difference of its two boundaries. Whether a window has any
+    Computed in one pass over the spending lines instead of a range join per window (which re-read a
+    township's books once for each of its elections): each village's spending is reduced to per-day totals,
+    every window adds two marker rows to that ordered stream (its start, sign −1, and its end, sign +1),
+    sorted before the same day's spending, and a running sum gives at each marker the total of everything
+    dated before it, so a window's figure is the signed sum of its two markers. Whether a window has any
     entry, and where a village's books start, are index probes on journal_entry (collective_id,
-    entry_date); only the days between a village's earliest window start and latest window end are read."""
+    entry_date); only the days between a village's earliest window start and latest window end are read.
+    Comparable windows only in part covered by the books are left out as before."""
     spans = (
         select(windows.c.v, func.min(windows.c.start).label("lo"), func.max(windows.c.end).label("hi"))
         .group_by(windows.c.v)
@@ -818,19 +818,20 @@ class RelatedToCandidate(Rule):
             )
 
         closed_on = china_date(Listing.closed_at)
-        winners = await session.execute(
-            select(Listing.id, Listing.village_code, Listing.number, Bidder.name.label("party"), closed_on.label("on"),
-                   Election.id.label("election_id"), Election.election_date, people.c.candidate, people.c.relation)
-            .join(Registration, Registration.id == Listing.winner_registration_id)
-            .join(Bidder, Bidder.id == Registration.bidder_id)
-            .join(Election, in_window(Election, Listing.village_code, closed_on, days))
-            .join(people, and_(people.c.election_id == Election.id,
-                               matches(Bidder.name, [Bidder.id_number], [Bidder.phone, Registration.contact_phone])))
-            .where(*([] if hit is None else [ids_in(Listing.id, hit.listings)]),
-                   Listing.status == "sold", *in_scope(Listing.village_code, scope), *since(closed_on, scope))
-            .order_by(Listing.id, people.c.candidate, people.c.relation)
-        )
-        self._collect(findings, "listing", winners, days, "竞得人", "listings")
+        if hit is None or hit.listings:  # a recorded contract alone changes no winner's finding
+            winners = await session.execute(
+                select(Listing.id, Listing.village_code, Listing.number, Bidder.name.label("party"), closed_on.label("on"),
+                       Election.id.label("election_id"), Election.election_date, people.c.candidate, people.c.relation)
+                .join(Registration, Registration.id == Listing.winner_registration_id)
+                .join(Bidder, Bidder.id == Registration.bidder_id)
+                .join(Election, in_window(Election, Listing.village_code, closed_on, days))
+                .join(people, and_(people.c.election_id == Election.id,
+                                   matches(Bidder.name, [Bidder.id_number], [Bidder.phone, Registration.contact_phone])))
+                .where(*([] if hit is None else [ids_in(Listing.id, hit.listings)]),
+                       Listing.status == "sold", *in_scope(Listing.village_code, scope), *since(closed_on, scope))
+                .order_by(Listing.id, people.c.candidate, people.c.relation)
+            )
+            self._collect(findings, "listing", winners, days, "竞得人", "listings")
         counterparty = aliased(Bidder)
         direct = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name.label("party"),
