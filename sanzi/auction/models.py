@@ -194,3 +194,5 @@ Index(
     postgresql_where=Listing.status == "sold",
     sqlite_where=Listing.status == "sold",
 )
+#: the warning rules: is there a listing behind this contract (migration 0009)
+Index("ix_listing_contract_id", Listing.contract_id)
