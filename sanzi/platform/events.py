@@ -69,8 +69,11 @@ def record(session: Any, kind: str, village_code: str, **ids: int) -> None:
     """Queue an event on the session (sync or async); it is delivered when the session commits."""
     if kind not in KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
-    info = session.info if isinstance(session, Session) else session.sync_session.info
-    info.setdefault(_KEY, []).append(DomainEvent(kind, village_code, dict(ids)))
+    sync = session if isinstance(session, Session) else session.sync_session
+    if not sync.in_transaction():
+        # tie the event to a transaction even before any SQL ran, so a rollback discards it
+        sync.begin()
+    sync.info.setdefault(_KEY, []).append(DomainEvent(kind, village_code, dict(ids)))
 
 
 def subscribe(subscriber: Subscriber) -> Callable[[], None]:
