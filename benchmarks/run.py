@@ -333,6 +333,61 @@ class Server:
         self.log.close()
 
 
+class WarningsWorker:
+    """`sanzi warnings worker` beside a server (the production layout): it consumes the events the app workers
+    append to the Redis Stream; each batch it evaluates is a JSON line (events, lags from the entries' ids to
+    their acknowledgement) in a file of its own."""
+
+    def __init__(self, server: Server) -> None:
+        self.env = {**server.env, "LOG_LEVEL": "WARNING"}
+        self.stats_path = Path(tempfile.gettempdir()) / f"sanzi-bench-warnings-{server.port}.jsonl"
+        self.stats_path.unlink(missing_ok=True)
+        self.log_path = Path(tempfile.gettempdir()) / f"sanzi-bench-warnings-{server.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(ROOT / ".venv/bin/sanzi"), "warnings", "worker", "--stats", str(self.stats_path)],
+                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_drained(self, timeout: float = 120.0) -> bool:
+        """Until the group has read and acknowledged every entry (False if it has not within the timeout)."""
+        from redis import Redis
+
+        client = Redis.from_url(self.env["REDIS_URL"], decode_responses=True)
+        stream = self.env.get("SANZI_WARNINGS_STREAM", "sanzi:warnings:events")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise BenchError(f"the warnings worker exited ({self.process.returncode}); see {self.log_path}")
+            try:
+                groups = client.xinfo_groups(stream)
+            except Exception:  # noqa: BLE001 - no stream yet: nothing to drain
+                return True
+            if all(g["pending"] == 0 and not g.get("lag") for g in groups):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def batches(self, since: float = 0.0) -> list[dict[str, Any]]:
+        if not self.stats_path.exists():
+            return []
+        lines = self.stats_path.read_text(encoding="utf-8").splitlines()
+        return [b for b in map(json.loads, lines) if b["at"] >= since]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+
 async def _get(port: int, path: str) -> tuple[int, bytes]:
     from benchmarks.httpclient import Connection
 
@@ -577,6 +632,7 @@ def measure(
     redis_db = pick_redis_db()
     database = Database(f"sanzi_bench_{run_id}")
     server: Server | None = None
+    worker: WarningsWorker | None = None
     try:
         processes(wait=False)  # the load generators start importing while the data loads
         data = database.prepare(plan, scales[0] if scales else 1, cache)
@@ -594,8 +650,10 @@ def measure(
         console.log("live auctions built")
         server = Server(database, redis_db, free_port())
         server.start()
+        worker = WarningsWorker(server)
+        worker.start()
         pids = server.workers()
-        console.log(f"server on :{server.port}, workers {pids}")
+        console.log(f"server on :{server.port}, workers {pids}, warnings worker {worker.process.pid}")
 
         tps, rates, peaks = [], [], {}
         if "bids" in sections:
@@ -616,6 +674,8 @@ def measure(
             if init.returncode != 0:
                 raise BenchError(f"pgbench -i failed: {init.stderr[-1000:]}")
             tps, rates, p50s, p99s, all_p99s, refused, peaks = [], [], [], [], [], {}, {}
+            worker.wait_drained()
+            bids_started = time.time()
             for n in range(plan.runs):
                 tps.append(pgbench(database, clients, plan.seconds))
                 merged, peak = bid_round(
@@ -634,6 +694,18 @@ def measure(
                     f"p99 {p99s[-1]:.0f} ms, "
                     f"pgbench {tps[-1]:.0f} tps, refused {merged['refused']}, errors {merged['errors']}"
                 )
+            drained = worker.wait_drained()
+            evaluated = worker.batches(since=bids_started)
+            lags = [lag for b in evaluated for lag in b["lags_ms"]]
+            raw["warnings_worker"] = {
+                "events": len(lags),
+                "batches": len(evaluated),
+                "lag_ms_p50": percentile(lags, 0.5),
+                "lag_ms_p99": percentile(lags, 0.99),
+                "evaluation_ms_per_batch_p50": percentile([b["evaluation_ms"] for b in evaluated], 0.5),
+                "drained": drained,
+            }
+            console.log(f"warnings worker under the bid load: {raw['warnings_worker']}")
             raw["bids"] = {
                 "accepted_per_second": rates,
                 "pgbench_tps": tps,
@@ -658,6 +730,19 @@ def measure(
                 )
             )
             figures.append(Figure("bids", "acknowledgement latency p50", Spread.of(p50s), " ms", digits=1))
+            worker_figures = raw["warnings_worker"]
+            figures.append(
+                Figure(
+                    "warnings",
+                    "lag from a bid's commit to its evaluation by `sanzi warnings worker` under the bid load, p99",
+                    Spread.of([worker_figures["lag_ms_p99"]]) if lags else None,
+                    " ms",
+                    note=f"p50 {worker_figures['lag_ms_p50']:.0f} ms; {len(lags)} events in {len(evaluated)} "
+                    f"batches (median {worker_figures['evaluation_ms_per_batch_p50']:.0f} ms each)"
+                    + ("" if drained else "; the worker had NOT caught up 120 s after the load"),
+                    digits=0,
+                )
+            )
             p99 = Spread.of(p99s)
             figures.append(
                 Figure(
@@ -791,23 +876,38 @@ def measure(
             try:
                 server.stop()
                 server = None
+                worker.stop()
+                worker = None
+                # (title, app, environment, whether `sanzi warnings worker` runs beside the server)
                 variants = [
                     (
                         "bearer-token cache off (SANZI_TOKEN_CACHE_SECONDS=0): the lookup it saves",
                         "sanzi.platform.asgi:create_app",
                         {"SANZI_TOKEN_CACHE_SECONDS": "0"},
+                        True,
                     ),
                     (
-                        "incremental warning evaluation off in the app workers: what it costs the bids",
+                        "warning evaluation in the app workers (SANZI_WARNINGS_EVALUATION=inprocess, no stream "
+                        "worker: the layout before the stream)",
+                        "sanzi.platform.asgi:create_app",
+                        {"SANZI_WARNINGS_EVALUATION": "inprocess"},
+                        False,
+                    ),
+                    (
+                        "incremental warnings off (no stream, no worker): what the stream costs the bids",
                         "benchmarks.variants:app_without_incremental_warnings",
                         {},
+                        False,
                     ),
                 ]
                 raw["variants"] = {}
-                for title, app, extra in variants:
+                for title, app, extra, with_worker in variants:
                     console.rule(f"variant: {title}")
                     server = Server(database, redis_db, free_port(), app, extra)
                     server.start()
+                    if with_worker:
+                        worker = WarningsWorker(server)
+                        worker.start()
                     variant_rates = []
                     for n in range(min(plan.runs, 3)):
                         merged, _ = bid_round(
@@ -822,6 +922,9 @@ def measure(
                         console.log(f"variant run {n + 1}: {merged['per_second']:.1f}/s")
                     server.stop()
                     server = None
+                    if worker is not None:
+                        worker.stop()
+                        worker = None
                     raw["variants"][title] = variant_rates
                     figures.append(
                         Figure(
@@ -864,6 +967,8 @@ def measure(
             _POOL.shutdown(cancel_futures=True)
         if server is not None:
             server.stop()
+        if worker is not None:
+            worker.stop()
         database.drop()
         try:
             redis_client(redis_db).flushdb()
