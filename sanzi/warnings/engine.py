@@ -592,6 +592,9 @@ def _entry_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
+#: deliveries after which an entry is given up (logged; the nightly full scan covers its village)
+MAX_DELIVERIES = 5
+
 #: a PostgreSQL advisory-lock namespace for "a batch is evaluating this village" ('sz')
 _VILLAGE_LOCK_SPACE = 0x737A
 
@@ -699,9 +702,24 @@ class StreamWorker:
             claimed += [(_text(entry_id), fields) for entry_id, fields in reply[1] if fields is not None]
             if start == "0-0":
                 break
-        if claimed:
-            log.info("warnings worker: took over %d entries left pending by a stopped consumer", len(claimed))
-        return claimed
+        if not claimed:
+            return claimed
+        log.info("warnings worker: took over %d entries left pending by a stopped consumer", len(claimed))
+        # an entry delivered again and again fails every time (or kills its worker): give it up to the scan
+        details = await self.redis.xpending_range(
+            self.stream, self.group, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) + 100,
+            consumername=self.consumer,
+        )
+        delivered = {_text(d["message_id"]): int(d["times_delivered"]) for d in details}
+        poisoned = [entry_id for entry_id, _ in claimed if delivered.get(entry_id, 0) > MAX_DELIVERIES]
+        if poisoned:
+            log.error(
+                "warnings worker: %d entries delivered more than %d times dropped (a full scan covers them): %s",
+                len(poisoned), MAX_DELIVERIES, ", ".join(poisoned[:10]),
+            )
+            await self.redis.xack(self.stream, self.group, *poisoned)
+            self.stats.dropped += len(poisoned)
+        return [(entry_id, fields) for entry_id, fields in claimed if entry_id not in set(poisoned)]
 
     async def next_batch(self, stop: asyncio.Event | None = None) -> list[tuple[str, Any]]:
         """Claimed entries when it is time to look for them, else new ones (empty after ``block``)."""
@@ -756,13 +774,22 @@ class StreamWorker:
             raised, updated = summary.raised, summary.updated
         except Exception:  # noqa: BLE001 - find the events that fail on their own; evaluate the others
             log.exception("warnings worker: a batch of %d events failed; evaluating them one by one", len(batch))
+            failed: list[DomainEvent] = []
             for event in batch:
                 try:
                     summary = await self._evaluate([event])
                     raised, updated = raised + summary.raised, updated + summary.updated
                 except Exception:  # noqa: BLE001
-                    log.exception("warnings worker: %s of %s dropped (a full scan covers it)", event.kind, event.village_code)
-                    self.stats.dropped += 1
+                    log.exception("warnings worker: evaluating %s of %s failed", event.kind, event.village_code)
+                    failed.append(event)
+            if failed and len(failed) == len(batch):
+                # nothing works (the database is down?): leave the entries pending; after claim_idle this or
+                # another worker takes them over, and gives up on one after MAX_DELIVERIES tries
+                await asyncio.sleep(min(5.0, self.claim_idle))
+                return
+            for event in failed:
+                log.error("warnings worker: %s of %s dropped (a full scan covers it)", event.kind, event.village_code)
+            self.stats.dropped += len(failed)
         await self.redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
         done_ms = time.time() * 1000
         lags = [max(0.0, done_ms - _entry_ms(entry_id)) for entry_id, _ in entries]
@@ -799,12 +826,21 @@ class StreamWorker:
         await ensure_group(self.redis, self.stream, self.group)
         log.info("warnings worker %s: consuming %s as %s", self.consumer, self.stream, self.group)
         next_report = time.monotonic() + report_every
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
         while not stop.is_set():
-            entries = await self.next_batch(stop)
-            if entries:
-                await self.process(entries)
-            elif drain:
-                break
+            try:
+                entries = await self.next_batch(stop)
+                if entries:
+                    await self.process(entries)
+                elif drain:
+                    break
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # a batch evaluated but not acknowledged is evaluated again later: idempotent
+                log.warning("warnings worker: Redis unavailable (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+                continue
             if time.monotonic() >= next_report:
                 next_report = time.monotonic() + report_every
                 self.report()

@@ -280,3 +280,43 @@ def test_sanzi_run_offers_to_leave_the_worker_out() -> None:
     result = subprocess.run([str(PROJECT_ROOT / ".venv/bin/sanzi"), "run", "--help"], capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "SANZI_ENV": "test"}, cwd=PROJECT_ROOT)
     assert result.returncode == 0 and "--no-warnings-worker" in result.stdout, result.stdout + result.stderr
+
+
+def test_an_event_that_always_fails_is_dropped_and_a_down_database_drops_nothing(
+    data_url: str, worker_redis: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One bad event does not hold up its batch; when every evaluation fails the entries stay pending and are
+    retried, until one has been delivered more than MAX_DELIVERIES times."""
+    redis_url, stream = worker_redis
+    sent = _publish(redis_url, stream, data_url)
+    real = warnings_engine.evaluate_events
+
+    async def village_b_fails(session: Any, batch: Any, rules: Any = None, **kwargs: Any) -> Any:
+        if any(e.village_code == VILLAGE_B for e in batch):
+            raise RuntimeError("boom")
+        return await real(session, batch, rules, **kwargs)
+
+    async def all_fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(warnings_engine, "evaluate_events", all_fail)
+    down = invoke_worker(data_url, redis_url, stream)
+    assert down.exit_code == 0 and "0 events" in down.output
+    assert _group(redis_url, stream)["pending"] == sent and alert_keys(data_url) == []
+
+    monkeypatch.setattr(warnings_engine, "evaluate_events", village_b_fails)
+    result = invoke_worker(data_url, redis_url, stream, "--claim-idle-ms", "0")
+    assert result.exit_code == 0, result.output
+    assert f"{sent} events in 1 batches, 1 dropped" in result.output
+    assert _group(redis_url, stream)["pending"] == 0
+    assert [subject for rule, subject in alert_keys(data_url) if rule == "TEST-MANY-CONTRACTS"] == [VILLAGE_A]
+
+    # an entry that fails every time is given up after MAX_DELIVERIES deliveries
+    _publish(redis_url, stream, data_url)
+    monkeypatch.setattr(warnings_engine, "evaluate_events", all_fail)
+    for _ in range(warnings_engine.MAX_DELIVERIES):
+        assert invoke_worker(data_url, redis_url, stream, "--claim-idle-ms", "0").exit_code == 0
+        assert _group(redis_url, stream)["pending"] == sent
+    last = invoke_worker(data_url, redis_url, stream, "--claim-idle-ms", "0")
+    assert last.exit_code == 0 and f"{sent} dropped" in last.output
+    assert _group(redis_url, stream)["pending"] == 0
