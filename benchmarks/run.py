@@ -656,6 +656,7 @@ def measure(
         console.log(f"server on :{server.port}, workers {pids}, warnings worker {worker.process.pid}")
 
         tps, rates, peaks = [], [], {}
+        lag_figures: list[Figure] = []  # placed after the bid figures
         if "bids" in sections:
             console.rule("bids")
             clients, clients_note = pgbench_clients(plan.bidders)
@@ -731,7 +732,7 @@ def measure(
             )
             figures.append(Figure("bids", "acknowledgement latency p50", Spread.of(p50s), " ms", digits=1))
             worker_figures = raw["warnings_worker"]
-            figures.append(
+            lag_figures.append(
                 Figure(
                     "warnings",
                     "lag from a bid's commit to its evaluation by `sanzi warnings worker` under the bid load, p99",
@@ -779,6 +780,7 @@ def measure(
                 )
             )
             figures.append(Figure("bids", "one hot listing: acknowledgement p99", Spread.of(hot_p99), " ms"))
+        figures += lag_figures
         worker_peak = Spread.of([v / 2**20 for v in peaks.values()])
         figures.append(
             Figure(
