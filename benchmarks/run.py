@@ -333,6 +333,18 @@ class Server:
         self.log.close()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class WarningsWorker:
     """`sanzi warnings worker` beside a server (the production layout): it consumes the events the app workers
     append to the Redis Stream; each batch it evaluates is a JSON line (events, lags from the entries' ids to
@@ -677,12 +689,15 @@ def measure(
             tps, rates, p50s, p99s, all_p99s, refused, peaks = [], [], [], [], [], {}, {}
             worker.wait_drained()
             bids_started = time.time()
+            app_cpu = cpu_seconds(pids)
+            accepted = 0.0
             for n in range(plan.runs):
                 tps.append(pgbench(database, clients, plan.seconds))
                 merged, peak = bid_round(
                     server.port, live, live.tokens[: plan.bidders], live.spread_listings, plan.seconds, n, pids
                 )
                 rates.append(merged["per_second"])
+                accepted += merged["accepted"]
                 p50s.append(percentile(merged["latencies_ok"], 0.5) * 1000)
                 p99s.append(percentile(merged["latencies_ok"], 0.99) * 1000)
                 all_p99s.append(percentile(merged["latencies_all"], 0.99) * 1000)
@@ -695,6 +710,7 @@ def measure(
                     f"p99 {p99s[-1]:.0f} ms, "
                     f"pgbench {tps[-1]:.0f} tps, refused {merged['refused']}, errors {merged['errors']}"
                 )
+            app_cpu_ms_per_bid = (cpu_seconds(pids) - app_cpu) * 1000 / max(1.0, accepted)
             drained = worker.wait_drained()
             evaluated = worker.batches(since=bids_started)
             lags = [lag for b in evaluated for lag in b["lags_ms"]]
@@ -705,6 +721,7 @@ def measure(
                 "lag_ms_p99": percentile(lags, 0.99),
                 "evaluation_ms_per_batch_p50": percentile([b["evaluation_ms"] for b in evaluated], 0.5),
                 "drained": drained,
+                "app_workers_cpu_ms_per_accepted_bid": app_cpu_ms_per_bid,
             }
             console.log(f"warnings worker under the bid load: {raw['warnings_worker']}")
             raw["bids"] = {
@@ -739,7 +756,8 @@ def measure(
                     Spread.of([worker_figures["lag_ms_p99"]]) if lags else None,
                     " ms",
                     note=f"p50 {worker_figures['lag_ms_p50']:.0f} ms; {len(lags)} events in {len(evaluated)} "
-                    f"batches (median {worker_figures['evaluation_ms_per_batch_p50']:.0f} ms each)"
+                    f"batches (median {worker_figures['evaluation_ms_per_batch_p50']:.0f} ms each); app workers' "
+                    f"CPU per accepted bid {app_cpu_ms_per_bid:.0f} ms"
                     + ("" if drained else "; the worker had NOT caught up 120 s after the load"),
                     digits=0,
                 )
@@ -911,6 +929,8 @@ def measure(
                         worker = WarningsWorker(server)
                         worker.start()
                     variant_rates = []
+                    variant_pids, variant_cpu, variant_accepted = server.workers(), 0.0, 0.0
+                    variant_cpu = cpu_seconds(variant_pids)
                     for n in range(min(plan.runs, 3)):
                         merged, _ = bid_round(
                             server.port,
@@ -921,13 +941,17 @@ def measure(
                             200 + n,
                         )
                         variant_rates.append(merged["per_second"])
+                        variant_accepted += merged["accepted"]
                         console.log(f"variant run {n + 1}: {merged['per_second']:.1f}/s")
+                    variant_cpu = (cpu_seconds(variant_pids) - variant_cpu) * 1000 / max(1.0, variant_accepted)
                     server.stop()
                     server = None
                     if worker is not None:
                         worker.stop()
                         worker = None
                     raw["variants"][title] = variant_rates
+                    raw.setdefault("variants_app_cpu_ms_per_bid", {})[title] = variant_cpu
+                    shipped_cpu = raw.get("warnings_worker", {}).get("app_workers_cpu_ms_per_accepted_bid")
                     figures.append(
                         Figure(
                             "diagnostics",
@@ -937,6 +961,8 @@ def measure(
                             Spread.of(rates),
                             "as shipped (above)",
                             ratios(variant_rates, rates),
+                            note=f"app workers' CPU per accepted bid {variant_cpu:.0f} ms"
+                            + (f" (as shipped {shipped_cpu:.0f} ms)" if shipped_cpu is not None else ""),
                             digits=1,
                         )
                     )
