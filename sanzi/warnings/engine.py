@@ -125,6 +125,9 @@ async def _stored_settings(session: AsyncSession, keys: Sequence[str], cached: b
     now = time.monotonic()
     if cached and entry is not None and entry.bind is bind and wanted <= entry.keys and entry.expires > now:
         return entry.values
+    if cached:
+        # every rule's keys at once, so that batches triggering other rules find them cached too
+        wanted |= {p.key for rule in all_rules() for p in rule.parameters}
     stored: dict[tuple[str, str], Any] = {}
     ordered = sorted(wanted)
     for chunk in _chunks(ordered):
