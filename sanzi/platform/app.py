@@ -15,7 +15,6 @@ from litestar.config.app import AppConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins import CLIPluginProtocol, InitPluginProtocol
@@ -26,6 +25,7 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from sanzi.platform.auth import (
+    VisitorSessionConfig,
     API_PREFIX,
     AuthenticationMiddleware,
     LoginThrottle,
@@ -125,7 +125,7 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         app_config.guards.append(access_guard)
         app_config.middleware.extend(
             [
-                ServerSideSessionConfig(
+                VisitorSessionConfig(
                     store="sessions",
                     max_age=12 * 3600,
                     httponly=True,
