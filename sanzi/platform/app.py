@@ -64,6 +64,9 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         from sanzi.platform.cli import register_commands
 
         register_commands(cli)
+        from sanzi.warnings.cli import wrap_run_command
+
+        wrap_run_command(cli)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from sanzi.auction.controllers import controllers as auction_controllers
