@@ -235,7 +235,7 @@ def watch(
                 target = last_seq.value
                 if target and seq >= target:
                     break
-        except (HttpError, OSError) as exc:
+        except (HttpError, OSError, EOFError) as exc:  # EOFError: asyncio's IncompleteReadError (server hung up)
             state["failed"] += 1
             state.setdefault("why", str(exc))  # type: ignore[arg-type]
         finally:

@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import secrets
+import statistics
 import shutil
 import signal
 import socket
@@ -69,6 +70,7 @@ class Plan:
     postings: int
     seed_args: tuple[str, ...]  # `sanzi demo seed` arguments (before --scale)
     scenario_villages: int
+    documents: int = 20  # PDFs of each kind
 
 
 FULL = Plan(
@@ -77,11 +79,11 @@ FULL = Plan(
     seed_args=("--years", "10", "--villages", "60", "--seed", "1"), scenario_villages=60,
 )  # fmt: skip
 #: what `--only` may name, in the order a run measures them
-SECTIONS = ("scan", "bids", "hot", "pages", "watchers", "variants")
+SECTIONS = ("scan", "bids", "hot", "pages", "documents", "watchers", "variants")
 QUICK = Plan(
     mode="quick", runs=2, seconds=4.0, bidders=200, listings=100, hot_bidders=64, watchers=100,
     watched_bids=6, page_connections=16, scan_runs=1, events_per_kind=2, postings=30,
-    seed_args=("--years", "2", "--villages", "60", "--seed", "1"), scenario_villages=12,
+    seed_args=("--years", "2", "--villages", "60", "--seed", "1"), scenario_villages=12, documents=5,
 )  # fmt: skip
 
 
@@ -333,6 +335,73 @@ class Server:
         self.log.close()
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class WarningsWorker:
+    """`sanzi warnings worker` beside a server (the production layout): it consumes the events the app workers
+    append to the Redis Stream; each batch it evaluates is a JSON line (events, lags from the entries' ids to
+    their acknowledgement) in a file of its own."""
+
+    def __init__(self, server: Server) -> None:
+        self.env = {**server.env, "LOG_LEVEL": "WARNING"}
+        self.stats_path = Path(tempfile.gettempdir()) / f"sanzi-bench-warnings-{server.port}.jsonl"
+        self.stats_path.unlink(missing_ok=True)
+        self.log_path = Path(tempfile.gettempdir()) / f"sanzi-bench-warnings-{server.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(ROOT / ".venv/bin/sanzi"), "warnings", "worker", "--stats", str(self.stats_path)],
+                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_drained(self, timeout: float = 120.0) -> bool:
+        """Until the group has read and acknowledged every entry (False if it has not within the timeout)."""
+        from redis import Redis
+
+        client = Redis.from_url(self.env["REDIS_URL"], decode_responses=True)
+        stream = self.env.get("SANZI_WARNINGS_STREAM", "sanzi:warnings:events")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise BenchError(f"the warnings worker exited ({self.process.returncode}); see {self.log_path}")
+            try:
+                groups = client.xinfo_groups(stream)
+            except Exception:  # noqa: BLE001 - no stream yet: nothing to drain
+                return True
+            if all(g["pending"] == 0 and not g.get("lag") for g in groups):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def batches(self, since: float = 0.0) -> list[dict[str, Any]]:
+        if not self.stats_path.exists():
+            return []
+        lines = self.stats_path.read_text(encoding="utf-8").splitlines()
+        return [b for b in map(json.loads, lines) if b["at"] >= since]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+
 async def _get(port: int, path: str) -> tuple[int, bytes]:
     from benchmarks.httpclient import Connection
 
@@ -582,6 +651,7 @@ def measure(
     redis_db = pick_redis_db()
     database = Database(f"sanzi_bench_{run_id}")
     server: Server | None = None
+    worker: WarningsWorker | None = None
     try:
         processes(wait=False)  # the load generators start importing while the data loads
         data = database.prepare(plan, scales[0] if scales else 1, cache)
@@ -599,10 +669,13 @@ def measure(
         console.log("live auctions built")
         server = Server(database, redis_db, free_port(), app)
         server.start()
+        worker = WarningsWorker(server)
+        worker.start()
         pids = server.workers()
-        console.log(f"server on :{server.port}, workers {pids}")
+        console.log(f"server on :{server.port}, workers {pids}, warnings worker {worker.process.pid}")
 
         tps, rates, peaks = [], [], {}
+        lag_figures: list[Figure] = []  # placed after the bid figures
         if "bids" in sections:
             console.rule("bids")
             clients, clients_note = pgbench_clients(plan.bidders)
@@ -621,12 +694,17 @@ def measure(
             if init.returncode != 0:
                 raise BenchError(f"pgbench -i failed: {init.stderr[-1000:]}")
             tps, rates, p50s, p99s, all_p99s, refused, peaks = [], [], [], [], [], {}, {}
+            worker.wait_drained()
+            bids_started = time.time()
+            app_cpu = cpu_seconds(pids)
+            accepted = 0.0
             for n in range(plan.runs):
                 tps.append(pgbench(database, clients, plan.seconds))
                 merged, peak = bid_round(
                     server.port, live, live.tokens[: plan.bidders], live.spread_listings, plan.seconds, n, pids
                 )
                 rates.append(merged["per_second"])
+                accepted += merged["accepted"]
                 p50s.append(percentile(merged["latencies_ok"], 0.5) * 1000)
                 p99s.append(percentile(merged["latencies_ok"], 0.99) * 1000)
                 all_p99s.append(percentile(merged["latencies_all"], 0.99) * 1000)
@@ -639,6 +717,20 @@ def measure(
                     f"p99 {p99s[-1]:.0f} ms, "
                     f"pgbench {tps[-1]:.0f} tps, refused {merged['refused']}, errors {merged['errors']}"
                 )
+            app_cpu_ms_per_bid = (cpu_seconds(pids) - app_cpu) * 1000 / max(1.0, accepted)
+            drained = worker.wait_drained()
+            evaluated = worker.batches(since=bids_started)
+            lags = [lag for b in evaluated for lag in b["lags_ms"]]
+            raw["warnings_worker"] = {
+                "events": len(lags),
+                "batches": len(evaluated),
+                "lag_ms_p50": percentile(lags, 0.5),
+                "lag_ms_p99": percentile(lags, 0.99),
+                "evaluation_ms_per_batch_p50": percentile([b["evaluation_ms"] for b in evaluated], 0.5),
+                "drained": drained,
+                "app_workers_cpu_ms_per_accepted_bid": app_cpu_ms_per_bid,
+            }
+            console.log(f"warnings worker under the bid load: {raw['warnings_worker']}")
             raw["bids"] = {
                 "accepted_per_second": rates,
                 "pgbench_tps": tps,
@@ -663,6 +755,20 @@ def measure(
                 )
             )
             figures.append(Figure("bids", "acknowledgement latency p50", Spread.of(p50s), " ms", digits=1))
+            worker_figures = raw["warnings_worker"]
+            lag_figures.append(
+                Figure(
+                    "warnings",
+                    "lag from a bid's commit to its evaluation by `sanzi warnings worker` under the bid load, p99",
+                    Spread.of([worker_figures["lag_ms_p99"]]) if lags else None,
+                    " ms",
+                    note=f"p50 {worker_figures['lag_ms_p50']:.0f} ms; {len(lags)} events in {len(evaluated)} "
+                    f"batches (median {worker_figures['evaluation_ms_per_batch_p50']:.0f} ms each); app workers' "
+                    f"CPU per accepted bid {app_cpu_ms_per_bid:.0f} ms"
+                    + ("" if drained else "; the worker had NOT caught up 120 s after the load"),
+                    digits=0,
+                )
+            )
             p99 = Spread.of(p99s)
             figures.append(
                 Figure(
@@ -699,6 +805,7 @@ def measure(
                 )
             )
             figures.append(Figure("bids", "one hot listing: acknowledgement p99", Spread.of(hot_p99), " ms"))
+        figures += lag_figures
         worker_peak = Spread.of([v / 2**20 for v in peaks.values()])
         figures.append(
             Figure(
@@ -716,9 +823,12 @@ def measure(
             listing_id = asyncio.run(_a_sold_listing(database)) or live.spread_listings[0]
             endpoints = {
                 "trivial": ["/api/health"],
-                "results": ["/api/results", "/api/results?page=2", "/api/results?page=5"],
-                "listing": [f"/api/listings/{listing_id}"],
+                "results": ["/results", "/results?page=2", "/results?page=5"],
+                "listing": [f"/listings/{listing_id}"],
             }
+            if plan.mode == "full":  # the JSON API the pages are built on, for comparison (not a target)
+                endpoints["results_api"] = ["/api/results", "/api/results?page=2", "/api/results?page=5"]
+                endpoints["listing_api"] = [f"/api/listings/{listing_id}"]
             page_rps: dict[str, list[float]] = {k: [] for k in endpoints}
             for n in range(plan.runs):
                 order = list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]
@@ -730,10 +840,14 @@ def measure(
                 console.log(f"pages run {n + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in page_rps.items()))
             raw["pages"] = {"rps": page_rps, "paths": endpoints}
             trivial = Spread.of(page_rps["trivial"])
-            for key, title in (
-                ("results", "results list `/api/results` (JSON)"),
-                ("listing", "a listing `/api/listings/{id}` (JSON)"),
+            for key, title, target in (
+                ("results", "results list `/results` (HTML, pages 1, 2 and 5)", True),
+                ("listing", "a sold listing's page `/listings/{id}` (HTML)", True),
+                ("results_api", "results list `/api/results` (the JSON API)", False),
+                ("listing_api", "a listing `/api/listings/{id}` (the JSON API)", False),
             ):
+                if key not in endpoints:
+                    continue
                 ratio = ratios(page_rps[key], page_rps["trivial"])
                 figures.append(
                     Figure(
@@ -744,9 +858,44 @@ def measure(
                         trivial,
                         "`/api/health` (one `SELECT 1` and one Redis PING)",
                         ratio,
-                        "≥ 25% of trivial",
-                        ratio.median >= 0.25,
-                        "HTML pages are not on this branch: the JSON API they use",
+                        "≥ 25% of trivial" if target else "",
+                        ratio.median >= 0.25 if target else None,
+                        digits=0,
+                    )
+                )
+
+        if "documents" in sections:
+            console.rule("documents")
+            sold = asyncio.run(_a_sold_listing(database, certified=True))
+            announced = asyncio.run(_a_sold_listing(database)) or live.spread_listings[0]
+            documents = (
+                ("certificate", "certificate PDF (交易鉴证书)", f"/listings/{sold}/certificate.pdf" if sold else None),
+                ("announcement", "announcement PDF (交易公告)", f"/listings/{announced}/announcement.pdf"),
+            )
+            raw["documents"] = {}
+            cookie = asyncio.run(_log_in(server.port, live.admin_username, live.admin_password))
+            for key, title, path in documents:
+                if path is None:
+                    figures.append(Figure("documents", f"{title}, ms each", None, " ms", target="median < 150 ms",
+                                          note="not measured: no sold listing with a certificate in the data"))
+                    continue
+                timings, statuses = asyncio.run(
+                    _timed_gets(server.port, path, {"Cookie": cookie}, plan.documents)
+                )
+                if statuses != {200}:
+                    raise BenchError(f"{path} answered {sorted(statuses)}")
+                ms = [t * 1000 for t in timings]
+                raw["documents"][key] = {"path": path, "ms": ms}
+                console.log(f"{key}: median {statistics.median(ms):.0f} ms over {len(ms)}")
+                figures.append(
+                    Figure(
+                        "documents",
+                        f"{title}, ms each (one client, keep-alive, after one warm-up request)",
+                        Spread.of(ms),
+                        " ms",
+                        target="median < 150 ms",
+                        met=statistics.median(ms) < 150,
+                        note=f"n = {len(ms)}; the spread is the fastest and slowest request",
                         digits=0,
                     )
                 )
@@ -796,25 +945,42 @@ def measure(
             try:
                 server.stop()
                 server = None
+                worker.stop()
+                worker = None
+                # (title, app, environment, whether `sanzi warnings worker` runs beside the server)
                 variants = [
                     (
                         "bearer-token cache off (SANZI_TOKEN_CACHE_SECONDS=0): the lookup it saves",
                         "sanzi.platform.asgi:create_app",
                         {"SANZI_TOKEN_CACHE_SECONDS": "0"},
+                        True,
                     ),
                     (
-                        "incremental warning evaluation off in the app workers: what it costs the bids",
+                        "warning evaluation in the app workers (SANZI_WARNINGS_EVALUATION=inprocess, no stream "
+                        "worker: the layout before the stream)",
+                        "sanzi.platform.asgi:create_app",
+                        {"SANZI_WARNINGS_EVALUATION": "inprocess"},
+                        False,
+                    ),
+                    (
+                        "incremental warnings off (no stream, no worker): what the stream costs the bids",
                         "benchmarks.variants:app_without_incremental_warnings",
                         {},
+                        False,
                     ),
                 ]
                 raw["variants"] = {}
-                for title, app, extra in variants:
+                for title, app, extra, with_worker in variants:
                     console.rule(f"variant: {title}")
                     server = Server(database, redis_db, free_port(), app, extra)
                     server.start()
+                    if with_worker:
+                        worker = WarningsWorker(server)
+                        worker.start()
                     variant_rates = []
-                    for n in range(min(plan.runs, 3)):
+                    variant_pids, variant_cpu, variant_accepted = server.workers(), 0.0, 0.0
+                    variant_cpu = cpu_seconds(variant_pids)
+                    for n in range(min(plan.runs, 3) if plan.mode == "full" else 1):
                         merged, _ = bid_round(
                             server.port,
                             live,
@@ -824,10 +990,17 @@ def measure(
                             200 + n,
                         )
                         variant_rates.append(merged["per_second"])
+                        variant_accepted += merged["accepted"]
                         console.log(f"variant run {n + 1}: {merged['per_second']:.1f}/s")
+                    variant_cpu = (cpu_seconds(variant_pids) - variant_cpu) * 1000 / max(1.0, variant_accepted)
                     server.stop()
                     server = None
+                    if worker is not None:
+                        worker.stop()
+                        worker = None
                     raw["variants"][title] = variant_rates
+                    raw.setdefault("variants_app_cpu_ms_per_bid", {})[title] = variant_cpu
+                    shipped_cpu = raw.get("warnings_worker", {}).get("app_workers_cpu_ms_per_accepted_bid")
                     figures.append(
                         Figure(
                             "diagnostics",
@@ -837,6 +1010,8 @@ def measure(
                             Spread.of(rates),
                             "as shipped (above)",
                             ratios(variant_rates, rates),
+                            note=f"app workers' CPU per accepted bid {variant_cpu:.0f} ms"
+                            + (f" (as shipped {shipped_cpu:.0f} ms)" if shipped_cpu is not None else ""),
                             digits=1,
                         )
                     )
@@ -844,31 +1019,13 @@ def measure(
             except Exception as exc:  # noqa: BLE001 - the figures measured so far are still written
                 console.log(f"[red]diagnostics failed: {exc!r}")
 
-        figures.append(
-            Figure(
-                "documents",
-                "certificate PDF, ms each",
-                None,
-                " ms",
-                target="median < 150 ms",
-                note="not measured: the PDF documents are not on this branch",
-            )
-        )
-        figures.append(
-            Figure(
-                "documents",
-                "announcement PDF, ms each",
-                None,
-                " ms",
-                target="median < 150 ms",
-                note="not measured: the PDF documents are not on this branch",
-            )
-        )
     finally:
         if _POOL is not None:
             _POOL.shutdown(cancel_futures=True)
         if server is not None:
             server.stop()
+        if worker is not None:
+            worker.stop()
         database.drop()
         try:
             redis_client(redis_db).flushdb()
@@ -918,6 +1075,42 @@ async def _tables(database: Database) -> dict[str, int]:
         await engine.dispose()
 
 
+async def _log_in(port: int, username: str, password: str) -> str:
+    """Log in through the login form as a browser does; the Cookie header of the session."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}") as client:
+        await client.get("/login")
+        response = await client.post(
+            "/login",
+            data={"username": username, "password": password, "_csrf_token": client.cookies["csrftoken"]},
+        )
+        if response.status_code not in (200, 303) or "session" not in client.cookies:
+            raise BenchError(f"could not log in as {username}: {response.status_code}")
+        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+async def _timed_gets(
+    port: int, path: str, headers: dict[str, str], count: int
+) -> tuple[list[float], set[int]]:
+    """``count`` sequential GETs on one keep-alive connection after one warm-up: seconds each, statuses seen."""
+    from benchmarks.httpclient import Connection
+
+    conn = Connection(HOST, port)
+    timings, statuses = [], set()
+    try:
+        status, _ = await conn.request("GET", path, headers)
+        statuses.add(status)
+        for _ in range(count):
+            started = time.perf_counter()
+            status, _ = await conn.request("GET", path, headers)
+            timings.append(time.perf_counter() - started)
+            statuses.add(status)
+    finally:
+        await conn.close()
+    return timings, statuses
+
+
 async def _live_state(database: Database, plan: Plan, run_id: str) -> state.LiveState:
     engine = await _engine(database)
     try:
@@ -926,17 +1119,21 @@ async def _live_state(database: Database, plan: Plan, run_id: str) -> state.Live
         await engine.dispose()
 
 
-async def _a_sold_listing(database: Database) -> int | None:
+async def _a_sold_listing(database: Database, certified: bool = False) -> int | None:
+    """The newest sold listing (with ``certified``: one whose winner signed, so it has a certificate)."""
     from sqlalchemy import select
 
-    from sanzi.auction.models import Listing
+    from sanzi.auction.models import Listing, Registration
 
     engine = await _engine(database)
     try:
         async with engine.connect() as conn:
-            return await conn.scalar(
-                select(Listing.id).where(Listing.status == "sold").order_by(Listing.id.desc())
-            )
+            query = select(Listing.id).where(Listing.status == "sold").order_by(Listing.id.desc())
+            if certified:
+                query = query.join(Registration, Registration.id == Listing.winner_registration_id).where(
+                    Listing.final_price_fen.is_not(None), Registration.deposit_state != "forfeited"
+                )
+            return await conn.scalar(query.limit(1))
     finally:
         await engine.dispose()
 

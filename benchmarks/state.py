@@ -3,6 +3,7 @@ listings open for bidding, and every bidder qualified on them with the deposit h
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sanzi.auction.models import DepositState, Listing, ListingStatus, Registration, RegistrationStatus
-from sanzi.platform.auth import hash_token, new_token
+from sanzi.platform.auth import Passwords, hash_token, new_token
 from sanzi.platform.models import ApiToken, Bidder, Collective, Role, User
 
 STARTING_PRICE_FEN = 10_000_000  # ¥100,000 a year
@@ -25,6 +26,10 @@ class LiveState:
     """What the load generators need: tokens by bidder index and the listings each group bids on."""
 
     tokens: list[str]
+    #: an administrator's bearer token and password (pages such as a certificate need a logged-in session)
+    admin_token: str = ""
+    admin_username: str = ""
+    admin_password: str = ""
     spread_listings: list[int] = field(default_factory=list)
     hot_listing: int = 0
     watched_listing: int = 0
@@ -127,7 +132,40 @@ async def build(engine: AsyncEngine, bidders: int, spread: int, hot_bidders: int
                 for user_id, token in zip(user_ids, tokens)
             ],
         )
-        state = LiveState(tokens=tokens)
+        admin_password = secrets.token_urlsafe(16)
+        admin_id = (
+            await conn.execute(
+                insert(User.__table__).returning(User.__table__.c.id),
+                [
+                    {
+                        "username": f"bench-{run_id}-admin",
+                        "password_hash": Passwords().hash(admin_password),
+                        "display_name": "基准管理员",
+                        "role": Role.ADMIN.value,
+                        "is_active": True,
+                        "session_epoch": 0,
+                    }
+                ],
+            )
+        ).scalar_one()
+        admin_token = new_token()
+        await conn.execute(
+            insert(ApiToken.__table__),
+            [
+                {
+                    "user_id": admin_id,
+                    "token_hash": hash_token(admin_token),
+                    "created_at": now,
+                    "expires_at": now + timedelta(days=1),
+                }
+            ],
+        )
+        state = LiveState(
+            tokens=tokens,
+            admin_token=admin_token,
+            admin_username=f"bench-{run_id}-admin",
+            admin_password=admin_password,
+        )
         state.spread_listings = await _listings(conn, collectives, spread, f"{run_id}-S", now)
         state.hot_listing = (await _listings(conn, collectives, 1, f"{run_id}-H", now))[0]
         state.watched_listing = (await _listings(conn, collectives, 1, f"{run_id}-W", now))[0]

@@ -11,7 +11,8 @@ from litestar import Litestar
 
 
 def app_without_incremental_warnings() -> Litestar:
-    """The app whose workers do not evaluate warning rules after each committed event (a full scan would)."""
+    """The app whose workers neither evaluate warning rules after each committed event nor append the events
+    to the stream for `sanzi warnings worker` (a full scan would find what they raise)."""
     from sanzi.warnings import engine
 
     @contextlib.asynccontextmanager

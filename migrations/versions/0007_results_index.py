@@ -1,4 +1,5 @@
-"""results index: the public results list reads the newest closings along (closed_at, id)
+"""results index: the public results list reads the newest closings along (closed_at, id) and counts
+them along (status, closed_at)
 
 Revision ID: 0007
 Revises: 0006
@@ -21,8 +22,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('listing', schema=None) as batch_op:
         batch_op.create_index('ix_listing_closed_at', ['closed_at', 'id'], unique=False)
+        batch_op.create_index('ix_listing_status_closed_at', ['status', 'closed_at'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('listing', schema=None) as batch_op:
+        batch_op.drop_index('ix_listing_status_closed_at')
         batch_op.drop_index('ix_listing_closed_at')

@@ -183,5 +183,16 @@ class Bid(BigIntBase):
 
 
 Index("ix_listing_status_end", Listing.status, Listing.current_end_at)
-#: the results list: newest closings first, read backwards along this index
+#: the results list: newest closings first, read backwards along this index; its count, from the index alone
 Index("ix_listing_closed_at", Listing.closed_at, Listing.id)
+Index("ix_listing_status_closed_at", Listing.status, Listing.closed_at)
+#: a village's sold lots in closing order: the scoped BID rules' lots and 24-month windows (migration 0008)
+Index(
+    "ix_listing_sold_village_closed",
+    Listing.village_code,
+    Listing.closed_at,
+    postgresql_where=Listing.status == "sold",
+    sqlite_where=Listing.status == "sold",
+)
+#: the warning rules: is there a listing behind this contract (migration 0009)
+Index("ix_listing_contract_id", Listing.contract_id)

@@ -15,7 +15,6 @@ from litestar.config.app import AppConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins import CLIPluginProtocol, InitPluginProtocol
@@ -26,6 +25,7 @@ from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from sanzi.platform.auth import (
+    VisitorSessionConfig,
     API_PREFIX,
     AuthenticationMiddleware,
     LoginThrottle,
@@ -64,6 +64,9 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         from sanzi.platform.cli import register_commands
 
         register_commands(cli)
+        from sanzi.warnings.cli import wrap_run_command
+
+        wrap_run_command(cli)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from sanzi.auction.controllers import controllers as auction_controllers
@@ -122,7 +125,7 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         app_config.guards.append(access_guard)
         app_config.middleware.extend(
             [
-                ServerSideSessionConfig(
+                VisitorSessionConfig(
                     store="sessions",
                     max_age=12 * 3600,
                     httponly=True,

@@ -8,6 +8,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
+from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
 from litestar.types import ASGIApp, Empty, Receive, Scope, Send
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy import select
@@ -482,3 +484,23 @@ class SignupThrottle(WindowCounters):
         count, ttl = await self._incr(self.key(address))
         if count > self.per_address:
             raise SignupThrottled(ttl)
+
+
+class VisitorSessionBackend(ServerSideSessionBackend):
+    """Litestar's server-side sessions, except that an empty session is never stored: the stock backend writes
+    an empty session (a file, or a Redis key) for every anonymous page view, which costs a write per request
+    and leaves a key behind per visitor. A session that empties (log-out) is deleted with its cookie."""
+
+    async def store_in_message(self, scope_session: Any, message: Any, connection: Any) -> None:
+        if scope_session is Empty or not scope_session:
+            if self.config.key not in connection.cookies:
+                return  # nothing stored, nothing to forget: no write, no cookie
+            scope_session = Empty
+        await super().store_in_message(scope_session, message, connection)
+
+
+@dataclass
+class VisitorSessionConfig(ServerSideSessionConfig):
+    """Server-side sessions that store nothing for anonymous visitors (see :class:`VisitorSessionBackend`)."""
+
+    _backend_class = VisitorSessionBackend

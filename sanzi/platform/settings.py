@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=1.0, alias="SANZI_SCHEDULER_INTERVAL")
     #: bids a bidder may place per second on the whole platform
     bid_rate_per_second: int = Field(default=5, alias="SANZI_BID_RATE_PER_SECOND")
+    #: where committed domain events are evaluated by the warning rules: "auto" appends them to a Redis Stream
+    #: for `sanzi warnings worker` when REDIS_URL is set, else evaluates them in a background task of the app;
+    #: "inprocess" always evaluates in the app (the pre-stream layout, kept for diagnostics)
+    warnings_evaluation: Literal["auto", "inprocess"] = Field(default="auto", alias="SANZI_WARNINGS_EVALUATION")
+    #: the Redis Stream of committed events the warnings worker consumes
+    warnings_stream: str = Field(default="sanzi:warnings:events", alias="SANZI_WARNINGS_STREAM")
+    #: whether `sanzi run` starts `sanzi warnings worker` beside the server when REDIS_URL is set
+    warnings_worker: bool = Field(default=True, alias="SANZI_WARNINGS_WORKER")
 
     @model_validator(mode="after")
     def _require_secret_in_production(self) -> "Settings":

@@ -1,7 +1,14 @@
-"""`sanzi warnings ...`: full scan, integrity index, scenario generator."""
+"""`sanzi warnings ...`: full scan, integrity index, the stream worker, scenario generator; and `sanzi run`'s
+`--no-warnings-worker`."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import signal
+import subprocess
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -135,6 +142,122 @@ def index_command(month: str | None) -> None:
     count, levels = run_async(run)
     summary = ", ".join(f"{levels.get(level, 0)} {level}" for level in ("green", "yellow", "orange", "red"))
     click.echo(f"integrity index {first_day:%Y-%m}: {count} villages ({summary})")
+
+
+@warnings_group.command(
+    "worker",
+    help="Evaluate committed events from the Redis Stream (REDIS_URL) in coalesced batches, until SIGTERM.",
+)
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000),
+              help="most events evaluated as one batch")
+@click.option("--linger-ms", default=100, show_default=True, type=click.IntRange(0, 5_000),
+              help="after the first new event, wait this long for more to share its batch")
+@click.option("--claim-idle-ms", default=60_000, show_default=True, type=click.IntRange(0),
+              help="take over events another consumer left unacknowledged this long (it died mid-batch)")
+@click.option("--consumer", default=None, help="this worker's name in the consumer group (default host-pid)")
+@click.option("--drain", is_flag=True, help="exit once nothing is left to evaluate (for scripts and tests)")
+@click.option("--stats", "stats_path", default=None, type=click.Path(dir_okay=False),
+              help="append one JSON line per batch (events, lags, evaluation time) to this file")
+@click.option("-v", "--verbose", is_flag=True, help="a line per batch")
+def worker_command(
+    batch_size: int,
+    linger_ms: int,
+    claim_idle_ms: int,
+    consumer: str | None,
+    drain: bool,
+    stats_path: str | None,
+    verbose: bool,
+) -> None:
+    from sanzi.platform.settings import Settings
+    from sanzi.warnings.engine import run_worker
+
+    settings = Settings()
+    if not settings.redis_url:
+        fail(
+            "未配置 REDIS_URL：没有 Redis 时由应用进程内评估 / REDIS_URL is not set: without Redis the app "
+            "evaluates the warning rules in its own process, and no worker is needed"
+        )
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("sanzi").setLevel(level)
+    total = run_async(
+        lambda: run_worker(
+            settings,
+            drain=drain,
+            batch_size=batch_size,
+            linger=linger_ms / 1000,
+            claim_idle=claim_idle_ms / 1000,
+            consumer=consumer,
+            stats_path=stats_path,
+        )
+    )
+    click.echo(f"warnings worker: {total.line()}")
+
+
+def _start_worker_child() -> subprocess.Popen[bytes]:
+    """`sanzi warnings worker` as a child of this process, in the same environment; on Linux it is told to
+    stop when its parent dies, so a killed `sanzi run` leaves no worker behind."""
+    preexec = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        def preexec() -> None:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    code = "import sys; sys.argv[0] = 'sanzi'; from sanzi.platform.cli import main; main()"
+    return subprocess.Popen([sys.executable, "-c", code, "warnings", "worker"], preexec_fn=preexec)  # noqa: S603
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def wrap_run_command(cli: click.Group) -> None:
+    """`sanzi run` with REDIS_URL set also starts `sanzi warnings worker` (unless --no-warnings-worker or
+    SANZI_WARNINGS_WORKER=0), so one command still serves everything; it stops the worker when it stops."""
+    command = cli.commands.get("run")
+    if command is None or command.callback is None or getattr(command, "_sanzi_worker", False):
+        return
+    serve = command.callback
+    command.params.append(
+        click.Option(
+            ["--no-warnings-worker"],
+            is_flag=True,
+            default=False,
+            help="do not start `sanzi warnings worker` beside the server (run it yourself, as in production)",
+        )
+    )
+
+    @functools.wraps(serve)
+    def run(*args: Any, no_warnings_worker: bool = False, **kwargs: Any) -> Any:
+        from sanzi.platform.settings import Settings
+
+        settings = Settings()
+        wanted = (
+            settings.redis_url
+            and settings.warnings_worker
+            and settings.warnings_evaluation == "auto"
+            and not no_warnings_worker
+        )
+        child = _start_worker_child() if wanted else None
+        if child is not None:
+            click.echo(f"warnings worker started (pid {child.pid}); stop it with the server")
+        try:
+            return serve(*args, **kwargs)
+        finally:
+            if child is not None:
+                with contextlib.suppress(Exception):
+                    _stop_child(child)
+
+    command.callback = run
+    command._sanzi_worker = True  # type: ignore[attr-defined]
 
 
 groups: list[click.Group] = [warnings_group]

@@ -11,7 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
+import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -19,8 +23,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from sanzi.platform import events
 from sanzi.platform.events import DomainEvent
@@ -88,18 +94,59 @@ def short_name(rule: Rule, key: str) -> str:
     return key.removeprefix(f"warnings.{rule.id}.")
 
 
+#: how long the incremental path trusts the rule settings it read (a change made through the API reaches the
+#: app's own evaluation at once, since the app clears the cache; the separate worker sees it within this time)
+PARAMETER_CACHE_SECONDS = 5.0
+
+
+@dataclass
+class _StoredSettings:
+    bind: Any
+    keys: frozenset[str]
+    values: dict[tuple[str, str], Any]
+    expires: float
+
+
+_settings_cache: _StoredSettings | None = None
+
+
+def clear_parameter_cache() -> None:
+    """Forget the rule settings read for incremental evaluation (after a settings change, and in tests)."""
+    global _settings_cache
+    _settings_cache = None
+
+
+async def _stored_settings(session: AsyncSession, keys: Sequence[str], cached: bool) -> dict[tuple[str, str], Any]:
+    """{(key, scope): value} of the stored settings among the keys: one query, or none within the cache time."""
+    global _settings_cache
+    wanted = frozenset(keys)
+    bind = session.bind
+    entry = _settings_cache
+    now = time.monotonic()
+    if cached and entry is not None and entry.bind is bind and wanted <= entry.keys and entry.expires > now:
+        return entry.values
+    if cached:
+        # every rule's keys at once, so that batches triggering other rules find them cached too
+        wanted |= {p.key for rule in all_rules() for p in rule.parameters}
+    stored: dict[tuple[str, str], Any] = {}
+    ordered = sorted(wanted)
+    for chunk in _chunks(ordered):
+        for row in await session.execute(select(Setting.key, Setting.scope, Setting.value).where(Setting.key.in_(chunk))):
+            stored[(row.key, row.scope)] = row.value
+    if cached:
+        _settings_cache = _StoredSettings(bind, wanted, stored, now + PARAMETER_CACHE_SECONDS)
+    return stored
+
+
 async def resolve_parameters(
-    session: AsyncSession, rules: Sequence[Rule], district_codes: Iterable[str]
+    session: AsyncSession, rules: Sequence[Rule], district_codes: Iterable[str], *, cached: bool = False
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """{rule id: {district: {short name: value}}}: a district's value, else the city's, else the default.
 
-    One query for every rule's settings."""
+    One query for every rule's settings (none at all when ``cached`` and read within the last few seconds)."""
     districts = list(district_codes)
     keys = [p.key for rule in rules for p in rule.parameters]
-    stored: dict[tuple[str, str], Any] = {}
-    for chunk in _chunks(keys):
-        for row in await session.execute(select(Setting.key, Setting.scope, Setting.value).where(Setting.key.in_(chunk))):
-            stored[(row.key, row.scope)] = row.value
+    stored = await _stored_settings(session, keys, cached) if keys else {}
     resolved: dict[str, dict[str, dict[str, Any]]] = {}
     for rule in rules:
         per_district = resolved.setdefault(rule.id, {})
@@ -159,12 +206,7 @@ async def upsert_findings(session: AsyncSession, rule: Rule, findings: Sequence[
             existing[(alert.subject_type, alert.subject_id)] = alert
 
     new_villages = sorted({f.village_code for key, f in latest.items() if key not in existing})
-    places: dict[str, tuple[str, str]] = {}
-    for chunk in _chunks(new_villages):
-        rows = await session.execute(
-            select(Village.code, Village.township_code, Village.district_code).where(Village.code.in_(chunk))
-        )
-        places.update({row.code: (row.township_code, row.district_code) for row in rows})
+    places = await village_places(session, new_villages)
 
     raised: list[Alert] = []
     history: list[AlertEvent] = []
@@ -238,6 +280,24 @@ async def upsert_findings(session: AsyncSession, rule: Rule, findings: Sequence[
     return counts
 
 
+#: village code -> (township, district): a village's place never changes, so it is read once per process
+_places: dict[str, tuple[str, str]] = {}
+
+
+async def village_places(session: AsyncSession, codes: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """(township, district) of each known village among the codes; unknown codes are left out."""
+    wanted = sorted(set(codes))
+    missing = [code for code in wanted if code not in _places]
+    if len(_places) > 100_000:
+        _places.clear()
+    for chunk in _chunks(missing):
+        rows = await session.execute(
+            select(Village.code, Village.township_code, Village.district_code).where(Village.code.in_(chunk))
+        )
+        _places.update({row.code: (row.township_code, row.district_code) for row in rows})
+    return {code: _places[code] for code in wanted if code in _places}
+
+
 def _changed_villages(session: AsyncSession) -> set[str]:
     return session.info.setdefault("sanzi_warnings_changed", set())
 
@@ -256,12 +316,14 @@ async def _evaluate(
     since: date | None = None,
     progress: Progress | None = None,
     triggering: tuple[DomainEvent, ...] | None = None,
+    resolved: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> None:
-    resolved = await resolve_parameters(session, rules, districts)
+    if resolved is None:
+        resolved = await resolve_parameters(session, rules, districts)
     now = datetime.now(UTC)
     for rule in rules:
         counts = summary.counts(rule.id)
-        groups = group_by_values(resolved[rule.id])
+        groups = group_by_values({d: resolved[rule.id][d] for d in districts})
         for group, values in groups:
             # the whole city in one group needs no district filter at all
             codes = None if whole_city and len(groups) == 1 else group
@@ -306,10 +368,17 @@ async def scan(
 
 
 async def evaluate_events(
-    session: AsyncSession, batch: Sequence[DomainEvent], rules: Sequence[Rule] | None = None
+    session: AsyncSession,
+    batch: Sequence[DomainEvent],
+    rules: Sequence[Rule] | None = None,
+    *,
+    cached_parameters: bool = True,
 ) -> ScanSummary:
     """The rules each event's kind triggers, over the event's village only; events of one village and kind
-    are evaluated once, and villages of one district that need the same rule share one evaluation."""
+    are evaluated once, and villages of one district that need the same rule share one evaluation.
+
+    Overhead per batch beyond the rules' own queries: the rule settings (one query, or none when read in the
+    last few seconds), and, only when an alert was raised or changed, the changed villages' integrity index."""
     rules = list(all_rules() if rules is None else rules)
     kinds_by_village: dict[str, set[str]] = defaultdict(set)
     events_by_village: dict[str, list[DomainEvent]] = defaultdict(list)
@@ -319,10 +388,7 @@ async def evaluate_events(
     summary = ScanSummary()
     if not kinds_by_village:
         return summary
-    rows = await session.execute(
-        select(Village.code, Village.district_code).where(Village.code.in_(list(kinds_by_village)))
-    )
-    district_of = {row.code: row.district_code for row in rows}
+    district_of = {code: place[1] for code, place in (await village_places(session, kinds_by_village)).items()}
     work: dict[tuple[str, str], list[str]] = defaultdict(list)  # (rule id, district) -> villages
     for village, kinds in sorted(kinds_by_village.items()):
         if village not in district_of:
@@ -331,6 +397,10 @@ async def evaluate_events(
             if rule.triggers & kinds:
                 work[(rule.id, district_of[village])].append(village)
     by_id = {rule.id: rule for rule in rules}
+    needed = [by_id[rule_id] for rule_id in dict.fromkeys(rule_id for rule_id, _ in work)]
+    resolved = await resolve_parameters(
+        session, needed, sorted({district for _, district in work}), cached=cached_parameters
+    )
     for (rule_id, district), villages in work.items():
         rule = by_id[rule_id]
         triggering = tuple(e for v in villages for e in events_by_village[v] if e.kind in rule.triggers)
@@ -342,6 +412,7 @@ async def evaluate_events(
             whole_city=False,
             village_codes=tuple(villages),
             triggering=triggering,
+            resolved=resolved,
         )
     if summary.changed_villages:
         from sanzi.warnings.services import IntegrityService, month_start
@@ -356,14 +427,37 @@ async def evaluate_event(session: AsyncSession, event: DomainEvent) -> ScanSumma
     return await evaluate_events(session, [event])
 
 
-# ---- the background task ----------------------------------------------------------------------------------
+# ---- settings changes -------------------------------------------------------------------------------------
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _settings_flushed(session: Session, _context: Any) -> None:
+    """A rule setting written in this process drops the cached settings at once (another process's change
+    is seen within PARAMETER_CACHE_SECONDS)."""
+    if any(isinstance(o, Setting) for o in (*session.new, *session.dirty, *session.deleted)):
+        clear_parameter_cache()
+        session.info["sanzi_settings_changed"] = True
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _settings_committed(session: Session) -> None:
+    if session.info.pop("sanzi_settings_changed", False):
+        clear_parameter_cache()
+
+
+# ---- in the app: evaluate in a background task (the embedded default) --------------------------------------
+
+#: how long the in-process engine gathers events before evaluating them: 100 bids on one village in this
+#: time are one evaluation
+DEBOUNCE_SECONDS = 0.05
 
 
 class IncrementalEngine:
-    """Receives committed events without blocking their request and evaluates them in batches."""
+    """Receives committed events without blocking their request and evaluates them in coalesced batches."""
 
-    def __init__(self, session_maker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, session_maker: async_sessionmaker[AsyncSession], debounce: float = DEBOUNCE_SECONDS) -> None:
         self.session_maker = session_maker
+        self.debounce = debounce
         self.queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
         self.thread = threading.get_ident()
@@ -393,6 +487,8 @@ class IncrementalEngine:
     async def run(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            if self.debounce:
+                await asyncio.sleep(self.debounce)
             while not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
@@ -413,6 +509,386 @@ class IncrementalEngine:
                     self._idle.set()
 
 
+# ---- in the app, with Redis: append the events to a stream -------------------------------------------------
+
+GROUP = "sanzi-warnings"
+#: the stream keeps about this many entries (XADD MAXLEN ~): hours of peak bidding; an entry trimmed before a
+#: worker read it is caught up by the nightly full scan
+STREAM_MAXLEN = 200_000
+
+
+class StreamPublisher:
+    """The events subscriber when Redis is configured: appends each committed event to the stream, in one
+    pipelined round trip for all the events committed since the last one, without blocking the request.
+
+    When Redis fails, the events of that round trip are evaluated in this process by ``fallback`` instead
+    (logged): they are not lost, and only an outage costs the app workers the evaluation's CPU."""
+
+    def __init__(self, redis: Any, stream: str, fallback: IncrementalEngine, maxlen: int = STREAM_MAXLEN) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.fallback = fallback
+        self.maxlen = maxlen
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.waiting: list[DomainEvent] = []
+        self.flushing: asyncio.Task[None] | None = None
+        self.published = 0
+        self.failures = 0
+
+    def receive(self, batch: list[DomainEvent]) -> None:
+        if threading.get_ident() == self.thread:
+            self._enqueue(batch)
+        else:
+            self.loop.call_soon_threadsafe(self._enqueue, batch)
+
+    def _enqueue(self, batch: list[DomainEvent]) -> None:
+        self.waiting.extend(batch)
+        if self.flushing is None or self.flushing.done():
+            self.flushing = self.loop.create_task(self._flush(), name="sanzi-warnings-publish")
+
+    async def _flush(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for event in batch:
+                        pipe.xadd(self.stream, event.to_fields(), maxlen=self.maxlen, approximate=True)
+                    await pipe.execute()
+                self.published += len(batch)
+            except asyncio.CancelledError:
+                self.fallback.receive(batch)
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down: evaluate here rather than lose the events
+                self.failures += 1
+                log.warning(
+                    "warnings: appending %d events to %s failed (%s); evaluating them in this process",
+                    len(batch), self.stream, exc,
+                )
+                self.fallback.receive(batch)
+
+    async def wait_idle(self) -> None:
+        """Until every event received so far is in the stream (or handed to the fallback)."""
+        while self.flushing is not None and not self.flushing.done():
+            await asyncio.shield(self.flushing)
+
+
+# ---- the worker: `sanzi warnings worker` --------------------------------------------------------------------
+
+
+async def ensure_group(redis: Any, stream: str, group: str = GROUP) -> None:
+    """The consumer group, created (with the stream) reading from the stream's start if it is new."""
+    from redis.exceptions import ResponseError
+
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+#: deliveries after which an entry is given up (logged; the nightly full scan covers its village)
+MAX_DELIVERIES = 5
+
+#: a PostgreSQL advisory-lock namespace for "a batch is evaluating this village" ('sz')
+_VILLAGE_LOCK_SPACE = 0x737A
+
+
+async def lock_villages(session: AsyncSession, villages: Iterable[str]) -> None:
+    """On PostgreSQL, hold a transaction lock per village (in code order, so two workers cannot deadlock):
+    two batches touching one village evaluate one after the other, and the second sees the first's alerts.
+    SQLite has one writer at a time anyway."""
+    codes = sorted(set(villages))
+    if not codes or session.bind.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    await session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(:space, hashtext(v))) "
+            "FROM (SELECT unnest(CAST(:codes AS text[])) AS v ORDER BY 1) AS villages"
+        ),
+        {"space": _VILLAGE_LOCK_SPACE, "codes": codes},
+    )
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    events: int = 0
+    dropped: int = 0
+    lags_ms: list[float] = field(default_factory=list)
+    evaluation_ms: list[float] = field(default_factory=list)
+
+    def line(self) -> str:
+        def pct(values: list[float], q: float) -> float:
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+        return (
+            f"{self.events} events in {self.batches} batches"
+            + (f", {self.dropped} dropped" if self.dropped else "")
+            + f"; lag from commit to evaluation p50 {pct(self.lags_ms, 0.5):.0f} ms, p99 {pct(self.lags_ms, 0.99):.0f} ms"
+            + f"; evaluation per batch p50 {pct(self.evaluation_ms, 0.5):.0f} ms"
+        )
+
+
+class StreamWorker:
+    """Consumes the events stream in a consumer group and evaluates what it reads as one batch.
+
+    Each round: take over entries another consumer left pending too long (it died mid-batch), else read new
+    ones: what is there, up to ``batch_size``, gathering for ``linger`` seconds after the first; evaluate
+    them together through :func:`evaluate_events`, commit, then XACK. A crash before the XACK leaves the
+    entries pending, for this or another worker to claim; evaluation is idempotent, so evaluating one twice
+    changes nothing."""
+
+    def __init__(
+        self,
+        redis: Any,
+        session_maker: async_sessionmaker[AsyncSession],
+        stream: str,
+        *,
+        group: str = GROUP,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        linger: float = 0.1,
+        block: float = 1.0,
+        claim_idle: float = 60.0,
+        stats_path: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.session_maker = session_maker
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size = batch_size
+        self.linger = linger
+        self.block = block
+        self.claim_idle = claim_idle
+        self.stats_path = stats_path
+        self.stats = WorkerStats()
+        self.total = WorkerStats()
+        self._next_claim = 0.0
+
+    async def _read(self, count: int, block: float | None) -> list[tuple[str, Any]]:
+        reply = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=count,
+            block=None if block is None else max(1, int(block * 1000)),
+        )
+        return [(_text(entry_id), fields) for _, entries in reply or [] for entry_id, fields in entries]
+
+    async def claim(self) -> list[tuple[str, Any]]:
+        """Entries pending with other consumers (or this one) for longer than ``claim_idle``, taken over."""
+        claimed: list[tuple[str, Any]] = []
+        start = "0-0"
+        while len(claimed) < self.batch_size:
+            reply = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=int(self.claim_idle * 1000),
+                start_id=start,
+                count=self.batch_size - len(claimed),
+            )
+            start = _text(reply[0])
+            claimed += [(_text(entry_id), fields) for entry_id, fields in reply[1] if fields is not None]
+            if start == "0-0":
+                break
+        if not claimed:
+            return claimed
+        log.info("warnings worker: took over %d entries left pending by a stopped consumer", len(claimed))
+        # an entry delivered again and again fails every time (or kills its worker): give it up to the scan
+        details = await self.redis.xpending_range(
+            self.stream, self.group, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) + 100,
+            consumername=self.consumer,
+        )
+        delivered = {_text(d["message_id"]): int(d["times_delivered"]) for d in details}
+        poisoned = [entry_id for entry_id, _ in claimed if delivered.get(entry_id, 0) > MAX_DELIVERIES]
+        if poisoned:
+            log.error(
+                "warnings worker: %d entries delivered more than %d times dropped (a full scan covers them): %s",
+                len(poisoned), MAX_DELIVERIES, ", ".join(poisoned[:10]),
+            )
+            await self.redis.xack(self.stream, self.group, *poisoned)
+            self.stats.dropped += len(poisoned)
+        return [(entry_id, fields) for entry_id, fields in claimed if entry_id not in set(poisoned)]
+
+    async def next_batch(self, stop: asyncio.Event | None = None) -> list[tuple[str, Any]]:
+        """Claimed entries when it is time to look for them, else new ones (empty after ``block``)."""
+        now = time.monotonic()
+        if now >= self._next_claim:
+            self._next_claim = now + max(1.0, self.claim_idle / 2)
+            claimed = await self.claim()
+            if claimed:
+                return claimed
+        entries = await self._read(self.batch_size, self.block)
+        if entries and len(entries) < self.batch_size and self.linger > 0:
+            if stop is None or not stop.is_set():
+                await asyncio.sleep(self.linger)
+            entries += await self._read(self.batch_size - len(entries), None)
+        return entries
+
+    async def _evaluate(self, batch: list[DomainEvent]) -> ScanSummary:
+        """One transaction for the batch; retried when it collides with another writer (a unique alert
+        inserted meanwhile by a full scan, a deadlock, SQLite's lock)."""
+        from sqlalchemy.exc import DBAPIError
+
+        for attempt in range(4):
+            try:
+                async with self.session_maker() as session:
+                    await lock_villages(session, (e.village_code for e in batch))
+                    summary = await evaluate_events(session, batch)
+                    await session.commit()
+                return summary
+            except DBAPIError as exc:
+                if attempt == 3:
+                    raise
+                log.info("warnings worker: batch collided (%s); retrying", type(exc.orig or exc).__name__)
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def process(self, entries: list[tuple[str, Any]]) -> None:
+        """Evaluate the entries as one batch, commit, acknowledge; an entry no evaluation accepts is logged
+        and acknowledged (the nightly full scan covers it) rather than retried forever."""
+        if not entries:
+            return
+        started = time.perf_counter()
+        batch: list[DomainEvent] = []
+        for entry_id, fields in entries:
+            try:
+                batch.append(DomainEvent.from_fields(fields))
+            except (ValueError, TypeError) as exc:
+                log.error("warnings worker: entry %s is not an event (%s); skipped", entry_id, exc)
+                self.stats.dropped += 1
+        raised = updated = 0
+        try:
+            summary = await self._evaluate(batch)
+            raised, updated = summary.raised, summary.updated
+        except Exception:  # noqa: BLE001 - find the events that fail on their own; evaluate the others
+            log.exception("warnings worker: a batch of %d events failed; evaluating them one by one", len(batch))
+            failed: list[DomainEvent] = []
+            for event in batch:
+                try:
+                    summary = await self._evaluate([event])
+                    raised, updated = raised + summary.raised, updated + summary.updated
+                except Exception:  # noqa: BLE001
+                    log.exception("warnings worker: evaluating %s of %s failed", event.kind, event.village_code)
+                    failed.append(event)
+            if failed and len(failed) == len(batch):
+                # nothing works (the database is down?): leave the entries pending; after claim_idle this or
+                # another worker takes them over, and gives up on one after MAX_DELIVERIES tries
+                await asyncio.sleep(min(5.0, self.claim_idle))
+                return
+            for event in failed:
+                log.error("warnings worker: %s of %s dropped (a full scan covers it)", event.kind, event.village_code)
+            self.stats.dropped += len(failed)
+        await self.redis.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
+        done_ms = time.time() * 1000
+        lags = [max(0.0, done_ms - _entry_ms(entry_id)) for entry_id, _ in entries]
+        elapsed = (time.perf_counter() - started) * 1000
+        self.stats.batches += 1
+        self.stats.events += len(entries)
+        self.stats.lags_ms += lags
+        self.stats.evaluation_ms.append(elapsed)
+        log.debug(
+            "warnings worker: %d events (%d villages) in %.0f ms, %d raised, %d updated, lag max %.0f ms",
+            len(entries), len({e.village_code for e in batch}), elapsed, raised, updated, max(lags),
+        )
+        if self.stats_path:
+            with open(self.stats_path, "a", encoding="utf-8") as out:
+                out.write(
+                    json.dumps({"at": done_ms / 1000, "events": len(entries), "evaluation_ms": round(elapsed, 2),
+                                "lags_ms": [round(lag, 1) for lag in lags]})
+                    + "\n"
+                )
+
+    def report(self) -> None:
+        """The summary line of the events since the last one (at info), added to the totals."""
+        if self.stats.batches or self.stats.dropped:
+            log.info("warnings worker: %s", self.stats.line())
+        for name in ("batches", "events", "dropped"):
+            setattr(self.total, name, getattr(self.total, name) + getattr(self.stats, name))
+        self.total.lags_ms += self.stats.lags_ms
+        self.total.evaluation_ms += self.stats.evaluation_ms
+        self.stats = WorkerStats()
+
+    async def run(self, stop: asyncio.Event, *, drain: bool = False, report_every: float = 60.0) -> WorkerStats:
+        """Until ``stop`` is set (SIGTERM), finishing the batch in hand; with ``drain``, also once nothing is
+        left to read. Returns the totals."""
+        await ensure_group(self.redis, self.stream, self.group)
+        log.info("warnings worker %s: consuming %s as %s", self.consumer, self.stream, self.group)
+        next_report = time.monotonic() + report_every
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        while not stop.is_set():
+            try:
+                entries = await self.next_batch(stop)
+                if entries:
+                    await self.process(entries)
+                elif drain:
+                    break
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # a batch evaluated but not acknowledged is evaluated again later: idempotent
+                log.warning("warnings worker: Redis unavailable (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + report_every
+                self.report()
+        self.report()
+        log.info("warnings worker %s: stopped; %s", self.consumer, self.total.line())
+        return self.total
+
+
+async def run_worker(
+    settings: Any,
+    *,
+    stop: asyncio.Event | None = None,
+    drain: bool = False,
+    **options: Any,
+) -> WorkerStats:
+    """`sanzi warnings worker`: the stream worker on the configured database and Redis, stopped by SIGTERM or
+    SIGINT (after the batch in hand)."""
+    from redis.asyncio import Redis
+
+    from sanzi.platform.database import create_engine
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+    engine = create_engine(settings)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        worker = StreamWorker(
+            redis, async_sessionmaker(engine, expire_on_commit=False), settings.warnings_stream, **options
+        )
+        return await worker.run(stop, drain=drain)
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        await redis.aclose()
+        await engine.dispose()
+
+
+# ---- wiring into the app ----------------------------------------------------------------------------------
+
+
 def _sessions_share_one_connection(app: Any) -> bool:
     """True when the app's request sessions are bound to one connection (an outer transaction, as the test
     harness does): another connection could not see their writes and, on SQLite, would wait for their lock."""
@@ -429,32 +905,50 @@ def _sessions_share_one_connection(app: Any) -> bool:
 
 @asynccontextmanager
 async def engine_lifespan(app: Any) -> AsyncIterator[None]:
-    """While the app runs, committed domain events are evaluated in the background."""
+    """While the app runs, committed domain events go to the warnings worker's stream (Redis configured), or
+    are evaluated in a background task of this process (the embedded default, or SANZI_WARNINGS_EVALUATION
+    =inprocess)."""
     if _sessions_share_one_connection(app):
         log.info("warnings: request sessions share one connection; incremental evaluation is off")
         yield
         return
+    settings = app.state.get("settings")
+    redis = app.state.get("redis")
     engine = IncrementalEngine(async_sessionmaker(app.state.engine, expire_on_commit=False))
     app.state.warnings_engine = engine
-    unsubscribe = events.subscribe(engine.receive)
+    publisher = None
+    if redis is not None and getattr(settings, "warnings_evaluation", "auto") == "auto":
+        publisher = StreamPublisher(redis, settings.warnings_stream, engine)
+        app.state.warnings_publisher = publisher
+        unsubscribe = events.subscribe(publisher.receive)
+    else:
+        unsubscribe = events.subscribe(engine.receive)
     task = asyncio.create_task(engine.run(), name="sanzi-warnings-engine")
     try:
         yield
     finally:
         unsubscribe()
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(publisher.wait_idle(), timeout=5)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
 __all__ = [
+    "GROUP",
     "IncrementalEngine",
     "RuleCounts",
     "ScanSummary",
+    "StreamPublisher",
+    "StreamWorker",
+    "clear_parameter_cache",
     "engine_lifespan",
     "evaluate_event",
     "evaluate_events",
     "resolve_parameters",
+    "run_worker",
     "scan",
     "upsert_findings",
 ]

@@ -75,7 +75,16 @@ class IntegrityService:
         self.session = session
 
     async def parameters(self) -> dict[str, float]:
-        return {name: float(await get_parameter(self.session, p.key)) for name, p in INDEX_PARAMETERS.items()}
+        """The index's city-wide parameters, in one query (the incremental engine recomputes per batch)."""
+        from sanzi.platform.models import Setting
+
+        rows = await self.session.execute(
+            select(Setting.key, Setting.value).where(
+                Setting.key.in_([p.key for p in INDEX_PARAMETERS.values()]), Setting.scope == ""
+            )
+        )
+        stored = {row.key: row.value for row in rows}
+        return {name: float(stored.get(p.key, p.default)) for name, p in INDEX_PARAMETERS.items()}
 
     async def recompute(self, month: date, villages: list[str] | None = None, now: datetime | None = None) -> int:
         """The index of every village (or of these) for the month, from one grouped query over the alerts.

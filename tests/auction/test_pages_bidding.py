@@ -4,16 +4,20 @@ form and refusals, applying to bid, sign-up, profile, applications, and the town
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from litestar.response.sse import ServerSentEventMessage
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sanzi.auction.models import Bid, DepositState, Listing, ListingStatus, Registration, RegistrationStatus
 from sanzi.auction.pages.bidding import views
@@ -142,7 +146,10 @@ async def test_panel_stream_follows_every_bid_once_and_ends_with_the_result(
     async with session_maker() as session:
         view = await views.live_view(session, live.id)
     async with ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True) as plugin:
-        stream = panel_stream(view, render, plugin, session_maker)
+        def panel(current: views.LiveView, event: str) -> ServerSentEventMessage:
+            return ServerSentEventMessage(event=event, data=render(current), id=str(current.last_seq))
+
+        stream = panel_stream(view, panel, plugin, session_maker)
         first = await anext(stream)
         assert first.event == "update" and bid_rows(str(first.data)) == [2, 1]
         waiting = asyncio.create_task(anext(stream))
@@ -653,8 +660,92 @@ def test_watchers_of_the_same_moment_share_one_rendered_panel() -> None:
         return f"<p>{len(renders)}</p>"
 
     key = ("test-listing", 7, "bidding", NOW, "zh", False, None)
-    assert [live_pages._shared_panel(key, render) for _ in range(50)] == ["<p>1</p>"] * 50
-    assert live_pages._shared_panel((*key[:-1], "1234"), render) == "<p>2</p>"  # a bidder's own console differs
+    shared = [live_pages._shared_panel(key, render, "update", 7) for _ in range(50)]
+    assert all(message is shared[0] for message in shared) and shared[0].data == "<p>1</p>" and len(renders) == 1
+    assert shared[0].encode() == b"id: 7\r\nevent: update\r\ndata: <p>1</p>\r\n\r\n"  # encoded once, sent to all
+    own = live_pages._shared_panel((*key[:-1], "1234"), render, "update", 7)
+    assert own.data == "<p>2</p>"  # a bidder's own console differs
     for n in range(live_pages.PANEL_CACHE_SIZE + 1):  # old moments make room for new ones
-        live_pages._shared_panel(("filler", n), render)
-    assert key not in live_pages._PANELS and len(live_pages._PANELS) == live_pages.PANEL_CACHE_SIZE
+        live_pages._shared_panel(("filler", n), render, "update", 0)
+    assert (*key, "update") not in live_pages._PANELS and len(live_pages._PANELS) == live_pages.PANEL_CACHE_SIZE
+
+
+async def test_twenty_live_pages_over_http_share_each_rendered_panel_and_the_reads(
+    app: Litestar, db: AsyncSession, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sanzi.auction import live as live_streams
+    from sanzi.auction.pages.bidding import live as live_pages
+    from tests.auction.test_stream import Deferred, http_server, until
+
+    monkeypatch.setattr(live_streams, "POLL_HEALTHY_SECONDS", 3600.0)  # no safety-net read during the test
+    renders: list[int] = []
+    render = live_pages._render
+
+    def counted(*args: Any, **kwargs: Any) -> str:
+        renders.append(1)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(live_pages, "_render", counted)
+    monkeypatch.setattr(live_pages, "_PANELS", OrderedDict())  # (the same moments were rendered by other tests)
+    live = await bidding_on(db, 2, ends_in=timedelta(hours=2))
+    publish = Deferred(app.plugins.get(ChannelsPlugin))
+    placing: contextvars.ContextVar[bool] = contextvars.ContextVar("placing", default=False)
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not placing.get():
+            reads.append(statement)
+
+    panels: list[list[tuple[str, list[int]]]] = []
+
+    async def watch(http: httpx.AsyncClient) -> None:
+        seen: list[tuple[str, list[int]]] = []
+        panels.append(seen)
+        async with http.stream("GET", f"/listings/{live.id}/live/events") as response:
+            assert response.status_code == 200
+            name, data = "", []
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    data.append(line[6:])
+                elif not line and name:
+                    seen.append((name, bid_rows("\n".join(data))))
+                    name, data = "", []
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with http_server(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+            tasks = []
+            hubs = live_streams.hubs_of(app.plugins.get(ChannelsPlugin))
+            for n in range(20):  # one after another: each page's first panel is read for it
+                tasks.append(asyncio.create_task(watch(http)))
+                await until(lambda: len(panels) == n + 1 and len(panels[n]) == 1, "a page's first panel")
+                # (the tests' sessions share one connection: no read may overlap the listing hub's first one)
+                await until(lambda: (hub := hubs.get(live.id)) is not None and hub.ready.is_set(), "the hub")
+            connected, rendered = len(reads), len(renders)
+            for seq in (3, 4, 5):
+                token = placing.set(True)
+                try:
+                    await place_bid(db, live.id, live.bidders[seq % 2].bidder, 100_000_00 + (seq - 1) * 1_000_00,
+                                    f"page{seq}", NOW + timedelta(minutes=seq), publish=publish)
+                finally:
+                    placing.reset(token)
+                await publish.flush()
+                await until(lambda: all(p[-1][1][:1] == [seq] for p in panels), f"bid {seq} on every page")
+            assert len(reads) == connected, reads[connected:]  # the bids cost no read
+            assert len(renders) - rendered == 3  # one render per bid for all twenty pages
+            token = placing.set(True)
+            try:
+                await close_listing(db, live.id, NOW + timedelta(hours=3), publish=publish)
+            finally:
+                placing.reset(token)
+            await publish.flush()
+            await asyncio.wait_for(asyncio.gather(*tasks), 15)
+            assert len(renders) - rendered == 4  # and one for the result
+            assert len(reads) - connected <= 2 * connected // 20 + 10, reads[connected:]  # not one per page
+        for seen in panels:
+            assert [name for name, _ in seen] == ["update", "update", "update", "update", "closed"]
+            assert [rows[:1] for _, rows in seen] == [[2], [3], [4], [5], [5]]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)

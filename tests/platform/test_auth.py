@@ -282,6 +282,29 @@ async def test_session_key_is_the_user_id(app, client: httpx.AsyncClient, make_u
     assert json.loads(data)[SESSION_EPOCH_KEY] == 0
 
 
+async def test_anonymous_page_views_store_no_session_and_log_out_deletes_it(
+    app, client: httpx.AsyncClient, make_user
+) -> None:
+    store = app.stores.get("sessions")
+    for path in ("/", "/results", "/login"):
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert not any(c.startswith("session=") for c in response.headers.get_list("set-cookie")), path
+    assert "session" not in client.cookies
+
+    actor = await make_user(Role.ADMIN)
+    await page_login(client, actor.user.username)
+    session_id = client.cookies["session"]
+    assert await store.get(session_id) is not None
+
+    logout = await client.post("/logout", data={"_csrf_token": csrf_of(client)})
+    assert logout.status_code == 303
+    assert await store.get(session_id) is None  # deleted from the store, not left behind empty
+    assert client.cookies.get("session") in (None, "null")  # and the browser told to forget the cookie
+    assert (await client.get("/results")).status_code == 200
+    assert await store.get(session_id) is None and await store.get("null") is None
+
+
 # ---- throttling -----------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ district; incremental evaluation in the background after commits, with the same 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -247,7 +247,30 @@ async def test_unchanged_findings_cost_a_fixed_number_of_queries(db: AsyncSessio
 @pytest.fixture
 def test_rules(monkeypatch: pytest.MonkeyPatch) -> list[Rule]:
     monkeypatch.setattr(warnings_engine, "all_rules", lambda: TEST_RULES)
+    warnings_engine.clear_parameter_cache()
     return TEST_RULES
+
+
+#: the Redis database of the warnings-worker tests (the rest of the suite uses 15, the bench 8-13)
+WORKER_REDIS_DB = 14
+
+
+@pytest.fixture
+def worker_redis(redis_available: str) -> Iterator[tuple[str, str]]:
+    """(Redis URL, a stream name of this test's own), the stream deleted afterwards."""
+    import uuid
+
+    import redis
+
+    url = make_url_db(redis_available, WORKER_REDIS_DB)
+    stream = f"sanzi:test:warnings:{uuid.uuid4().hex[:10]}"
+    yield url, stream
+    redis.Redis.from_url(url).delete(stream)
+
+
+def make_url_db(url: str, db: int) -> str:
+    base, _, last = url.rstrip("/").rpartition("/")
+    return f"{base}/{db}" if last.isdigit() else f"{url.rstrip('/')}/{db}"
 
 
 async def _officials(session: AsyncSession) -> dict[str, str]:
@@ -406,4 +429,119 @@ async def test_a_failing_batch_is_logged_and_the_engine_goes_on(
             assert [r[0] for r in await _snapshot(empty_database_url)] == ["TEST-BIG-CONTRACT"]
         assert background.queue.empty()
     finally:
+        await engine.dispose()
+
+
+async def test_a_burst_of_events_on_one_village_is_one_evaluation(
+    test_rules: list[Rule], empty_database_url: str
+) -> None:
+    """The embedded engine waits a moment after the first event: 100 events of a village are one batch."""
+    run_sync(lambda: load_villages(empty_database_url))
+    engine = create_engine(make_settings(empty_database_url))
+    try:
+        maker = async_sessionmaker(engine, expire_on_commit=False)
+        async with maker() as session:
+            await add_contract(session, VILLAGE_A, 500_000)
+            await session.commit()
+        background = warnings_engine.IncrementalEngine(maker)
+        task = asyncio.create_task(background.run())
+        BigContractRule.calls.clear()
+        try:
+            for _ in range(100):
+                background.receive([events.DomainEvent("contract_recorded", VILLAGE_A, {"contract_id": 1})])
+            await asyncio.wait_for(background.wait_idle(), timeout=60)
+        finally:
+            task.cancel()
+        assert background.batches == 1 and len(BigContractRule.calls) == 1
+        assert len(BigContractRule.calls[0][0].events or ()) == 100
+        assert [r[0] for r in await _snapshot(empty_database_url)] == ["TEST-BIG-CONTRACT"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_parameter_change_reaches_the_next_incremental_evaluation(
+    db: AsyncSession, test_rules: list[Rule]
+) -> None:
+    """The rule settings are cached between batches, but a change written in this process drops the cache."""
+    contract = await add_contract(db, VILLAGE_A, 150_000)
+    event = events.DomainEvent("contract_recorded", VILLAGE_A, {"contract_id": contract.id})
+    rules = [BigContractRule()]
+    await set_parameter(db, "warnings.TEST-BIG-CONTRACT.threshold_yuan", 200_000, None, None)
+    await db.flush()
+    assert (await warnings_engine.evaluate_events(db, [event], rules)).raised == 0
+    await set_parameter(db, "warnings.TEST-BIG-CONTRACT.threshold_yuan", 150_000, None, None)
+    await db.flush()
+    assert (await warnings_engine.evaluate_events(db, [event], rules)).raised == 1
+
+
+async def test_with_redis_committed_events_go_to_the_stream_and_a_rollback_sends_nothing(
+    test_rules: list[Rule], backend: str, empty_database_url: str, tmp_path: Any, worker_redis: tuple[str, str]
+) -> None:
+    """The app workers no longer evaluate: each committed event is one stream entry (kind, village, ids)."""
+    import redis.asyncio as aioredis
+
+    url, stream = worker_redis
+    run_sync(lambda: load_villages(empty_database_url))
+    engine = create_engine(make_settings(empty_database_url))
+    client = aioredis.Redis.from_url(url)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            tokens = await _officials(session)
+        app = create_app(make_settings(
+            empty_database_url, SANZI_VAR_DIR=str(tmp_path), REDIS_URL=url, SANZI_WARNINGS_STREAM=stream
+        ))
+        async with serve(app) as http:
+            await _build_over_http(http, tokens)
+            publisher = app.state.warnings_publisher
+            await asyncio.wait_for(publisher.wait_idle(), timeout=30)
+            # a transaction that records an event and rolls back publishes nothing
+            async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+                events.record(session, "contract_recorded", VILLAGE_B, contract_id=999)
+                await session.rollback()
+                await session.commit()
+                await add_contract(session, VILLAGE_B, 500_000)
+                events.record(session, "contract_recorded", VILLAGE_B, contract_id=998)
+                await session.rollback()
+                await session.commit()
+            await asyncio.wait_for(publisher.wait_idle(), timeout=30)
+            assert app.state.warnings_engine.batches == 0  # nothing evaluated in the app
+        entries = await client.xrange(stream)
+        got = [events.DomainEvent.from_fields(fields) for _, fields in entries]
+        assert [(e.kind, e.village_code, e.ids) for e in got] == [
+            ("contract_recorded", village, {"contract_id": n + 1}) for n, (village, _) in enumerate(CONTRACTS)
+        ]
+        assert publisher.published == 5 and publisher.failures == 0
+        assert await _snapshot(empty_database_url) == []
+    finally:
+        await client.aclose()
+        await engine.dispose()
+
+
+async def test_when_redis_fails_the_events_are_evaluated_in_the_app(
+    test_rules: list[Rule], empty_database_url: str
+) -> None:
+    """Redis unreachable: the publisher logs it and hands the batch to the in-process engine."""
+    import redis.asyncio as aioredis
+
+    run_sync(lambda: load_villages(empty_database_url))
+    engine = create_engine(make_settings(empty_database_url))
+    broken = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    try:
+        maker = async_sessionmaker(engine, expire_on_commit=False)
+        async with maker() as session:
+            contract = await add_contract(session, VILLAGE_A, 500_000)
+            await session.commit()
+        fallback = warnings_engine.IncrementalEngine(maker)
+        task = asyncio.create_task(fallback.run())
+        try:
+            publisher = warnings_engine.StreamPublisher(broken, "sanzi:test:nowhere", fallback)
+            publisher.receive([events.DomainEvent("contract_recorded", VILLAGE_A, {"contract_id": contract.id})])
+            await asyncio.wait_for(publisher.wait_idle(), timeout=30)
+            await asyncio.wait_for(fallback.wait_idle(), timeout=30)
+        finally:
+            task.cancel()
+        assert publisher.failures == 1 and publisher.published == 0
+        assert [r[0] for r in await _snapshot(empty_database_url)] == ["TEST-BIG-CONTRACT"]
+    finally:
+        await broken.aclose()
         await engine.dispose()

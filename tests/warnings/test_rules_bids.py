@@ -12,7 +12,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sanzi.auction.models import Listing, Registration
+from sanzi.platform.events import DomainEvent
 from sanzi.platform.models import Village
+from sanzi.warnings import engine as warnings_engine
+from sanzi.warnings.models import Alert
 from sanzi.warnings.rules.base import Finding, Scope
 from sanzi.warnings.rules.bids import RULES
 from tests.conftest import VILLAGE_A, VILLAGE_B
@@ -477,32 +481,37 @@ async def test_relisted_cheaper(db: AsyncSession, new_start: int, raised: bool) 
 # --- scope ---------------------------------------------------------------------------------------------------
 
 
+async def raise_every_rule(db: AsyncSession, village: str) -> None:
+    """Data in the village (and its township) raising every rule but the close-second one."""
+    villages = await township_villages(db, village)
+    await b.make_auction(db, village, amounts=[(0, 1_000_00)], bidders=2, announced_days_before=2)
+    await b.make_auction(db, village, amounts=[(0, 1_000_00), (1, 1_000_00), (2, 1_010_00)])
+    await lot_with(db, village, same_phone=True)
+    lot = await b.make_auction(db, village, amounts=[(0, 1_000_00)])
+    await b.make_cadre(db, village, id_number=lot.bidders[0].id_number)
+    await cover_lots(db, await b.make_bidder(db), [0, 100, 200], village)
+    await rotate_in(db, villages)
+    await market(db, villages)
+    await b.make_auction(db, village, amounts=[(0, 100_00)], starting_price_fen=100_00)
+    failed = (await b.make_auction(db, village, amounts=[])).listing
+    await b.make_listing(
+        db, village, status="announced", closed_at=None, relisted_from=failed, starting_price_fen=100_00
+    )
+    champion = await b.make_bidder(db)  # wins all of the village's lots in the 24 months after these
+    for days in range(800, 804):
+        await b.make_auction(
+            db,
+            village,
+            amounts=[(0, 1_000_00)],
+            bidders=[champion],
+            closed_at=b.DEFAULT_CLOSED_AT + timedelta(days=days),
+        )
+
+
 async def test_a_village_scope_finds_exactly_that_villages_share_of_the_full_scan(db: AsyncSession) -> None:
     """Data in two villages raising every rule; each rule scoped to one village finds that village's part."""
     for village in (VILLAGE_A, VILLAGE_B):
-        villages = await township_villages(db, village)
-        await b.make_auction(db, village, amounts=[(0, 1_000_00)], bidders=2, announced_days_before=2)
-        await b.make_auction(db, village, amounts=[(0, 1_000_00), (1, 1_000_00), (2, 1_010_00)])
-        await lot_with(db, village, same_phone=True)
-        lot = await b.make_auction(db, village, amounts=[(0, 1_000_00)])
-        await b.make_cadre(db, village, id_number=lot.bidders[0].id_number)
-        await cover_lots(db, await b.make_bidder(db), [0, 100, 200], village)
-        await rotate_in(db, villages)
-        await market(db, villages)
-        await b.make_auction(db, village, amounts=[(0, 100_00)], starting_price_fen=100_00)
-        failed = (await b.make_auction(db, village, amounts=[])).listing
-        await b.make_listing(
-            db, village, status="announced", closed_at=None, relisted_from=failed, starting_price_fen=100_00
-        )
-        champion = await b.make_bidder(db)  # wins all of the village's lots in the 24 months after these
-        for days in range(800, 804):
-            await b.make_auction(
-                db,
-                village,
-                amounts=[(0, 1_000_00)],
-                bidders=[champion],
-                closed_at=b.DEFAULT_CLOSED_AT + timedelta(days=days),
-            )
+        await raise_every_rule(db, village)
     district_b = (await db.get_one(Village, VILLAGE_B)).district_code
     for rule in RULES:
         full = await rule.evaluate(db, Scope(), {})
@@ -541,3 +550,89 @@ def key(finding: Finding) -> tuple:
         repr(sorted(finding.evidence.items())),
         round(finding.score, 6),
     )
+
+
+# --- incremental evaluation narrowed to the events' listings -------------------------------------------------
+
+#: the rules whose findings about a listing (or its registrations, its bidders' groups, its covers) depend on
+#: nothing but that listing's rows and those of its bidders: an event evaluates them for its listing only
+NARROWED = {
+    "BID-SINGLE-BIDDER",
+    "BID-RESERVE-HUGGING",
+    "BID-IDENTICAL-AMOUNTS",
+    "BID-SHARED-IDENTITY",
+    "BID-RELATED-TO-OFFICIAL",
+    "BID-SHORT-ANNOUNCEMENT",
+    "BID-RELISTED-CHEAPER",
+    "BID-ROTATION",
+    "BID-COVER-BIDDING",
+}
+
+
+async def about_listing(db: AsyncSession, rule_id: str, listing: Listing, finding: Finding) -> bool:
+    """Whether a full scan's finding is one an event of ``listing`` may change."""
+    if rule_id == "BID-COVER-BIDDING":  # the bidder had a registration in the listing
+        query = select(Registration.bidder_id).where(Registration.listing_id == listing.id)
+        bidders = set(await db.scalars(query))
+        return int(finding.subject_id) in bidders
+    return listing.id in finding.evidence["listings"]  # a listing's, a registration's, a group's lots
+
+
+async def test_an_event_finds_its_listings_alerts_as_the_full_scan_and_no_other(db: AsyncSession) -> None:
+    """Each narrowed rule, evaluated after an event of one listing of the village, finds exactly the full
+    scan's findings about that listing (same subjects, scores, texts, evidence) and none about the others."""
+    await raise_every_rule(db, VILLAGE_A)
+    await raise_every_rule(db, VILLAGE_B)
+    query = select(Listing).where(Listing.village_code == VILLAGE_A).order_by(Listing.id)
+    listings = list(await db.scalars(query))
+    for rule in RULES:
+        if rule.id not in NARROWED:
+            continue
+        full = [f for f in await rule.evaluate(db, Scope(), {}) if f.village_code == VILLAGE_A]
+        assert full, rule.id
+        touched = 0
+        for listing in listings:
+            event = DomainEvent("listing_closed", VILLAGE_A, {"listing_id": listing.id})
+            scoped = await rule.evaluate(db, Scope(village_codes=(VILLAGE_A,), events=(event,)), {})
+            expected = [f for f in full if await about_listing(db, rule.id, listing, f)]
+            assert sorted(key(f) for f in scoped) == sorted(key(f) for f in expected), (rule.id, listing.id)
+            touched += bool(scoped)
+        # the village has flagged listings whose events leave this rule's other subjects alone
+        assert 0 < touched < len(listings), rule.id
+
+
+async def test_the_statistical_rules_still_evaluate_the_whole_village_after_an_event(db: AsyncSession) -> None:
+    """A sold lot moves the fences and the 24-month shares of every lot of its township, so the rules built
+    on them are not narrowed: an event of any listing finds the village's share of the full scan."""
+    await raise_every_rule(db, VILLAGE_A)
+    await raise_every_rule(db, VILLAGE_B)
+    some = await db.scalar(select(Listing.id).where(Listing.village_code == VILLAGE_A).limit(1))
+    event = DomainEvent("listing_closed", VILLAGE_A, {"listing_id": some})
+    for rule in RULES:
+        if rule.id in NARROWED:
+            continue
+        full = [f for f in await rule.evaluate(db, Scope(), {}) if f.village_code == VILLAGE_A]
+        scoped = await rule.evaluate(db, Scope(village_codes=(VILLAGE_A,), events=(event,)), {})
+        assert sorted(key(f) for f in scoped) == sorted(key(f) for f in full), rule.id
+
+
+def test_only_the_shared_identity_rule_runs_on_every_bid() -> None:
+    """A bid can add a shared network address or device to its listing; it cannot make two platform bids
+    equal (each must beat the current price) nor change a relisting's cut."""
+    assert {rule.id for rule in RULES if "bid_placed" in rule.triggers} == {"BID-SHARED-IDENTITY"}
+
+
+async def test_a_bid_placed_raises_the_shared_device_of_its_listing_only(db: AsyncSession) -> None:
+    """Through the engine: the bid's event raises its own listing's shared identity, not the village's
+    other flagged listing (left to its own events and the full scan)."""
+    mine = await lot_with(db, same_phone=True)
+    other = await lot_with(db, same_phone=True)
+    bid_event = DomainEvent("bid_placed", VILLAGE_A, {"listing_id": mine.listing.id, "bid_id": 1})
+    await warnings_engine.evaluate_event(db, bid_event)
+    alerts = list(await db.scalars(select(Alert).where(Alert.rule_id == "BID-SHARED-IDENTITY")))
+    assert [a.subject_id for a in alerts] == [str(mine.listing.id)]
+    full = next(f for f in await found(db, "BID-SHARED-IDENTITY") if f.subject_id == str(mine.listing.id))
+    assert alerts[0].explanation == full.explanation and alerts[0].evidence["registrations"] == sorted(
+        r.id for r in mine.registrations
+    )
+    assert str(other.listing.id) != alerts[0].subject_id

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.ledger.models import AssetStatusChange
-from sanzi.platform.models import Village
+from sanzi.platform.events import DomainEvent
+from sanzi.platform.models import Election, Village
 from sanzi.warnings.rules import Scope
 from sanzi.warnings.rules.base import Finding, Rule
 from sanzi.warnings.rules.election import RULES
@@ -268,3 +269,104 @@ async def test_a_village_slice_finds_what_the_full_scan_finds(db: AsyncSession, 
     in_district = sorted((f.subject_id, f.explanation) for f in full if f.village_code[:6] == VILLAGE_A[:6])
     assert sorted((f.subject_id, f.explanation) for f in district) == in_district
     assert {f.village_code for f in full} > {VILLAGE_A}
+
+
+# ---- incremental evaluation: the events narrow a rule to what they touched --------------------------------
+
+
+def event(kind: str, village: str, **ids: int) -> DomainEvent:
+    return DomainEvent(kind, village, dict(ids))
+
+
+async def on_events(db: AsyncSession, rule_id: str, *events: DomainEvent) -> list[Finding]:
+    """The rule as the engine runs it after these committed events: their villages, with the events."""
+    return await run(db, rule_id, Scope(village_codes=tuple(sorted({e.village_code for e in events})),
+                                        events=tuple(events)))
+
+
+def facts(findings: list[Finding]) -> list[tuple[Any, ...]]:
+    return sorted((f.subject_type, f.subject_id, f.score, f.explanation, repr(sorted(f.evidence.items())))
+                  for f in findings)
+
+
+async def test_an_entry_narrows_the_books_rules_to_the_elections_its_date_reaches(db: AsyncSession) -> None:
+    """A posted entry is re-evaluated against the village's elections after its date within the windows'
+    reach (all later ones when it is the first of the village's books); a later or an old entry finds
+    nothing to re-evaluate, while the elections themselves are still found by the full scan."""
+    await _spending_township(db, 8, 6_000 * YUAN + 1)
+    election = await db.scalar(select(Election).where(Election.village_code == VILLAGE_A))
+    payouts = [await expense(db, VILLAGE_A, FIRST, 100 * YUAN, PAYOUT, counterparty=f"村民{n}") for n in range(21)]
+    inside = await expense(db, VILLAGE_A, FIRST + timedelta(days=3), 1 * YUAN, HOSPITALITY)
+    after = await expense(db, VILLAGE_A, ELECTION + timedelta(days=10), 1 * YUAN, HOSPITALITY)
+    reach = 180 + 365 * 3
+    books_start = await expense(db, VILLAGE_A, ELECTION - timedelta(days=reach + 30), 1 * YUAN, HOSPITALITY)
+    old = await expense(db, VILLAGE_A, ELECTION - timedelta(days=reach + 29), 1 * YUAN, HOSPITALITY)
+    a = VILLAGE_A
+    for rule_id in ("ELE-HOSPITALITY-SPIKE", "ELE-MANY-SMALL-PAYOUTS"):
+        full = await run(db, rule_id)
+        assert subjects(full) == {f"{a}:{ELECTION.isoformat()}"}, rule_id
+        for reached in (inside, payouts[0]):
+            assert facts(await on_events(db, rule_id, event("entry_posted", a, entry_id=reached.id))) == facts(full)
+        assert facts(await on_events(db, rule_id, event("election_set", a, election_id=election.id))) == facts(full)
+        for unreached in (after, old):
+            assert await on_events(db, rule_id, event("entry_posted", a, entry_id=unreached.id)) == [], rule_id
+    # the first entry of the books moves their start, so every later election is evaluated
+    assert facts(await on_events(db, "ELE-HOSPITALITY-SPIKE", event("entry_posted", a, entry_id=books_start.id))) \
+        == facts(await run(db, "ELE-HOSPITALITY-SPIKE"))
+    assert await on_events(db, "ELE-MANY-SMALL-PAYOUTS", event("entry_posted", a, entry_id=books_start.id)) == []
+
+
+async def test_a_contract_or_a_listing_narrows_the_election_rules_to_its_own_findings(db: AsyncSession) -> None:
+    candidate_id = resident_id_number()
+    await make_election(db, VILLAGE_A, ELECTION, candidates=[("陈候选", candidate_id)])
+    signed = ELECTION - timedelta(days=30)
+    disposals = [await make_contract(db, VILLAGE_A, signed_on=FIRST + timedelta(days=n), total_value_fen=90_000 * YUAN)
+                 for n in range(2)]
+    sold = await make_auction(db, VILLAGE_A, amounts=[(0, 60_000 * YUAN)], closed_at=china_noon(FIRST))
+    far = []
+    for _ in range(2):
+        contract = await make_contract(db, VILLAGE_A, signed_on=signed, term_months=240)
+        contract.end_date = ELECTION + timedelta(days=3653)
+        far.append(contract)
+    ahead = await make_contract(db, VILLAGE_A, signed_on=date(2020, 1, 1), term_months=120,
+                                unit_price_fen=10_000 * YUAN, total_value_fen=100_000 * YUAN)
+    receipt = await add_receipt(db, ahead, FIRST + timedelta(days=100), 30_000 * YUAN)
+    fee = await expense(db, VILLAGE_A, FIRST, 100 * YUAN, HOSPITALITY)
+    cuts = []
+    for _ in range(2):
+        pond = await make_asset(db, VILLAGE_A)
+        await make_contract(db, VILLAGE_A, asset=pond, counterparty_name="刘某", signed_on=date(2022, 1, 1),
+                            unit_price_fen=10_000 * YUAN)
+        cuts.append(await make_contract(db, VILLAGE_A, asset=pond, counterparty_name="刘某", signed_on=FIRST,
+                                        unit_price_fen=5_000 * YUAN))
+    himself = await make_bidder(db, name="陈候选", id_number=candidate_id)
+    won = [await make_auction(db, VILLAGE_A, amounts=[(0, 9_000_00)], bidders=[himself], closed_at=china_noon(FIRST))
+           for _ in range(2)]
+    related = await make_contract(db, VILLAGE_A, counterparty_name="陈候选", counterparty_id_number=candidate_id,
+                                  signed_on=FIRST)
+    await db.flush()
+    a = VILLAGE_A
+
+    def key(subject_type: str, subject_id: int) -> tuple[str, str]:
+        return (subject_type, str(subject_id))
+
+    cases = [
+        ("ELE-DISPOSAL-BEFORE-ELECTION", event("contract_recorded", a, contract_id=disposals[0].id),
+         {key("contract", disposals[0].id)}),
+        ("ELE-DISPOSAL-BEFORE-ELECTION", event("listing_closed", a, listing_id=sold.listing.id),
+         {key("listing", sold.listing.id)}),
+        ("ELE-LEASE-BEYOND-TERM", event("contract_recorded", a, contract_id=far[0].id), {key("contract", far[0].id)}),
+        ("ELE-LEASE-BEYOND-TERM", event("entry_posted", a, entry_id=receipt.entry_id), {key("contract", ahead.id)}),
+        ("ELE-LEASE-BEYOND-TERM", event("entry_posted", a, entry_id=fee.id), set()),
+        ("ELE-RENT-CUT-IN-WINDOW", event("contract_recorded", a, contract_id=cuts[0].id), {key("contract", cuts[0].id)}),
+        ("ELE-RELATED-TO-CANDIDATE", event("listing_closed", a, listing_id=won[0].listing.id),
+         {key("listing", won[0].listing.id)}),
+        ("ELE-RELATED-TO-CANDIDATE", event("contract_recorded", a, contract_id=related.id),
+         {key("contract", related.id)}),
+    ]
+    for rule_id, happened, expected in cases:
+        full = await run(db, rule_id)
+        found = {(f.subject_type, f.subject_id) for f in full}
+        assert expected <= found and found - expected, (rule_id, found)
+        narrowed = await on_events(db, rule_id, happened)
+        assert facts(narrowed) == facts([f for f in full if (f.subject_type, f.subject_id) in expected]), rule_id

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.ledger.models import AssetStatusChange
+from sanzi.platform.events import DomainEvent
 from sanzi.warnings.rules import Scope
 from sanzi.warnings.rules.base import Finding, Rule
 from sanzi.warnings.rules.undisclosed import RULES, today
@@ -205,3 +206,82 @@ async def test_a_village_slice_finds_what_the_full_scan_finds(db: AsyncSession, 
     assert sorted((f.subject_id, f.explanation) for f in district) == expected
     if rule_id != "UND-TERMS-WORSE-THAN-RESULT":
         assert expected, "the data raise this rule in village A"
+
+
+# ---- incremental evaluation: the events narrow a rule to what they touched --------------------------------
+
+
+def event(kind: str, village: str, **ids: int) -> DomainEvent:
+    return DomainEvent(kind, village, dict(ids))
+
+
+async def on_events(db: AsyncSession, rule_id: str, *events: DomainEvent) -> list[Finding]:
+    """The rule as the engine runs it after these committed events: their villages, with the events."""
+    return await run(db, rule_id, Scope(village_codes=tuple(sorted({e.village_code for e in events})),
+                                        events=tuple(events)))
+
+
+def facts(findings: list[Finding], only: set[str] | None = None) -> list[tuple[Any, ...]]:
+    return sorted((f.subject_type, f.subject_id, f.score, f.explanation, repr(sorted(f.evidence.items())))
+                  for f in findings if only is None or f.subject_id in only)
+
+
+async def test_events_narrow_each_rule_to_what_they_touched(db: AsyncSession) -> None:
+    """Each narrowed rule finds, after an event, exactly the full scan's findings for what the event touched,
+    and nothing about the village's other subjects (which the full scan does find)."""
+    off = await make_contract(db, VILLAGE_A, total_value_fen=80_000 * YUAN, counterparty_name="甲")
+    split = await make_contract(db, VILLAGE_A, total_value_fen=30_000 * YUAN, counterparty_name="乙")
+    await make_contract(db, VILLAGE_A, total_value_fen=30_000 * YUAN, counterparty_name="乙")
+    for _ in range(2):
+        await make_contract(db, VILLAGE_A, total_value_fen=30_000 * YUAN, counterparty_name="丁")
+    pond = await make_asset(db, VILLAGE_A)
+    first = await make_contract(db, VILLAGE_A, asset=pond, signed_on=date(2020, 1, 1), term_months=60)
+    renewal = await make_contract(db, VILLAGE_A, asset=pond, signed_on=date(2025, 1, 1), term_months=60)
+    well = await make_asset(db, VILLAGE_A)
+    await make_contract(db, VILLAGE_A, asset=well, signed_on=date(2020, 1, 1), term_months=60)
+    other_renewal = await make_contract(db, VILLAGE_A, asset=well, signed_on=date(2025, 1, 1), term_months=60)
+    owing, also_owing = [
+        await make_contract(db, VILLAGE_A, signed_on=today() - timedelta(days=800), total_value_fen=36_000_00)
+        for _ in range(2)
+    ]
+    for contract in (owing, also_owing):
+        await add_installment(db, contract, 1, today() - timedelta(days=300), 36_000_00)
+    paid = await add_receipt(db, owing, today() - timedelta(days=400), 1_00)
+    paid_too = await add_receipt(db, also_owing, today() - timedelta(days=400), 1_00)
+    fee = await income(db, VILLAGE_A, date(2025, 2, 1), 8_000 * YUAN, "丙")
+    await income(db, VILLAGE_A, date(2025, 2, 1), 8_000 * YUAN, "戊")
+    lot = await make_auction(db, VILLAGE_A, amounts=[(0, 2_000_00)], term_months=60)
+    worse = await make_contract(db, VILLAGE_A, listing=lot.listing, price_basis="per_mu_year",
+                                unit_price_fen=2_000_00 - 1, term_months=60)
+    other_lot = await make_auction(db, VILLAGE_A, amounts=[(0, 2_000_00)], term_months=60)
+    await make_contract(db, VILLAGE_A, listing=other_lot.listing, price_basis="per_mu_year",
+                        unit_price_fen=2_000_00, term_months=61)
+    unpublished = await make_auction(db, VILLAGE_A, amounts=[])
+    await make_asset(db, VILLAGE_A, status="leased")  # a status without a trade no event here touches
+    await db.flush()
+    a = VILLAGE_A
+    cases = [
+        ("UND-OFF-PLATFORM", [event("contract_recorded", a, contract_id=off.id)], {str(off.id)}),
+        ("UND-OFF-PLATFORM", [event("contract_recorded", a, contract_id=split.id)], set()),
+        ("UND-SPLIT-CONTRACTS", [event("contract_recorded", a, contract_id=split.id)], {f"{a}:乙"}),
+        # recorded late, the earlier contract is judged with the later one it precedes
+        ("UND-RENEWAL-WITHOUT-REBID", [event("contract_recorded", a, contract_id=first.id)], {str(renewal.id)}),
+        ("UND-RENT-ARREARS", [event("entry_posted", a, entry_id=paid.entry_id)], {str(owing.id)}),
+        ("UND-RENT-ARREARS", [event("entry_posted", a, entry_id=fee.id)], set()),
+        ("UND-RENT-ARREARS", [event("contract_recorded", a, contract_id=also_owing.id)], {str(also_owing.id)}),
+        ("UND-INCOME-WITHOUT-CONTRACT", [event("entry_posted", a, entry_id=fee.id)], {f"{a}:丙"}),
+        ("UND-INCOME-WITHOUT-CONTRACT", [event("entry_posted", a, entry_id=paid_too.entry_id)], set()),
+        ("UND-TERMS-WORSE-THAN-RESULT", [event("contract_recorded", a, contract_id=worse.id)], {str(worse.id)}),
+        ("UND-RESULT-NOT-PUBLISHED", [event("listing_closed", a, listing_id=unpublished.listing.id)],
+         {str(unpublished.listing.id)}),
+        ("UND-STATUS-WITHOUT-TRADE", [event("contract_recorded", a, contract_id=off.id)], set()),
+    ]
+    for rule_id, events, expected in cases:
+        full = await run(db, rule_id)
+        assert {f.subject_id for f in full} - expected, f"{rule_id}: the village has other findings"
+        assert expected <= {f.subject_id for f in full}, rule_id
+        assert facts(await on_events(db, rule_id, *events)) == facts(full, expected), (rule_id, events)
+    # an event of a kind a rule cannot narrow by leaves it whole
+    assert facts(await on_events(db, "UND-RENEWAL-WITHOUT-REBID", event("contract_recorded", a))) == facts(
+        await run(db, "UND-RENEWAL-WITHOUT-REBID", Scope(village_codes=(a,))))
+    assert str(other_renewal.id) in subjects(await run(db, "UND-RENEWAL-WITHOUT-REBID"))

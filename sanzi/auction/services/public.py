@@ -287,32 +287,39 @@ async def public_results(
     if q:
         conditions.append(listing_text_match(q))
     total = await session.scalar(select(func.count()).select_from(Listing).where(*conditions)) or 0
-    bidders = (
-        select(func.count(func.distinct(Bid.registration_id)))
-        .where(Bid.listing_id == Listing.id)
-        .correlate(Listing)
-        .scalar_subquery()
-    )
-    rows = await session.execute(
-        select(
-            Listing,
-            Village.name.label("village_name"),
-            Township.name.label("township_name"),
-            District.name.label("district_name"),
-            bidders.label("bidders"),
-            Registration.bidder_number,
-            Bidder.name.label("winner_name"),
+    rows = (
+        await session.execute(
+            select(
+                Listing,
+                Village.name.label("village_name"),
+                Township.name.label("township_name"),
+                District.name.label("district_name"),
+                Registration.bidder_number,
+                Bidder.name.label("winner_name"),
+            )
+            .join(Village, Village.code == Listing.village_code)
+            .join(Township, Township.code == Village.township_code)
+            .join(District, District.code == Village.district_code)
+            .outerjoin(Registration, Registration.id == Listing.winner_registration_id)
+            .outerjoin(Bidder, Bidder.id == Registration.bidder_id)
+            .where(*conditions)
+            .order_by(Listing.closed_at.desc(), Listing.id.desc())
+            .offset((page - 1) * page_size)
+            .limit(page_size)
         )
-        .join(Village, Village.code == Listing.village_code)
-        .join(Township, Township.code == Village.township_code)
-        .join(District, District.code == Village.district_code)
-        .outerjoin(Registration, Registration.id == Listing.winner_registration_id)
-        .outerjoin(Bidder, Bidder.id == Registration.bidder_id)
-        .where(*conditions)
-        .order_by(Listing.closed_at.desc(), Listing.id.desc())
-        .offset((page - 1) * page_size)
-        .limit(page_size)
-    )
+    ).all()
+    # counted for the page's rows only (in the select list it would also run for every row skipped by OFFSET)
+    bidders: dict[int, int] = {}
+    if rows:
+        bidders = dict(
+            (
+                await session.execute(
+                    select(Bid.listing_id, func.count(func.distinct(Bid.registration_id)))
+                    .where(Bid.listing_id.in_([row[0].id for row in rows]))
+                    .group_by(Bid.listing_id)
+                )
+            ).all()
+        )
     items = [
         PublicResult(
             listing_id=listing.id,
@@ -327,7 +334,7 @@ async def public_results(
             starting_price_fen=listing.starting_price_fen,
             final_price_fen=listing.final_price_fen,
             bid_count=listing.bid_count,
-            bidders=int(row.bidders or 0),
+            bidders=bidders.get(listing.id, 0),
             closed_at=listing.closed_at,
             publicity_ends_at=listing.publicity_ends_at,
             sign_deadline=listing.sign_deadline,

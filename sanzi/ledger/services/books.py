@@ -16,8 +16,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, case, cast, exists, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from sanzi.ledger import chain
@@ -42,18 +43,18 @@ def _total(expression: Any) -> Any:
 
 @dataclass(frozen=True)
 class _PostingLine:
-    account_id: int
-    account_code: str
+    account: Account
     debit_fen: int
     credit_fen: int
     memo: str | None
 
+    @property
+    def account_id(self) -> int:
+        return self.account.id
 
-class _AlreadyPosted(Exception):
-    """Raised inside the posting savepoint when a concurrent request with the same client key got there first."""
-
-    def __init__(self, entry_id: int) -> None:
-        self.entry_id = entry_id
+    @property
+    def account_code(self) -> str:
+        return self.account.code
 
 
 class BooksService:
@@ -85,18 +86,13 @@ class BooksService:
         """Post a balanced entry to the collective's chain; (entry, created). A known client key with the same
         body answers the first entry (created False); with another body it is a conflict."""
         body_hash = request_hash(data)
+        collective_id, village_code = collective.id, collective.village_code
         try:
             async with self.session.begin_nested():
                 seq, prev_hash = await self._lock_chain(collective)
-                if data.client_key is not None:
-                    existing = await self.session.scalar(
-                        select(JournalEntry.id).where(
-                            JournalEntry.collective_id == collective.id, JournalEntry.client_key == data.client_key
-                        )
-                    )
-                    if existing is not None:
-                        raise _AlreadyPosted(existing)  # rolls the savepoint (and the chain_length bump) back
                 lines = await self._resolve_lines(collective, data.lines)
+                # a repeated client key is caught by the unique (collective, client key) constraint on insert:
+                # one round trip fewer than looking for it first; the savepoint undoes the chain claim
                 entry = await self._append(
                     collective,
                     seq,
@@ -111,8 +107,19 @@ class BooksService:
                     lines=lines,
                     actor=actor,
                 )
-        except _AlreadyPosted as already:
-            first = await self.get_entry(already.entry_id)
+        except IntegrityError:
+            existing = (
+                await self.session.scalar(
+                    select(JournalEntry.id).where(
+                        JournalEntry.collective_id == collective_id, JournalEntry.client_key == data.client_key
+                    )
+                )
+                if data.client_key is not None
+                else None
+            )
+            if existing is None:
+                raise
+            first = await self.get_entry(existing)
             if first.request_hash != body_hash:
                 raise Conflict(
                     "该幂等键已用于另一张内容不同的凭证",
@@ -120,7 +127,7 @@ class BooksService:
                     field="client_key",
                 ) from None
             return first, False
-        events.record(self.session, "entry_posted", collective.village_code, entry_id=entry.id)
+        events.record(self.session, "entry_posted", village_code, entry_id=entry.id)
         return entry, True
 
     async def reverse_entry(
@@ -139,7 +146,7 @@ class BooksService:
                     f"该凭证已由第 {already} 号凭证冲销", f"this entry was already reversed by entry seq {already}"
                 )
             lines = [
-                _PostingLine(line.account_id, line.account.code, line.credit_fen, line.debit_fen, line.memo)
+                _PostingLine(line.account, line.credit_fen, line.debit_fen, line.memo)
                 for line in entry.lines
             ]
             memo = data.memo or f"冲销第 {entry.seq} 号凭证：{entry.memo}"[:500]
@@ -175,11 +182,9 @@ class BooksService:
     async def _resolve_lines(self, collective: Collective, lines: Sequence[schemas.LineIn]) -> list[_PostingLine]:
         codes = {line.account_code for line in lines}
         found = {
-            code: (account_id, active)
-            for code, account_id, active in await self.session.execute(
-                select(Account.code, Account.id, Account.is_active).where(
-                    Account.collective_id == collective.id, Account.code.in_(codes)
-                )
+            account.code: account
+            for account in await self.session.scalars(
+                select(Account).where(Account.collective_id == collective.id, Account.code.in_(codes))
             )
         }
         resolved = []
@@ -191,12 +196,12 @@ class BooksService:
                     f"account {line.account_code} is not in this collective's chart of accounts",
                     field=field,
                 )
-            account_id, active = found[line.account_code]
-            if not active:
+            account = found[line.account_code]
+            if not account.is_active:
                 raise DomainError(
                     f"科目 {line.account_code} 已停用", f"account {line.account_code} is inactive", field=field
                 )
-            resolved.append(_PostingLine(account_id, line.account_code, line.debit, line.credit, line.memo))
+            resolved.append(_PostingLine(account, line.debit, line.credit, line.memo))
         return resolved
 
     async def _append(
@@ -234,8 +239,9 @@ class BooksService:
             ),
         )
         entry_hash = chain.entry_hash(prev_hash, chain.canonical_bytes(canonical))
-        entry_id = await self.session.scalar(
-            insert(JournalEntry.__table__)
+        # ORM inserts that return the entities: the entry and its lines come back without being read again
+        entry = await self.session.scalar(
+            insert(JournalEntry)
             .values(
                 collective_id=collective.id,
                 seq=seq,
@@ -252,13 +258,18 @@ class BooksService:
                 prev_hash=prev_hash,
                 hash=entry_hash,
             )
-            .returning(JournalEntry.__table__.c.id)
+            .returning(JournalEntry)
+            .options(lazyload(JournalEntry.lines)),  # its lines are the ones inserted next, set below
+            execution_options={"populate_existing": True},
         )
-        await self.session.execute(
-            insert(JournalLine.__table__),
+        assert entry is not None
+        rows = await self.session.scalars(
+            insert(JournalLine)
+            .returning(JournalLine, sort_by_parameter_order=True)
+            .options(lazyload(JournalLine.account)),
             [
                 {
-                    "entry_id": entry_id,
+                    "entry_id": entry.id,
                     "line_no": no,
                     "account_id": line.account_id,
                     "debit_fen": line.debit_fen,
@@ -268,11 +279,15 @@ class BooksService:
                 for no, line in enumerate(lines, start=1)
             ],
         )
+        inserted = list(rows)
+        for row, line in zip(inserted, lines, strict=True):
+            set_committed_value(row, "account", line.account)  # known already: no joined load
+        set_committed_value(entry, "lines", inserted)
         table = Collective.__table__
         await self.session.execute(update(table).where(table.c.id == collective.id).values(chain_head=entry_hash))
         set_committed_value(collective, "chain_length", seq)
         set_committed_value(collective, "chain_head", entry_hash)
-        return await self.get_entry(entry_id)
+        return entry
 
     # ---- reading entries ---------------------------------------------------------------------------------
 

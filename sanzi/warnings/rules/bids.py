@@ -19,8 +19,11 @@ from typing import Any
 
 from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import Boolean, String
 
 from sanzi.auction.models import Bid, Listing, ListingAsset, Registration
 from sanzi.ledger.models import Asset
@@ -60,6 +63,52 @@ def _in_scope(village: ColumnElement, when: ColumnElement | None, scope: Scope) 
     return conditions
 
 
+def _scope_townships(scope: Scope) -> Any:
+    """A subquery of the townships the scope's villages (or districts) lie in, or None for no narrowing: the
+    comparables of a township-fenced rule, all that a scoped evaluation needs to read."""
+    if scope.village_codes is None and scope.district_codes is None:
+        return None
+    conditions = []
+    if scope.village_codes is not None:
+        conditions.append(Village.code.in_(scope.village_codes))
+    if scope.district_codes is not None:
+        conditions.append(Village.district_code.in_(scope.district_codes))
+    return select(Village.township_code).where(*conditions)
+
+
+def _listing_ids(
+    scope: Scope, column: ColumnElement, when: ColumnElement | None = None
+) -> list[ColumnElement[bool]]:
+    """Conditions on ``column`` (a listing id) narrowing a per-listing rule's reads to its possible subjects:
+    the listings of the triggering events in an incremental evaluation (the rule's findings about a listing
+    depend on that listing's own rows only), else the listings of the scope's villages and dates (``when``
+    of the listing); nothing in a full scan. Pushed into the innermost aggregates so they read one listing's
+    bids, not the city's."""
+    ids = scope.event_ids("listing_id")
+    if ids is not None:
+        return [column.in_(sorted(ids))]
+    conditions = _in_scope(Listing.village_code, when, scope)
+    if conditions:
+        return [column.in_(select(Listing.id).where(*conditions).correlate(None))]
+    return []
+
+
+def _comparable_listings(scope: Scope, column: ColumnElement) -> list[ColumnElement[bool]]:
+    """Conditions on ``column`` (a listing id) keeping the listings of the scope's districts: every comparable
+    of a township- or district-fenced rule for the scope's subjects, and nothing else (none in a full
+    scan)."""
+    if scope.village_codes is None and scope.district_codes is None:
+        return []
+    districts = select(Village.district_code)
+    if scope.village_codes is not None:
+        districts = districts.where(Village.code.in_(scope.village_codes))
+    if scope.district_codes is not None:
+        districts = districts.where(Village.district_code.in_(scope.district_codes))
+    local = aliased(Listing)
+    villages = select(Village.code).where(Village.district_code.in_(districts))
+    return [column.in_(select(local.id).where(local.village_code.in_(villages)).correlate(None))]
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -68,8 +117,8 @@ def _yuan(fen: float | None) -> str:
     return "¥" + fen_to_yuan(round(fen or 0))
 
 
-def _bidders_per_listing() -> Any:
-    """Per listing: distinct registrations that bid, number of bids, the bids' ids."""
+def _bidders_per_listing(scope: Scope, when: ColumnElement | None = None) -> Any:
+    """Per listing (of the scope): distinct registrations that bid, number of bids, the bids' ids."""
     return (
         select(
             Bid.listing_id,
@@ -77,22 +126,24 @@ def _bidders_per_listing() -> Any:
             func.count().label("bids"),
             id_list(Bid.id).label("bid_ids"),
         )
+        .where(*_listing_ids(scope, Bid.listing_id, when))
         .group_by(Bid.listing_id)
         .subquery("bidders")
     )
 
 
-def _qualified_per_listing() -> Any:
+def _qualified_per_listing(scope: Scope, when: ColumnElement | None = None) -> Any:
     return (
         select(Registration.listing_id, func.count().label("qualified"))
-        .where(Registration.status == QUALIFIED)
+        .where(Registration.status == QUALIFIED, *_listing_ids(scope, Registration.listing_id, when))
         .group_by(Registration.listing_id)
         .subquery("qualified")
     )
 
 
-def _listing_kind() -> Any:
-    """Per listing: its asset kind and area unit (the smallest when it bundles several) and the assets' area."""
+def _listing_kind(*conditions: ColumnElement[bool]) -> Any:
+    """Per listing: its asset kind and area unit (the smallest when it bundles several) and the assets' area;
+    ``conditions`` (on ``ListingAsset.listing_id``) narrow the listings read."""
     return (
         select(
             ListingAsset.listing_id,
@@ -101,8 +152,9 @@ def _listing_kind() -> Any:
             func.sum(Asset.area).label("asset_area"),
         )
         .join(Asset, Asset.id == ListingAsset.asset_id)
+        .where(*conditions)
         .group_by(ListingAsset.listing_id)
-        .subquery("listing_kind")
+        .cte("listing_kind")  # a rule may read it twice: computed once
     )
 
 
@@ -133,6 +185,50 @@ def _fenced(values: Any, min_comparables: int) -> Any:
         )
         .subquery("fenced")
     )
+
+
+class _within_window(FunctionElement):  # noqa: N801 - reads like a SQL function
+    """``earlier`` lies at most ``days`` days before ``later`` (and not after it): the same test as
+    ``days_between(earlier, later)`` between 0 and ``days``, written on PostgreSQL as a range on ``earlier``
+    (seconds are exact) so a join on it is a cheap comparison, or an index range, not an epoch per pair."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_within_window)
+def _within_window_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    earlier, later, days = (compiler.process(c, **kw) for c in element.clauses)
+    return (
+        f"({earlier} <= {later} AND "
+        f"{earlier} >= {later} - make_interval(secs => CAST({days} AS DOUBLE PRECISION) * 86400))"
+    )
+
+
+@compiles(_within_window, "sqlite")
+def _within_window_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    earlier, later, days = (compiler.process(c, **kw) for c in element.clauses)
+    span = f"(julianday({later}) - julianday({earlier}))"
+    return f"({span} >= 0 AND {span} <= {days})"
+
+
+class _all_ids(FunctionElement):  # noqa: N801 - reads like a SQL function
+    """An aggregate: every value of a column joined by commas, repeats kept (``string_agg`` / ``group_concat``
+    without DISTINCT, so PostgreSQL may hash the groups); :func:`parse_ids` reads it back distinct. A variant
+    of ``stats.id_list``."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_all_ids)
+def _all_ids_default(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    return f"string_agg(CAST({compiler.process(element.clauses, **kw)} AS TEXT), ',')"
+
+
+@compiles(_all_ids, "sqlite")
+def _all_ids_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    return f"group_concat({compiler.process(element.clauses, **kw)})"
 
 
 async def _rows(session: AsyncSession, statement: Select) -> list[Any]:
@@ -196,7 +292,8 @@ class SingleBidder(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        bidders, qualified = _bidders_per_listing(), _qualified_per_listing()
+        bidders = _bidders_per_listing(scope, Listing.closed_at)
+        qualified = _qualified_per_listing(scope, Listing.closed_at)
         statement = (
             select(
                 Listing.id,
@@ -215,6 +312,7 @@ class SingleBidder(_BidRule):
                 Listing.status == SOLD,
                 bidders.c.bidders <= p["max_bidders"],
                 *_in_scope(Listing.village_code, Listing.closed_at, scope),
+                *_listing_ids(scope, Listing.id) if scope.events is not None else (),
             )
         )
         findings = []
@@ -270,7 +368,7 @@ class ReserveHugging(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        bidders = _bidders_per_listing()
+        bidders = _bidders_per_listing(scope, Listing.closed_at)
         ceiling = Listing.starting_price_fen + p["increments"] * Listing.min_increment_fen
         statement = (
             select(
@@ -290,6 +388,7 @@ class ReserveHugging(_BidRule):
                 bidders.c.bidders >= 2,
                 Listing.final_price_fen <= ceiling,
                 *_in_scope(Listing.village_code, Listing.closed_at, scope),
+                *_listing_ids(scope, Listing.id) if scope.events is not None else (),
             )
         )
         findings = []
@@ -365,11 +464,15 @@ class CloseSecondBid(_BidRule):
                 id_list(runner_bid.id).label("bid_ids"),
             )
             .join(Listing, Listing.id == runner_bid.listing_id)
-            .where(Listing.status == SOLD, runner_bid.registration_id != Listing.winner_registration_id)
+            .where(
+                Listing.status == SOLD,
+                runner_bid.registration_id != Listing.winner_registration_id,
+                *_comparable_listings(scope, runner_bid.listing_id),
+            )
             .group_by(runner_bid.listing_id)
-            .subquery("runner_up")
+            .cte("runner_up")  # read twice (the gaps, then the findings): computed once
         )
-        kinds = _listing_kind()
+        kinds = _listing_kind(*_comparable_listings(scope, ListingAsset.listing_id))
         gap = Listing.final_price_fen - runner_up.c.runner_up
         gap_ratio = cast(gap, Float) / Listing.final_price_fen
         # compared across lots in minimum increments, not as a share of the price: in an ascending auction the
@@ -463,32 +566,40 @@ class IdenticalAmounts(_BidRule):
     title = "不同竞买人报价完全相同"
     severity = Severity.ORANGE
     ocds_code = "R028"
-    triggers = frozenset({"bid_placed", "listing_closed"})
+    #: not ``bid_placed``: the bidding service takes only bids above the current price, so a bid placed on the
+    #: platform can never equal another; imported or offline bids are found when the listing closes
+    triggers = frozenset({"listing_closed"})
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
-        statement = (
+        # the bids grouped alone, in one hashed pass (two bidders differ when min and max differ; the ids are
+        # gathered without DISTINCT and made distinct when read back), then joined to their few listings
+        equal = (
             select(
                 Bid.listing_id,
                 Bid.amount_fen,
-                Listing.village_code,
-                when.label("occurred_at"),
-                func.count(func.distinct(Bid.registration_id)).label("bidders"),
-                id_list(Bid.id).label("bid_ids"),
-                id_list(Bid.registration_id).label("registration_ids"),
+                _all_ids(Bid.id).label("bid_ids"),
+                _all_ids(Bid.registration_id).label("registration_ids"),
             )
-            .join(Listing, Listing.id == Bid.listing_id)
+            .where(*_listing_ids(scope, Bid.listing_id, when))
+            .group_by(Bid.listing_id, Bid.amount_fen)
+            .having(func.min(Bid.registration_id) != func.max(Bid.registration_id))
+            .subquery("equal")
+        )
+        statement = (
+            select(equal, Listing.village_code, when.label("occurred_at"))
+            .join(Listing, Listing.id == equal.c.listing_id)
             .where(*_in_scope(Listing.village_code, when, scope))
-            .group_by(Bid.listing_id, Bid.amount_fen, Listing.village_code, when)
-            .having(func.count(func.distinct(Bid.registration_id)) >= 2)
-            .order_by(Bid.listing_id, Bid.amount_fen)
+            .order_by(equal.c.listing_id, equal.c.amount_fen)
         )
         by_listing: dict[int, list[Any]] = defaultdict(list)
         for row in await _rows(session, statement):
             by_listing[row.listing_id].append(row)
         findings = []
         for listing_id, rows in by_listing.items():
-            parts = "；".join(f"{row.bidders} 名竞买人均报价 {_yuan(row.amount_fen)}" for row in rows)
+            parts = "；".join(
+                f"{len(parse_ids(row.registration_ids))} 名竞买人均报价 {_yuan(row.amount_fen)}" for row in rows
+            )
             findings.append(
                 self.finding(
                     "listing",
@@ -538,70 +649,94 @@ class SharedIdentity(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         R, B = Registration, Bidder
-        active = R.status != REJECTED
-
-        def from_registration(trait: str, value: Any, paid_for_other: Any = None) -> Select:
-            return (
-                select(
-                    R.listing_id,
-                    R.id.label("registration_id"),
-                    R.bidder_id,
-                    literal(trait).label("trait"),
-                    _normalised(value).label("value"),
-                    (literal(0) if paid_for_other is None else paid_for_other).label("paid_for_other"),
-                )
-                .join(B, B.id == R.bidder_id)
-                .where(active)
+        when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
+        # every trait is compared within one listing only, so the scope (and an event's listings) narrows the
+        # registrations read in the first place
+        active = [R.status != REJECTED]
+        listing_ids = scope.event_ids("listing_id")
+        scoped = _in_scope(Listing.village_code, when, scope)
+        if listing_ids is not None:
+            active.append(R.listing_id.in_(sorted(listing_ids)))
+        elif scoped:
+            active.append(R.listing_id.in_(select(Listing.id).where(*scoped)))
+        # each registration (with its bidder's profile) and each registration's distinct bid traits read once,
+        # normalised once; the twelve trait rows are then taken from these
+        registrations = (
+            select(
+                R.listing_id,
+                R.id.label("registration_id"),
+                R.bidder_id,
+                _normalised(R.contact_phone).label("r_phone"),
+                _normalised(B.phone).label("b_phone"),
+                _normalised(R.contact_address).label("r_address"),
+                _normalised(B.address).label("b_address"),
+                _normalised(R.deposit_payer_account).label("r_account"),
+                _normalised(B.bank_account).label("b_account"),
+                _normalised(R.deposit_payer_name).label("r_payer"),
+                case((R.deposit_payer_name != B.name, 1), else_=0).label("paid_for_other"),
+                _normalised(B.name).label("b_payer"),
+                _normalised(R.applied_ip).label("r_network"),
+                _normalised(R.applied_device).label("r_device"),
             )
-
-        def from_bids(trait: str, value: Any) -> Select:
-            return (
-                select(
-                    R.listing_id,
-                    R.id.label("registration_id"),
-                    R.bidder_id,
-                    literal(trait).label("trait"),
-                    _normalised(value).label("value"),
-                    literal(0).label("paid_for_other"),
-                )
-                .join(Bid, Bid.registration_id == R.id)
-                .where(active)
+            .join(B, B.id == R.bidder_id)
+            .where(*active)
+            .cte("registration_traits")
+        )
+        bid_traits = (
+            select(
+                R.listing_id,
+                R.id.label("registration_id"),
+                R.bidder_id,
+                _normalised(Bid.ip_address).label("network"),
+                _normalised(Bid.device_fingerprint).label("device"),
             )
+            .join(Bid, Bid.registration_id == R.id)
+            .where(*active)
+            .group_by(R.listing_id, R.id, R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
+            .cte("bid_traits")
+        )
 
+        def trait(source: Any, name: str, column: str, paid_for_other: Any = None) -> Select:
+            return select(
+                source.c.listing_id,
+                source.c.registration_id,
+                source.c.bidder_id,
+                literal(name).label("trait"),
+                source.c[column].label("value"),
+                (literal(0) if paid_for_other is None else paid_for_other).label("paid_for_other"),
+            ).where(source.c[column].is_not(None), source.c[column] != "")
+
+        regs = registrations
         traits = union_all(
-            from_registration("phone", R.contact_phone),
-            from_registration("phone", B.phone),
-            from_registration("address", R.contact_address),
-            from_registration("address", B.address),
-            from_registration("bank_account", R.deposit_payer_account),
-            from_registration("bank_account", B.bank_account),
-            from_registration(
-                "deposit_payer", R.deposit_payer_name, case((R.deposit_payer_name != B.name, 1), else_=0)
-            ),
-            from_registration("deposit_payer", B.name),
-            from_registration("network", R.applied_ip),
-            from_bids("network", Bid.ip_address),
-            from_registration("device", R.applied_device),
-            from_bids("device", Bid.device_fingerprint),
+            trait(regs, "phone", "r_phone"),
+            trait(regs, "phone", "b_phone"),
+            trait(regs, "address", "r_address"),
+            trait(regs, "address", "b_address"),
+            trait(regs, "bank_account", "r_account"),
+            trait(regs, "bank_account", "b_account"),
+            trait(regs, "deposit_payer", "r_payer", regs.c.paid_for_other),
+            trait(regs, "deposit_payer", "b_payer"),
+            trait(regs, "network", "r_network"),
+            trait(bid_traits, "network", "network"),
+            trait(regs, "device", "r_device"),
+            trait(bid_traits, "device", "device"),
         ).subquery("traits")
+        # one hashed pass: two bidders differ when min and max differ; the ids are gathered without DISTINCT
+        # (which would force a sort of every trait row) and made distinct when read back
+        keys = (traits.c.listing_id, traits.c.trait, traits.c.value)
         shared = (
             select(
-                traits.c.listing_id,
-                traits.c.trait,
-                traits.c.value,
-                func.count(func.distinct(traits.c.bidder_id)).label("bidders"),
-                id_list(traits.c.registration_id).label("registration_ids"),
-                id_list(traits.c.bidder_id).label("bidder_ids"),
+                *keys,
+                _all_ids(traits.c.registration_id).label("registration_ids"),
+                _all_ids(traits.c.bidder_id).label("bidder_ids"),
             )
-            .where(traits.c.value.is_not(None), traits.c.value != "")
-            .group_by(traits.c.listing_id, traits.c.trait, traits.c.value)
+            .group_by(*keys)
             .having(
-                func.count(func.distinct(traits.c.bidder_id)) >= 2,
+                func.min(traits.c.bidder_id) != func.max(traits.c.bidder_id),
                 or_(traits.c.trait != "deposit_payer", func.max(traits.c.paid_for_other) == 1),
             )
             .subquery("shared")
         )
-        when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
         statement = (
             select(shared, Listing.village_code, when.label("occurred_at"))
             .join(Listing, Listing.id == shared.c.listing_id)
@@ -613,7 +748,9 @@ class SharedIdentity(_BidRule):
             by_listing[row.listing_id].append(row)
         findings = []
         for listing_id, rows in by_listing.items():
-            parts = "；".join(f"{TRAIT_NAMES[r.trait]} {r.value} 为 {r.bidders} 名竞买人共用" for r in rows)
+            parts = "；".join(
+                f"{TRAIT_NAMES[r.trait]} {r.value} 为 {len(parse_ids(r.bidder_ids))} 名竞买人共用" for r in rows
+            )
             kinds = sorted({r.trait for r in rows})
             findings.append(
                 self.finding(
@@ -660,6 +797,8 @@ class RelatedToOfficial(_BidRule):
         )
         when = func.coalesce(L.closed_at, L.bidding_starts_at)
         base = [R.status != REJECTED, *_in_scope(L.village_code, when, scope)]
+        if scope.events is not None:
+            base += _listing_ids(scope, R.listing_id)
         columns = (
             R.id.label("registration_id"),
             R.listing_id,
@@ -784,6 +923,13 @@ class CoverBidding(_BidRule):
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
         R, L = Registration, Listing
+        # After listings closed only their covers' windows can change: a bidder with no cover registration in
+        # them keeps every window it had. Its windows span the city, so all of such a bidder's lots are read.
+        closed = scope.event_ids("listing_id")
+        covers_of_closed = []
+        if closed is not None:
+            in_closed = select(Registration.bidder_id).where(Registration.listing_id.in_(sorted(closed)))
+            covers_of_closed.append(R.bidder_id.in_(in_closed))
         cover = (
             select(
                 R.bidder_id,
@@ -799,6 +945,7 @@ class CoverBidding(_BidRule):
                 R.status == QUALIFIED,
                 R.deposit_paid_at.is_not(None),
                 ~exists().where(Bid.registration_id == R.id),
+                *covers_of_closed,
             )
             .cte("cover")
         )
@@ -868,8 +1015,9 @@ class CoverBidding(_BidRule):
         return findings
 
 
-def _participation() -> Any:
-    """Qualified bidders of sold lots with the lot's township, time and winning bidder."""
+def _participation(townships: Any = None, *conditions: ColumnElement[bool]) -> Any:
+    """Qualified bidders of sold lots with the lot's township, time and winning bidder (of the given
+    townships only, a subquery, when not None; of the lots meeting ``conditions`` on ``Listing``)."""
     R, winner = Registration, aliased(Registration)
     return (
         select(
@@ -883,7 +1031,12 @@ def _participation() -> Any:
         .join(Listing, Listing.id == R.listing_id)
         .join(Village, Village.code == Listing.village_code)
         .join(winner, winner.id == Listing.winner_registration_id)
-        .where(Listing.status == SOLD, R.status == QUALIFIED)
+        .where(
+            Listing.status == SOLD,
+            R.status == QUALIFIED,
+            *([] if townships is None else [Village.township_code.in_(townships)]),
+            *conditions,
+        )
         .cte("participation")
     )
 
@@ -914,8 +1067,54 @@ class Rotation(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        part = _participation()
-        a, b, c = part.alias("a"), part.alias("b"), part.alias("c")
+        # An incremental evaluation after listings closed re-counts only the trios qualified together in
+        # one of those listings: any other trio's lots, members and wins do not include them (see below).
+        closed = scope.event_ids("listing_id")
+        # every lot of a trio lies in one township: a scoped evaluation reads its townships' lots only; after
+        # an event, only the lots some bidder of the closed listings qualified in (each whole, for presence)
+        lots_of_closed = []
+        if closed is not None:
+            bidders_of_closed = select(Registration.bidder_id).where(
+                Registration.listing_id.in_(sorted(closed)), Registration.status == QUALIFIED
+            )
+            lots_of_closed.append(
+                Listing.id.in_(
+                    select(Registration.listing_id).where(
+                        Registration.bidder_id.in_(bidders_of_closed), Registration.status == QUALIFIED
+                    )
+                )
+            )
+        part = _participation(_scope_townships(scope), *lots_of_closed)
+        # Only bidders who could be one of a qualifying trio are paired: each of a, b, c took part in at least
+        # ``min_lots`` sold lots of the township and won one of them (wins_a >= 1 counts a lot a took part in);
+        # in a scoped evaluation each also took part in the trio's latest lot, which lies in the scope. This
+        # prunes the cubic self-join to the few winners of each township; members, presence and outsider wins
+        # are still counted over every participant.
+        candidates = (
+            select(part.c.bidder_id, part.c.township_code)
+            .where(*([] if closed is None else [part.c.bidder_id.in_(bidders_of_closed)]))
+            .group_by(part.c.bidder_id, part.c.township_code)
+            .having(
+                func.count() >= p["min_lots"],
+                func.sum(case((part.c.winner_id == part.c.bidder_id, 1), else_=0)) >= 1,
+            )
+        )
+        scoped = _in_scope(part.c.village_code, part.c.closed_at, scope)
+        if scoped:
+            candidates = candidates.having(func.sum(case((and_(*scoped), 1), else_=0)) >= 1)
+        candidates = candidates.cte("candidates")
+        pruned = (
+            select(part)
+            .join(
+                candidates,
+                and_(
+                    candidates.c.bidder_id == part.c.bidder_id,
+                    candidates.c.township_code == part.c.township_code,
+                ),
+            )
+            .cte("pruned")
+        )
+        a, b, c = pruned.alias("a"), pruned.alias("b"), pruned.alias("c")
         trio = (
             a.c.bidder_id.label("a"),
             b.c.bidder_id.label("b"),
@@ -931,6 +1130,7 @@ class Rotation(_BidRule):
         keys = (together.c.a, together.c.b, together.c.c, together.c.township_code)
         latest = select(
             together,
+            func.count().over(partition_by=keys).label("together_lots"),
             func.max(together.c.closed_at).over(partition_by=keys).label("latest"),
             func.first_value(together.c.village_code)
             .over(partition_by=keys, order_by=(together.c.closed_at.desc(), together.c.listing_id.desc()))
@@ -938,7 +1138,12 @@ class Rotation(_BidRule):
         ).subquery("latest")
         lots = (
             select(latest)
-            .where(days_between(latest.c.closed_at, latest.c.latest) <= p["window_months"] * DAYS_PER_MONTH)
+            .where(
+                # a trio with fewer lots together in all than min_lots cannot have them within the window:
+                # dropped before its members are counted (nearly every trio meets only once)
+                latest.c.together_lots >= p["min_lots"],
+                days_between(latest.c.closed_at, latest.c.latest) <= p["window_months"] * DAYS_PER_MONTH,
+            )
             .cte("lots")
         )
         trio_keys = (lots.c.a, lots.c.b, lots.c.c, lots.c.township_code)
@@ -1015,8 +1220,11 @@ class Rotation(_BidRule):
         for row in await _rows(session, member_wins):
             trio_rows[(row.a, row.b, row.c, row.township_code)].append(row)
         groups: dict[str, list[Any]] = {}
+        touched: set[str] = set()
         for rows in trio_rows.values():
             subject = group_subject_id([r.bidder_id for r in rows])
+            if closed is not None and closed & set(parse_ids(rows[0].ids)):
+                touched.add(subject)
             best = groups.get(subject)
             if best is None or (rows[0].n, rows[0].latest, rows[0].ids) > (
                 best[0].n,
@@ -1024,6 +1232,11 @@ class Rotation(_BidRule):
                 best[0].ids,
             ):
                 groups[subject] = rows
+        if closed is not None:
+            # A group whose lots include a closed listing has every member qualified in it, so every trio of
+            # the group was counted here and the choice below is the full scan's; a group none of whose trios
+            # counts a closed listing is unchanged by it (and may have trios not counted here): left alone.
+            groups = {subject: rows for subject, rows in groups.items() if subject in touched}
         findings = []
         for subject, rows in sorted(groups.items()):
             first = rows[0]
@@ -1081,6 +1294,9 @@ class DominantWinner(_BidRule):
         p = _values(self, params)
         days = p["window_months"] * DAYS_PER_MONTH
         winner = aliased(Registration)
+        # shares are counted per village and fenced per township: a scoped evaluation needs the lots of the
+        # scope's townships only (all of them: the fence compares every village of the township)
+        townships = _scope_townships(scope)
         sold = (
             select(
                 Listing.id.label("listing_id"),
@@ -1091,7 +1307,9 @@ class DominantWinner(_BidRule):
             )
             .join(winner, winner.id == Listing.winner_registration_id)
             .join(Village, Village.code == Listing.village_code)
-            .where(Listing.status == SOLD)
+            .where(
+                Listing.status == SOLD, *([] if townships is None else [Village.township_code.in_(townships)])
+            )
             .cte("sold")
         )
         pairs = (
@@ -1107,8 +1325,7 @@ class DominantWinner(_BidRule):
         lot = sold.alias("lot")
         in_window = and_(
             lot.c.village_code == pairs.c.village_code,
-            days_between(lot.c.closed_at, pairs.c.latest) >= 0,
-            days_between(lot.c.closed_at, pairs.c.latest) <= days,
+            _within_window(lot.c.closed_at, pairs.c.latest, days),
         )
         mine = lot.c.bidder_id == pairs.c.bidder_id
         shares = (
@@ -1116,11 +1333,11 @@ class DominantWinner(_BidRule):
                 pairs,
                 func.count().label("lots"),
                 func.sum(case((mine, 1), else_=0)).label("wins"),
-                id_list(case((mine, lot.c.listing_id))).label("won_ids"),
+                _all_ids(case((mine, lot.c.listing_id))).label("won_ids"),  # distinct as read
             )
             .join(lot, in_window)
             .group_by(pairs.c.bidder_id, pairs.c.village_code, pairs.c.township_code, pairs.c.latest)
-            .subquery("shares")
+            .cte("shares")  # read twice (the leaders' fences, then the findings): computed once
         )
         share = cast(shares.c.wins, Float) / shares.c.lots
         leaders = (
@@ -1218,7 +1435,7 @@ class BelowMarket(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        kinds = _listing_kind()
+        kinds = _listing_kind(*_comparable_listings(scope, ListingAsset.listing_id))
         area = cast(func.coalesce(Listing.area, kinds.c.asset_area), Float)
         price = cast(Listing.final_price_fen, Float)
         unit_price = case(
@@ -1316,6 +1533,7 @@ class ShortAnnouncement(_BidRule):
             Listing.status.in_(FINISHED),
             days < p["min_days"],
             *_in_scope(Listing.village_code, Listing.closed_at, scope),
+            *_listing_ids(scope, Listing.id) if scope.events is not None else (),
         )
         findings = []
         for row in await _rows(session, statement):
@@ -1346,7 +1564,9 @@ class RelistedCheaper(_BidRule):
     id = "BID-RELISTED-CHEAPER"
     title = "流拍后重新挂牌降价超限"
     severity = Severity.YELLOW
-    triggers = frozenset({"bidder_qualified", "bid_placed", "listing_closed"})
+    #: not ``bid_placed``: a bid changes neither listing's price nor status, and the relisted listing's first
+    #: qualified bidder has already triggered it
+    triggers = frozenset({"bidder_qualified", "listing_closed"})
     parameters = (
         _parameter(
             id,
@@ -1383,6 +1603,7 @@ class RelistedCheaper(_BidRule):
                 Listing.status.not_in(("draft", "submitted")),
                 cut > p["max_cut"],
                 *_in_scope(Listing.village_code, when, scope),
+                *self._touched(scope),
             )
         )
         findings = []
@@ -1404,6 +1625,16 @@ class RelistedCheaper(_BidRule):
                 )
             )
         return findings
+
+    @staticmethod
+    def _touched(scope: Scope) -> list[ColumnElement[bool]]:
+        """In an incremental evaluation, the relisted listings the events touched: the event's listing itself,
+        or the listing relisted from it (the finding reads only the pair)."""
+        ids = scope.event_ids("listing_id")
+        if ids is None:
+            return []
+        ordered = sorted(ids)
+        return [or_(Listing.id.in_(ordered), Listing.relisted_from_id.in_(ordered))]
 
 
 RULES: list[Rule] = [

@@ -13,6 +13,7 @@ dates or day numbers computed by the database (the helpers in stats.py) on SQLit
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -20,7 +21,6 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
-    case,
     cast,
     exists,
     func,
@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Select
 
 from sanzi.auction.models import Listing, ListingAsset, Registration
 from sanzi.ledger.models import Account, AssetStatusChange, Asset, Contract, ContractReceipt, JournalEntry, JournalLine
@@ -45,10 +45,15 @@ from sanzi.warnings.rules.base import rule_parameter as parameter
 from sanzi.warnings.rules.stats import add_days, china_date, quartile_fences
 from sanzi.warnings.rules.undisclosed import (
     at_midnight,
+    ids_in,
     in_scope,
+    linked_assets,
+    linked_contracts,
+    linked_listings,
     no_listing_behind,
     scaled_score,
     since,
+    touched,
     yuan,
 )
 
@@ -89,13 +94,20 @@ class DisposalBeforeElection(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days, minimum = params["window_days"], params["min_value"] * 100
+        # a recorded contract or a closed listing changes its own finding, its linked listing's or
+        # contract's (a listing's value is its contract's) and its assets' (a trade clears them); an
+        # election changes the whole village's
+        hit = await touched(session, scope)
+        if hit is not None and not (hit.contracts or hit.listings):
+            return []
         findings: list[Finding] = []
         contracts = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                    Contract.trade_type, Contract.total_value_fen, Contract.signed_on, Election.id.label("election_id"),
                    Election.election_date)
             .join(Election, in_window(Election, Contract.village_code, Contract.signed_on, days))
-            .where(no_listing_behind(Contract), Contract.total_value_fen >= minimum,
+            .where(*([] if hit is None else [linked_contracts(hit)]),
+                   no_listing_behind(Contract), Contract.total_value_fen >= minimum,
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
             .order_by(Contract.id)
         )
@@ -119,7 +131,8 @@ class DisposalBeforeElection(Rule):
             select(Listing.id, Listing.village_code, Listing.number, Listing.title, value.label("value"),
                    closed_on.label("closed_on"), Election.id.label("election_id"), Election.election_date)
             .join(Election, in_window(Election, Listing.village_code, closed_on, days))
-            .where(Listing.status == "sold", value >= minimum,
+            .where(*([] if hit is None else [linked_listings(hit)]),
+                   Listing.status == "sold", value >= minimum,
                    *in_scope(Listing.village_code, scope), *since(closed_on, scope))
             .order_by(Listing.id)
         )
@@ -142,7 +155,8 @@ class DisposalBeforeElection(Rule):
                    Election.election_date)
             .join(AssetStatusChange, AssetStatusChange.asset_id == Asset.id)
             .join(Election, in_window(Election, Asset.village_code, changed_on, days))
-            .where(AssetStatusChange.to_status.in_(("sold", "disposed")), ~traded,
+            .where(*([] if hit is None else [linked_assets(hit, Asset.id)]),
+                   AssetStatusChange.to_status.in_(("sold", "disposed")), ~traded,
                    *in_scope(Asset.village_code, scope), *since(changed_on, scope))
             .group_by(Asset.id, Asset.village_code, Asset.code, Asset.name, AssetStatusChange.to_status,
                       Election.id, Election.election_date)
@@ -181,13 +195,16 @@ class DisposalBeforeElection(Rule):
         )
 
 
-def reference_dates() -> Any:
-    """The moments an outgoing committee hands over: each election date, and each committee term's end."""
+def reference_dates(scope: Scope | None = None) -> Any:
+    """The moments an outgoing committee hands over: each election date, and each committee term's end (of
+    the scope's villages: a contract is compared with its own village's dates only)."""
+    scope = scope or Scope()
     return union_all(
         select(Election.village_code.label("village_code"), Election.election_date.label("ref"),
-               Election.id.label("election_id")),
+               Election.id.label("election_id"))
+        .where(*in_scope(Election.village_code, scope)),
         select(Cadre.village_code, Cadre.term_end, cast(null(), BigInteger).label("election_id"))
-        .where(Cadre.body == "committee", Cadre.term_end.is_not(None))
+        .where(Cadre.body == "committee", Cadre.term_end.is_not(None), *in_scope(Cadre.village_code, scope))
         .distinct(),
     ).cte("refs")
 
@@ -217,14 +234,20 @@ class LeaseBeyondTerm(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days = params["window_days"]
+        # a contract's finding is its own dates and receipts: a recorded contract or a receipt's entry
+        # changes that contract only (other entries change nothing here); an election, the whole village
+        hit = await touched(session, scope)
+        if hit is not None and not hit.contracts:
+            return []
+        narrow = [] if hit is None else [ids_in(Contract.id, hit.contracts)]
         beyond_days = round(params["years_beyond"] * YEAR_DAYS)
-        refs = reference_dates()
+        refs = reference_dates(scope)
         leases = Contract.trade_type != "transfer"
         signed = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                    Contract.signed_on, Contract.end_date, func.min(refs.c.ref).label("ref"))
             .join(refs, in_window(refs.c, Contract.village_code, Contract.signed_on, days, "ref"))
-            .where(leases, Contract.end_date > add_days(refs.c.ref, beyond_days),
+            .where(*narrow, leases, Contract.end_date > add_days(refs.c.ref, beyond_days),
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
             .group_by(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                       Contract.signed_on, Contract.end_date)
@@ -253,7 +276,7 @@ class LeaseBeyondTerm(Rule):
                    func.min(ContractReceipt.received_on).label("first_on"))
             .join(Contract, Contract.id == ContractReceipt.contract_id)
             .join(refs, in_window(refs.c, Contract.village_code, ContractReceipt.received_on, days, "ref"))
-            .where(*in_scope(Contract.village_code, scope), *since(ContractReceipt.received_on, scope))
+            .where(*narrow, *in_scope(Contract.village_code, scope), *since(ContractReceipt.received_on, scope))
             .group_by(ContractReceipt.contract_id, refs.c.ref)
             .subquery("window_receipts")
         )
@@ -318,7 +341,9 @@ def _windows(subjects: Any, days: int, lookback: int, peers: int | None) -> Any:
     return union_all(*parts).cte("windows")
 
 
-def _elections(scope: Scope) -> Any:
+def _elections(scope: Scope, election_ids: set[int] | None = None) -> Any:
+    """The elections under evaluation (the scope's; only ``election_ids`` when given), with their township,
+    district and the township's number of villages."""
     neighbour = aliased(Village)
     township_size = (
         select(func.count()).where(neighbour.township_code == Village.township_code).scalar_subquery()
@@ -327,9 +352,57 @@ def _elections(scope: Scope) -> Any:
         select(Election.id.label("election_id"), Election.village_code, Election.election_date,
                Village.township_code, Village.district_code, township_size.label("township_size"))
         .join(Village, Village.code == Election.village_code)
-        .where(*in_scope(Election.village_code, scope), *since(Election.election_date, scope))
+        .where(*in_scope(Election.village_code, scope), *since(Election.election_date, scope),
+               *([Election.id.in_(sorted(election_ids))] if election_ids is not None else []))
         .cte("subjects")
     )
+
+
+async def touched_elections(session: AsyncSession, scope: Scope, reach_days: int,
+                            books_start_matters: bool = False) -> set[int] | None:
+    """The elections whose findings the triggering events can change, for a rule that reads the books in
+    windows ending at most ``reach_days`` after the facts they count (and ending on the election date, so
+    only elections after the entry's date): None (evaluate every election in scope) outside an incremental
+    evaluation or for an event this cannot narrow.
+
+    ``election_set`` touches its election; ``entry_posted`` the village's elections after the entry's date
+    and no more than ``reach_days`` after it, or every later one when ``books_start_matters`` and the entry
+    is the first of the village's books (it moves the books' start, so earlier comparison windows count).
+    A new entry changes no other election's windows: each window is of one village and ends on its
+    election's date."""
+    if scope.events is None:
+        return None
+    election_ids: set[int] = set()
+    entry_ids: set[int] = set()
+    for event in scope.events:
+        if event.kind == "election_set" and "election_id" in event.ids:
+            election_ids.add(event.ids["election_id"])
+        elif event.kind == "entry_posted" and "entry_id" in event.ids:
+            entry_ids.add(event.ids["entry_id"])
+        else:
+            return None
+    if not entry_ids:
+        return election_ids
+    earlier = aliased(JournalEntry)
+    entries = list(await session.execute(
+        select(JournalEntry.id, Collective.village_code, JournalEntry.entry_date,
+               exists().where(earlier.collective_id == JournalEntry.collective_id,
+                              earlier.entry_date < JournalEntry.entry_date).label("has_earlier"))
+        .join(Collective, Collective.id == JournalEntry.collective_id)
+        .where(JournalEntry.id.in_(sorted(entry_ids)))
+    ))
+    if len(entries) != len(entry_ids):
+        return None  # an entry we cannot see: evaluate the villages whole
+    conditions = []
+    for row in entries:
+        bounded = not books_start_matters or row.has_earlier
+        conditions.append(and_(
+            Election.village_code == row.village_code,
+            Election.election_date > row.entry_date,
+            *([Election.election_date <= row.entry_date + timedelta(days=reach_days)] if bounded else []),
+        ))
+    election_ids |= set(await session.scalars(select(Election.id).where(or_(*conditions))))
+    return election_ids
 
 
 def _entries_in(windows: Any) -> Any:
@@ -342,17 +415,86 @@ def _entries_in(windows: Any) -> Any:
     )
 
 
-def _covered(windows: Any) -> Any:
-    """The windows the village's books cover in full: the election's own (k = 0), and a comparison window
-    only when it begins on or after that village's first journal entry (one the books cover only in part
-    would count as a window of little spending and drag the fence down)."""
-    books_start = (
-        select(func.min(JournalEntry.entry_date))
-        .join(Collective, Collective.id == JournalEntry.collective_id)
-        .where(Collective.village_code == windows.c.v)
+def _window_spending(windows: Any) -> Any:
+    """Per window (election_id, v, k): the hospitality and non-production debits of village v's entries dated
+    in [start, end), for the windows with at least one entry that the village's books cover (k = 0, or
+    starting on or after the village's first entry: a window the books cover only in part would count as
+    one of little spending and drag the fence down).
+
+    Computed in one pass over the spending lines instead of a range join per window (which re-read a
+    township's books once for each of its elections): each village's spending is reduced to per-day totals,
+    every window adds two marker rows to that ordered stream (its start, sign −1, and its end, sign +1),
+    sorted before the same day's spending, and a running sum gives at each marker the total of everything
+    dated before it, so a window's figure is the signed sum of its two markers. Whether a window has any
+    entry, and where a village's books start, are index probes on journal_entry (collective_id,
+    entry_date); only the days between a village's earliest window start and latest window end are read.
+    Comparable windows only in part covered by the books are left out as before."""
+    spans = (
+        select(windows.c.v, func.min(windows.c.start).label("lo"), func.max(windows.c.end).label("hi"))
+        .group_by(windows.c.v)
+        .subquery("spans")
+    )
+    first_entry = (
+        select(func.min(JournalEntry.entry_date)).where(JournalEntry.collective_id == Collective.id)
         .scalar_subquery()
     )
-    return select(windows).where(or_(windows.c.k == 0, windows.c.start >= books_start)).cte("covered_windows")
+    books = (
+        select(spans.c.v, spans.c.lo, spans.c.hi, Collective.id.label("collective_id"),
+               first_entry.label("books_start"))
+        .join(Collective, Collective.village_code == spans.c.v)
+        .cte("books")
+    )
+    marked = (
+        select(windows.c.election_id, windows.c.v, windows.c.k, windows.c.start, windows.c.end,
+               books.c.collective_id, books.c.books_start)
+        .join(books, books.c.v == windows.c.v)
+        .cte("marked")
+    )
+    nothing = null()
+    zero = literal_column("0", BigInteger)
+
+    def marker(day: Any, sign: int) -> Select:
+        return select(marked.c.v.label("v"), day.label("d"), literal_column("0", Integer).label("ord"),
+                      zero.label("spend"), literal_column(str(sign), Integer).label("sign"),
+                      marked.c.election_id, marked.c.k, marked.c.start, marked.c.end, marked.c.collective_id,
+                      marked.c.books_start)
+
+    stream = union_all(
+        marker(marked.c.start, -1),
+        marker(marked.c.end, 1),
+        select(books.c.v, JournalEntry.entry_date, literal_column("1", Integer), func.sum(JournalLine.debit_fen),
+               literal_column("0", Integer), cast(nothing, BigInteger), cast(nothing, Integer), nothing, nothing,
+               cast(nothing, BigInteger), nothing)
+        .select_from(books)
+        .join(JournalEntry, and_(JournalEntry.collective_id == books.c.collective_id,
+                                 JournalEntry.entry_date >= books.c.lo, JournalEntry.entry_date < books.c.hi))
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(Account, Account.id == JournalLine.account_id)
+        .where(Account.category.in_(SPENDING), JournalLine.debit_fen > 0)
+        .group_by(books.c.v, JournalEntry.entry_date),
+    ).subquery("stream")
+    totals = (
+        select(stream, func.sum(stream.c.spend).over(partition_by=stream.c.v, order_by=(stream.c.d, stream.c.ord),
+                                                     rows=(None, 0)).label("before"))
+        .subquery("totals")
+    )
+    per_window = (
+        select(totals.c.election_id, totals.c.v, totals.c.k, func.sum(totals.c.sign * totals.c.before).label("spend"),
+               func.min(totals.c.start).label("start"), func.min(totals.c.end).label("end"),
+               func.min(totals.c.collective_id).label("collective_id"),
+               func.min(totals.c.books_start).label("books_start"))
+        .where(totals.c.ord == 0)
+        .group_by(totals.c.election_id, totals.c.v, totals.c.k)
+        .subquery("per_window")
+    )
+    return (
+        select(per_window.c.election_id, per_window.c.v, per_window.c.k, per_window.c.spend)
+        .where(or_(per_window.c.k == 0, per_window.c.start >= per_window.c.books_start),
+               exists().where(JournalEntry.collective_id == per_window.c.collective_id,
+                              JournalEntry.entry_date >= per_window.c.start,
+                              JournalEntry.entry_date < per_window.c.end))
+        .cte("spend")
+    )
 
 
 SPIKE = "ELE-HOSPITALITY-SPIKE"
@@ -383,23 +525,13 @@ class HospitalitySpike(Rule):
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
-        days = params["window_days"]
-        subjects = _elections(scope)
-        windows = _covered(
-            _windows(subjects, days, params["lookback_years"], peers=params["min_comparables"])
-        )
-        spend = (
-            select(windows.c.election_id, windows.c.v, windows.c.k,
-                   func.coalesce(func.sum(case((Account.category.in_(SPENDING), JournalLine.debit_fen), else_=0)),
-                                 0).label("spend"))
-            .select_from(windows)
-            .join(Collective, Collective.village_code == windows.c.v)
-            .join(JournalEntry, _entries_in(windows))
-            .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
-            .join(Account, Account.id == JournalLine.account_id)
-            .group_by(windows.c.election_id, windows.c.v, windows.c.k)
-            .cte("spend")
-        )
+        days, lookback = params["window_days"], params["lookback_years"]
+        touched = await touched_elections(session, scope, days + 365 * lookback, books_start_matters=True)
+        if touched is not None and not touched:
+            return []
+        subjects = _elections(scope, touched)
+        windows = _windows(subjects, days, lookback, peers=params["min_comparables"])
+        spend = _window_spending(windows)
         fences = quartile_fences(
             select(spend.c.election_id, spend.c.spend).where(spend.c.k != 0), ("election_id",), "spend"
         ).subquery("fences")
@@ -483,9 +615,12 @@ class ManySmallPayouts(Rule):
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
-        days = params["window_days"]
-        subjects = _elections(scope)
-        windows = _windows(subjects, days, params["lookback_years"], peers=None)
+        days, lookback = params["window_days"], params["lookback_years"]
+        touched = await touched_elections(session, scope, days + 365 * lookback)
+        if touched is not None and not touched:
+            return []
+        subjects = _elections(scope, touched)
+        windows = _windows(subjects, days, lookback, peers=None)
         payouts = (
             select(windows.c.election_id, windows.c.k, JournalEntry.id.label("entry_id"))
             .select_from(windows)
@@ -570,6 +705,11 @@ class RentCutInWindow(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days = params["window_days"]
+        # a new contract may cut its asset's previous price, or be the previous contract of one signed
+        # later (recorded late): its asset's contracts are what it can change; an election, the village's
+        hit = await touched(session, scope)
+        if hit is not None and not hit.contracts:
+            return []
         earlier = aliased(Contract)
         party = func.coalesce(Contract.counterparty_id_number, Contract.counterparty_name)
         latest_previous = (
@@ -591,7 +731,8 @@ class RentCutInWindow(Rule):
                    Election.id.label("election_id"), Election.election_date)
             .join(Election, in_window(Election, Contract.village_code, Contract.signed_on, days))
             .join(previous, previous.id == latest_previous)
-            .where(Contract.asset_id.is_not(None), previous.price_basis == Contract.price_basis,
+            .where(*([] if hit is None else [linked_assets(hit, Contract.asset_id)]),
+                   Contract.asset_id.is_not(None), previous.price_basis == Contract.price_basis,
                    Contract.unit_price_fen * 100
                    < previous.unit_price_fen * (100 - literal(params["min_cut_percent"])),
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
@@ -643,23 +784,30 @@ class RelatedToCandidate(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         days = params["window_days"]
+        # a winner's or a direct contract's finding is its own: a closed listing changes it and its
+        # contract (which then has a listing behind it), a recorded contract itself; an election, the village
+        hit = await touched(session, scope)
+        if hit is not None and not (hit.contracts or hit.listings):
+            return []
         cadre_of_candidate = and_(
             Cadre.village_code == Election.village_code,
             or_(Cadre.id_number == Candidate.id_number,
                 and_(Candidate.id_number.is_(None), Cadre.name == Candidate.name)),
         )
+        # the people of the elections the subjects can match: those of the subjects' own villages
+        elections = in_scope(Election.village_code, scope)
         people = union_all(
             select(Election.id.label("election_id"), Candidate.name.label("name"),
                    Candidate.id_number.label("id_number"), cast(null(), String(32)).label("phone"),
                    Candidate.name.label("candidate"), cast(literal_column("'候选人本人'"), String(16)).label("relation"))
-            .join(Candidate, Candidate.election_id == Election.id),
+            .join(Candidate, Candidate.election_id == Election.id).where(*elections),
             select(Election.id, Cadre.name, Cadre.id_number, Cadre.phone, Candidate.name,
                    cast(literal_column("'候选人本人'"), String(16)))
-            .join(Candidate, Candidate.election_id == Election.id).join(Cadre, cadre_of_candidate),
+            .join(Candidate, Candidate.election_id == Election.id).join(Cadre, cadre_of_candidate).where(*elections),
             select(Election.id, CadreRelative.name, CadreRelative.id_number, cast(null(), String(32)), Candidate.name,
                    CadreRelative.relation)
             .join(Candidate, Candidate.election_id == Election.id).join(Cadre, cadre_of_candidate)
-            .join(CadreRelative, CadreRelative.cadre_id == Cadre.id),
+            .join(CadreRelative, CadreRelative.cadre_id == Cadre.id).where(*elections),
         ).cte("people")
         findings: dict[tuple[str, int], Finding] = {}
 
@@ -670,18 +818,20 @@ class RelatedToCandidate(Rule):
             )
 
         closed_on = china_date(Listing.closed_at)
-        winners = await session.execute(
-            select(Listing.id, Listing.village_code, Listing.number, Bidder.name.label("party"), closed_on.label("on"),
-                   Election.id.label("election_id"), Election.election_date, people.c.candidate, people.c.relation)
-            .join(Registration, Registration.id == Listing.winner_registration_id)
-            .join(Bidder, Bidder.id == Registration.bidder_id)
-            .join(Election, in_window(Election, Listing.village_code, closed_on, days))
-            .join(people, and_(people.c.election_id == Election.id,
-                               matches(Bidder.name, [Bidder.id_number], [Bidder.phone, Registration.contact_phone])))
-            .where(Listing.status == "sold", *in_scope(Listing.village_code, scope), *since(closed_on, scope))
-            .order_by(Listing.id, people.c.candidate, people.c.relation)
-        )
-        self._collect(findings, "listing", winners, days, "竞得人", "listings")
+        if hit is None or hit.listings:  # a recorded contract alone changes no winner's finding
+            winners = await session.execute(
+                select(Listing.id, Listing.village_code, Listing.number, Bidder.name.label("party"), closed_on.label("on"),
+                       Election.id.label("election_id"), Election.election_date, people.c.candidate, people.c.relation)
+                .join(Registration, Registration.id == Listing.winner_registration_id)
+                .join(Bidder, Bidder.id == Registration.bidder_id)
+                .join(Election, in_window(Election, Listing.village_code, closed_on, days))
+                .join(people, and_(people.c.election_id == Election.id,
+                                   matches(Bidder.name, [Bidder.id_number], [Bidder.phone, Registration.contact_phone])))
+                .where(*([] if hit is None else [ids_in(Listing.id, hit.listings)]),
+                       Listing.status == "sold", *in_scope(Listing.village_code, scope), *since(closed_on, scope))
+                .order_by(Listing.id, people.c.candidate, people.c.relation)
+            )
+            self._collect(findings, "listing", winners, days, "竞得人", "listings")
         counterparty = aliased(Bidder)
         direct = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name.label("party"),
@@ -693,7 +843,8 @@ class RelatedToCandidate(Rule):
                                matches(Contract.counterparty_name,
                                        [Contract.counterparty_id_number, counterparty.id_number],
                                        [counterparty.phone])))
-            .where(Contract.origin == "direct", no_listing_behind(Contract),
+            .where(*([] if hit is None else [linked_contracts(hit)]),
+                   Contract.origin == "direct", no_listing_behind(Contract),
                    *in_scope(Contract.village_code, scope), *since(Contract.signed_on, scope))
             .order_by(Contract.id, people.c.candidate, people.c.relation)
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -104,6 +105,63 @@ def no_listing_behind(contract: type[Contract] | Any) -> ColumnElement[bool]:
     return and_(contract.listing_id.is_(None), ~exists().where(Listing.contract_id == contract.id))
 
 
+@dataclass(frozen=True)
+class Touched:
+    """What the triggering events of an incremental evaluation touched: the contracts recorded (and, for
+    ``entry_posted``, the contracts the posted entries are receipts of), the listings closed and the entries
+    posted."""
+
+    contracts: frozenset[int]
+    listings: frozenset[int]
+    entries: frozenset[int]
+
+
+async def touched(session: AsyncSession, scope: Scope) -> Touched | None:
+    """The ids the scope's triggering events carry, or None (evaluate the villages whole) in a full scan or
+    when an event is of another kind or lacks its id."""
+    if scope.events is None:
+        return None
+    keys = {"contract_recorded": "contract_id", "listing_closed": "listing_id", "entry_posted": "entry_id"}
+    found: dict[str, set[int]] = {key: set() for key in keys.values()}
+    for event in scope.events:
+        key = keys.get(event.kind)
+        if key is None or key not in event.ids:
+            return None
+        found[key].add(event.ids[key])
+    contracts = set(found["contract_id"])
+    if found["entry_id"]:
+        contracts |= set(await session.scalars(
+            select(ContractReceipt.contract_id).where(ContractReceipt.entry_id.in_(sorted(found["entry_id"])))
+        ))
+    return Touched(frozenset(contracts), frozenset(found["listing_id"]), frozenset(found["entry_id"]))
+
+
+def ids_in(column: ColumnElement[Any], ids: frozenset[int] | set[int]) -> ColumnElement[bool]:
+    """``column IN (ids)`` (false for no ids), the ids sorted so that equal sets give equal statements."""
+    return column.in_(sorted(ids))
+
+
+def linked_contracts(hit: Touched, contract: Any = Contract) -> ColumnElement[bool]:
+    """The contract was touched, or is the contract of a touched listing."""
+    listing = aliased(Listing)
+    return or_(ids_in(contract.id, hit.contracts), ids_in(contract.listing_id, hit.listings),
+               contract.id.in_(select(listing.contract_id).where(ids_in(listing.id, hit.listings))))
+
+
+def linked_listings(hit: Touched, listing: Any = Listing) -> ColumnElement[bool]:
+    """The listing was touched, or is the listing of a touched contract."""
+    contract = aliased(Contract)
+    return or_(ids_in(listing.id, hit.listings), ids_in(listing.contract_id, hit.contracts),
+               listing.id.in_(select(contract.listing_id).where(ids_in(contract.id, hit.contracts))))
+
+
+def linked_assets(hit: Touched, asset_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The asset is the asset of a touched contract or one of a touched listing's assets."""
+    contract, listed = aliased(Contract), aliased(ListingAsset)
+    return or_(asset_id.in_(select(contract.asset_id).where(ids_in(contract.id, hit.contracts))),
+               asset_id.in_(select(listed.asset_id).where(ids_in(listed.listing_id, hit.listings))))
+
+
 # ---- the rules -------------------------------------------------------------------------------------------
 
 OFF = "UND-OFF-PLATFORM"
@@ -129,9 +187,13 @@ class OffPlatformContract(Rule):
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         threshold = params["value_threshold"] * 100
         term_limit = params["term_threshold_years"] * 12
+        hit = await touched(session, scope)  # a contract's finding depends on that contract alone
+        if hit is not None and not hit.contracts:
+            return []
         rows = await session.execute(
             select(Contract)
             .where(
+                *([] if hit is None else [ids_in(Contract.id, hit.contracts)]),
                 Contract.origin == "direct",
                 no_listing_behind(Contract),
                 or_(Contract.total_value_fen > threshold, Contract.term_months > term_limit),
@@ -187,6 +249,9 @@ class StatusWithoutTrade(Rule):
     parameters = ()
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
+        hit = await touched(session, scope)  # a contract or a sale changes only its own assets' findings
+        if hit is not None and not (hit.contracts or hit.listings):
+            return []
         sold_listing = exists(
             select(1)
             .select_from(ListingAsset)
@@ -202,6 +267,7 @@ class StatusWithoutTrade(Rule):
         rows = await session.execute(
             select(Asset.id, Asset.village_code, Asset.code, Asset.name, Asset.status, changed_at.label("changed_at"))
             .where(
+                *([] if hit is None else [linked_assets(hit, Asset.id)]),
                 Asset.status.in_(("leased", "sold")),
                 ~sold_listing,
                 ~exists().where(Contract.asset_id == Asset.id),
@@ -256,6 +322,9 @@ class IncomeWithoutContract(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         minimum = params["min_amount"] * 100
+        parties = await self._touched_parties(session, scope)
+        if parties is not None and not parties:
+            return []
         reversal = aliased(JournalEntry)
         receipts = (
             select(
@@ -285,6 +354,10 @@ class IncomeWithoutContract(Rule):
                     Contract.counterparty_name == JournalEntry.counterparty,
                 ),
                 *in_scope(Collective.village_code, scope),
+                *([] if parties is None else [or_(*(
+                    and_(Collective.village_code == village, JournalEntry.counterparty == party)
+                    for village, party in sorted(parties)
+                ))]),
             )
             .cte("receipts")
         )
@@ -338,6 +411,33 @@ class IncomeWithoutContract(Rule):
             )
         return findings
 
+    @staticmethod
+    async def _touched_parties(session: AsyncSession, scope: Scope) -> set[tuple[str, str]] | None:
+        """The (village, counterparty) groups the events can change: a finding is one counterparty's receipts
+        in its village, so a posted entry changes its counterparty's (and, for a reversal, the reversed
+        entry's), a recorded contract its counterparty's; None to evaluate the villages whole."""
+        hit = await touched(session, scope)
+        if hit is None:
+            return None
+        parties: set[tuple[str, str]] = set()
+        if hit.entries:
+            reversed_entry = aliased(JournalEntry)
+            rows = await session.execute(
+                select(Collective.village_code, JournalEntry.counterparty,
+                       reversed_entry.counterparty.label("reversed_party"))
+                .join(Collective, Collective.id == JournalEntry.collective_id)
+                .outerjoin(reversed_entry, reversed_entry.id == JournalEntry.reverses_entry_id)
+                .where(ids_in(JournalEntry.id, hit.entries))
+            )
+            for row in rows:
+                parties |= {(row.village_code, p) for p in (row.counterparty, row.reversed_party) if p}
+        if hit.contracts:
+            rows = await session.execute(
+                select(Contract.village_code, Contract.counterparty_name).where(ids_in(Contract.id, hit.contracts))
+            )
+            parties |= {(row.village_code, row.counterparty_name) for row in rows}
+        return parties
+
 
 SPLIT = "UND-SPLIT-CONTRACTS"
 
@@ -363,6 +463,15 @@ class SplitContracts(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         threshold = params["value_threshold"] * 100
+        hit = await touched(session, scope)  # a finding is one counterparty's contracts in its village
+        parties: list[tuple[str, str]] = []
+        party_of = func.coalesce(Contract.counterparty_id_number, Contract.counterparty_name)
+        if hit is not None:
+            parties = sorted({(row[0], row[1]) for row in await session.execute(
+                select(Contract.village_code, party_of).where(ids_in(Contract.id, hit.contracts))
+            )})
+            if not parties:
+                return []
         small = (
             select(
                 Contract.id,
@@ -374,7 +483,11 @@ class SplitContracts(Rule):
                 day_number(Contract.signed_on).label("day"),
                 Contract.total_value_fen,
             )
-            .where(Contract.origin == "direct", no_listing_behind(Contract), Contract.total_value_fen <= threshold)
+            .where(Contract.origin == "direct", no_listing_behind(Contract), Contract.total_value_fen <= threshold,
+                   # a member is of its anchor's village and counterparty: those of the anchors in question
+                   *in_scope(Contract.village_code, scope),
+                   *([or_(*(and_(Contract.village_code == v, party_of == p) for v, p in parties))]
+                     if hit is not None else []))
             .cte("small")
         )
         anchor, member = small.alias("anchor"), small.alias("member")
@@ -388,7 +501,9 @@ class SplitContracts(Rule):
         anchors = (
             select(anchor.c.id, func.sum(member.c.total_value_fen).label("total"), func.count().label("n"))
             .join(member, together)
-            .where(*in_scope(anchor.c.village_code, scope), *since(anchor.c.signed_on, scope))
+            .where(*in_scope(anchor.c.village_code, scope), *since(anchor.c.signed_on, scope),
+                   *([or_(*(and_(anchor.c.village_code == v, anchor.c.party == p) for v, p in parties))]
+                     if hit is not None else []))
             .group_by(anchor.c.id)
             .having(func.sum(member.c.total_value_fen) > threshold, func.count() >= params["min_contracts"])
             .subquery("anchors")
@@ -456,6 +571,11 @@ class RenewalWithoutRebid(Rule):
     )
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
+        # a new contract is judged against its asset's earlier contracts and may be the earlier contract of
+        # a later one (recorded late): its asset's contracts are what it can change
+        hit = await touched(session, scope)
+        if hit is not None and not hit.contracts:
+            return []
         previous = aliased(Contract)
         rows = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
@@ -464,6 +584,7 @@ class RenewalWithoutRebid(Rule):
                    previous.end_date.label("previous_end"), previous.origin.label("previous_origin"))
             .join(previous, and_(previous.asset_id == Contract.asset_id, previous.id != Contract.id))
             .where(
+                *([] if hit is None else [linked_assets(hit, Contract.asset_id)]),
                 Contract.origin == "direct",
                 Contract.asset_id.is_not(None),
                 no_listing_behind(Contract),
@@ -521,6 +642,9 @@ class TermsWorseThanResult(Rule):
     parameters = ()
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
+        hit = await touched(session, scope)  # a contract's finding depends on it and its listing
+        if hit is not None and not hit.contracts:
+            return []
         same_basis = Contract.price_basis == Listing.price_basis
         rows = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.unit_price_fen,
@@ -529,6 +653,7 @@ class TermsWorseThanResult(Rule):
                    Listing.term_months.label("listing_term"), same_basis.label("same_basis"))
             .join(Listing, or_(Listing.id == Contract.listing_id, Listing.contract_id == Contract.id))
             .where(
+                *([] if hit is None else [ids_in(Contract.id, hit.contracts)]),
                 Contract.origin == "auction",
                 Listing.final_price_fen.is_not(None),
                 or_(
@@ -582,6 +707,9 @@ class ResultNotPublished(Rule):
     parameters = ()
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
+        hit = await touched(session, scope)  # a listing's finding depends on it and its contracts
+        if hit is not None and not (hit.contracts or hit.listings):
+            return []
         early = (
             select(func.min(Contract.id))
             .where(
@@ -594,6 +722,7 @@ class ResultNotPublished(Rule):
             select(Listing.id, Listing.village_code, Listing.number, Listing.status, Listing.closed_at,
                    Listing.publicity_ends_at, early.label("early_contract_id"))
             .where(
+                *([] if hit is None else [linked_listings(hit)]),
                 Listing.status.in_(("sold", "failed")),
                 or_(Listing.publicity_ends_at.is_(None), early.is_not(None)),
                 *in_scope(Listing.village_code, scope),
@@ -660,6 +789,11 @@ class RentArrears(Rule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         now = today()
+        # a contract's arrears are its own schedule and receipts: a receipt's entry or a recorded contract
+        # changes only that contract (arrears that grow with time alone are the scans' to find)
+        hit = await touched(session, scope)
+        if hit is not None and not hit.contracts:
+            return []
         overdue_before = now - timedelta(days=params["grace_days"])
         due = (
             select(func.coalesce(func.sum(ContractInstallment.amount_fen), 0))
@@ -685,6 +819,7 @@ class RentArrears(Rule):
                    Contract.total_value_fen, Contract.term_months, unpaid.label("unpaid"),
                    last_receipt.label("last_receipt"), first_overdue.label("first_overdue"))
             .where(
+                *([] if hit is None else [ids_in(Contract.id, hit.contracts)]),
                 Contract.status == "active",
                 unpaid * Contract.term_months > literal(params["share_of_year"]) * Contract.total_value_fen * 12,
                 or_(last_receipt.is_(None), last_receipt < now - timedelta(days=params["no_receipt_days"])),

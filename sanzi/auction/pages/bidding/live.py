@@ -7,9 +7,10 @@ the bidding API's watcher (replay by sequence number, then the channel, then the
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from litestar.response.sse import ServerSentEventMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sanzi.auction import live as live_streams
 from sanzi.auction.lifecycle import STATUS_NAMES_ZH
 from sanzi.auction.models import DepositState, ListingStatus, RegistrationStatus
 from sanzi.auction.pages.bidding import views
@@ -73,19 +75,50 @@ def _refusal(exc: DomainError) -> dict[str, str]:
     return {exc.field if exc.field == "amount" else "__all__": exc.message}
 
 
-#: the panels last sent, shared by every watcher of the same moment of an auction: after a bid each stream
-#: renders the same panel (same event, language and view), so a crowd of watchers costs one render
-_PANELS: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+#: the panel messages last sent, shared by every watcher of the same moment of an auction: after a bid each
+#: stream shows the same panel (same event, language and view), so a crowd of watchers costs one render and
+#: one SSE encoding per event and language
+_PANELS: OrderedDict[tuple[Any, ...], ServerSentEventMessage] = OrderedDict()
 PANEL_CACHE_SIZE = 256
+#: the finished auctions' views (with their results), read once per worker for all their watchers (by app)
+_CLOSED_VIEWS: weakref.WeakKeyDictionary[Any, OrderedDict[int, asyncio.Future[views.LiveView]]] = (
+    weakref.WeakKeyDictionary()
+)
+CLOSED_CACHE_SIZE = 64
 
 
-def _shared_panel(key: tuple[Any, ...], render: Callable[[], str]) -> str:
-    html = _PANELS.get(key)
-    if html is None:
-        html = _PANELS[key] = render()
+def _shared_panel(key: tuple[Any, ...], render: Callable[[], str], event: str, seq: int) -> ServerSentEventMessage:
+    """The panel message for this moment, event and audience: rendered and encoded once for every watcher."""
+    message = _PANELS.get((*key, event))
+    if message is None:
+        message = _PANELS[(*key, event)] = live_streams.EncodedMessage(event=event, data=render(), id=str(seq))
         if len(_PANELS) > PANEL_CACHE_SIZE:
             _PANELS.popitem(last=False)
-    return html
+    return message
+
+
+async def _closed_view(
+    listing_id: int, channels: ChannelsPlugin, maker: Callable[[], AsyncSession]
+) -> views.LiveView:
+    """The view of a closed auction with its result: one read of the database for every watcher at the close
+    (a closed auction's result no longer changes)."""
+    cache = _CLOSED_VIEWS.get(channels)
+    if cache is None:
+        cache = _CLOSED_VIEWS[channels] = OrderedDict()
+    future = cache.get(listing_id)
+    if future is None or (future.done() and (future.cancelled() or future.exception() is not None)):
+
+        async def read() -> views.LiveView:
+            async with maker() as session:
+                return await views.live_view(session, listing_id)
+
+        future = cache[listing_id] = asyncio.ensure_future(read())
+        if len(cache) > CLOSED_CACHE_SIZE:
+            cache.popitem(last=False)
+    view = await asyncio.shield(future)
+    if not view.finished:  # read before the result was stored: not worth remembering
+        cache.pop(listing_id, None)
+    return view
 
 
 def _render(request: AnyRequest, name: str, **context: Any) -> str:
@@ -127,34 +160,28 @@ async def _console_context(db_session: AsyncSession, request: AnyRequest, listin
 
 async def panel_stream(
     view: views.LiveView,
-    render: Callable[[views.LiveView], str],
+    panel: Callable[[views.LiveView, str], ServerSentEventMessage],
     channels: ChannelsPlugin,
     maker: Callable[[], AsyncSession],
 ) -> AsyncIterator[ServerSentEventMessage]:
     """The whole live panel as HTML: now (``update``, or ``closed`` for a finished auction), again after each
-    bid the bidding watcher forwards (it replays from the database after the last bid shown, so none is lost
-    or repeated), and once more with the result (``closed``), after which the stream ends."""
-
-    from sanzi.auction.controllers.bidding import watch_listing  # the API package imports the pages
-
-    def panel(event: str) -> ServerSentEventMessage:
-        return ServerSentEventMessage(event=event, data=render(view), id=str(view.last_seq))
-
-    yield panel("closed" if view.finished else "update")
+    bid the listing's hub hands on (it replays after the last bid shown, so none is lost or repeated), and once
+    more with the result (``closed``), after which the stream ends. The hub's frames carry the bid and the
+    live state already parsed, and ``panel`` shares each rendered, encoded panel among the watchers."""
+    yield panel(view, "closed" if view.finished else "update")
     if view.finished:
         return
-    async for message in watch_listing(view.listing_id, view.last_seq, channels, maker):
-        if message.event == "bid":
-            body = json.loads(str(message.data))
-            view.add_bid(body["bid"])
-            view.update(body["live"])
-            yield panel("update")
-        elif message.event == "closed":
-            async with maker() as session:  # the result as published, with every bid
-                view = await views.live_view(session, view.listing_id)
-            yield panel("closed")
-        elif message.event is None:
-            yield message  # the heartbeat comment keeps proxies from closing an idle stream
+    async for frame in live_streams.follow(view.listing_id, view.last_seq, channels, maker):
+        if frame.kind == "bid":
+            view.add_bid(frame.bid)
+            view.update(frame.live)
+            yield panel(view, "update")
+        elif frame.kind == "closed":
+            view = await _closed_view(view.listing_id, channels, maker)  # the result as published, with every bid
+            yield panel(view, "closed")
+        else:
+            for message in frame.messages:
+                yield message  # the heartbeat comment keeps proxies from closing an idle stream
 
 
 class LivePages(Controller):
@@ -182,28 +209,29 @@ class LivePages(Controller):
     ) -> ServerSentEvent:
         """Server-sent events carrying the whole live panel as HTML: ``update`` on each bid, ``closed`` at the
         end (the stream then ends and the page stops listening)."""
-        from sanzi.auction.controllers.bidding import _session_maker  # the API package imports the pages
-
-        maker = _session_maker(request)
+        maker = live_streams.session_maker(request)
         async with maker() as session:  # a listing that is not public answers 404, not an empty stream
             view = await views.live_view(session, listing_id)
             me = await self._my_number(session, request, listing_id) if console else None
 
         lang = request_language(request)
 
-        def render(current: views.LiveView) -> str:
+        def panel(current: views.LiveView, event: str) -> ServerSentEventMessage:
             key = (
                 current.listing_id,
                 current.last_seq,
                 current.status,
                 current.server_time,
+                current.finished,
                 lang,
                 console,
                 me,
             )
-            return _shared_panel(key, lambda: _render(request, PANEL, view=current, console=console, me=me))
+            return _shared_panel(
+                key, lambda: _render(request, PANEL, view=current, console=console, me=me), event, current.last_seq
+            )
 
-        return ServerSentEvent(panel_stream(view, render, channels, maker))
+        return ServerSentEvent(panel_stream(view, panel, channels, maker))
 
     async def _my_number(self, session: AsyncSession, request: AnyRequest, listing_id: int) -> str | None:
         user = request.scope.get("user")
