@@ -273,10 +273,11 @@ async def _place_fast(
     """Place an acceptable bid with one conditional UPDATE and one guarded INSERT; None (nothing changed) when
     the slow path must decide.
 
-    A session already in a transaction (a caller's) gets a savepoint, so undoing a missed INSERT never undoes
-    the caller's work; a fresh one (the API's) needs none: the whole transaction is rolled back instead.
+    A session already in a transaction or holding objects (a caller's) gets a savepoint, so undoing a missed
+    INSERT never undoes the caller's work nor expires its objects; a fresh, empty one (the API's) needs none:
+    the whole transaction is rolled back instead.
     """
-    if session.in_transaction():
+    if session.in_transaction() or len(session.identity_map) > 0:
         try:
             async with session.begin_nested():
                 return await _fast_statements(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
