@@ -20,6 +20,7 @@ from sanzi.ledger.models import Account, JournalEntry, JournalLine
 from sanzi.ledger.schemas.books import EntryCreate, LineIn
 from sanzi.ledger.services.books import BooksService
 from sanzi.platform.database import create_engine
+from sanzi.platform import events
 from sanzi.platform.geography import import_divisions, parse_divisions
 from sanzi.platform.models import Collective
 from tests.conftest import VILLAGE_A, VILLAGE_B, Actor, make_settings
@@ -269,6 +270,22 @@ async def test_reversal_mirrors_once_and_can_itself_be_reversed(
     bank = next(a for a in balance["accounts"] if a["code"] == BANK)
     assert (bank["debit"], bank["credit"], bank["balance"]) == ("600.00", "300.00", "300.00")
     assert await BooksService(db).verify_collective(await collective(db)) is None
+
+
+async def test_a_committed_reversal_is_an_entry_posted_event(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor
+) -> None:
+    original = (await post(client, committee_a, entry_body("120.00"))).json()
+    received: list[events.DomainEvent] = []
+    unsubscribe = events.subscribe(received.extend)
+    try:
+        response = await client.post(f"/api/entries/{original['id']}/reverse", headers=committee_a.headers)
+        refused = await client.post(f"/api/entries/{original['id']}/reverse", headers=committee_a.headers)
+    finally:
+        unsubscribe()
+    assert response.status_code == 201 and refused.status_code == 409
+    posted = [e for e in received if e.kind == "entry_posted"]
+    assert [(e.village_code, e.ids) for e in posted] == [(VILLAGE_A, {"entry_id": response.json()["id"]})]
 
 
 # ---- listing and reports ---------------------------------------------------------------------------------

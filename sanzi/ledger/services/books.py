@@ -150,7 +150,7 @@ class BooksService:
                 for line in entry.lines
             ]
             memo = data.memo or f"冲销第 {entry.seq} 号凭证：{entry.memo}"[:500]
-            return await self._append(
+            reversal = await self._append(
                 collective,
                 seq,
                 prev_hash,
@@ -164,6 +164,9 @@ class BooksService:
                 lines=lines,
                 actor=actor,
             )
+        # a reversal is a posting like any other for the warning rules (income, payouts, arrears)
+        events.record(self.session, "entry_posted", collective.village_code, entry_id=reversal.id)
+        return reversal
 
     async def _lock_chain(self, collective: Collective) -> tuple[int, str]:
         """Claim the next seq of the collective's chain: the row (PostgreSQL) or write (SQLite) lock is held
