@@ -57,8 +57,11 @@ run: demo
 	@echo "sanzi is serving on http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/schema)"
 	$(BIN)/sanzi run --host $(HOST) --port $(PORT)
 
+# two test workers (pytest-xdist); TEST_WORKERS=0 runs everything in one process
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # benchmarks/README.md: QUICK=1 for the two-minute run; BENCH_OUT=DIR writes the results there instead
 bench: setup

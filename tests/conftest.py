@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import tempfile
+import threading
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -77,21 +81,59 @@ async def _pg_admin(url: str, statement: str) -> None:
         await conn.close()
 
 
+_templates: dict[str, str] = {}
+_template_lock = threading.Lock()
+# Dropping a PostgreSQL database waits for a checkpoint (most of a second): done off the tests' critical path.
+_drops = ThreadPoolExecutor(1, thread_name_prefix="drop-database")
+
+
+def _migrated_template(backend: str) -> str:
+    """The URL of this process's migrated, empty template database of the backend (migrated once, then copied)."""
+    with _template_lock:
+        if backend not in _templates:
+            if backend == "sqlite":
+                url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='sanzi-template-')) / 'template.db'}"
+            else:
+                base = postgres_url()
+                name = f"sanzi_test_tpl_{uuid.uuid4().hex[:10]}"
+                try:
+                    run_sync(lambda: _pg_admin(base, f'CREATE DATABASE "{name}"'))
+                except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "unavailable"
+                    unavailable("PostgreSQL", f"{type(exc).__name__}: {exc}")
+                url = make_url(base).set(database=name).render_as_string(hide_password=False)
+            upgrade(url)
+            _templates[backend] = url
+        return _templates[backend]
+
+
 def create_database(backend: str, directory: Any) -> tuple[str, Callable[[], None]]:
-    """An empty database of the backend, migrated to head; returns its URL and a function that drops it."""
+    """An empty database of the backend, migrated to head (a copy of a template migrated once by Alembic);
+    returns its URL and a function that drops it."""
+    template = _migrated_template(backend)
     if backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{directory / f'sanzi-{uuid.uuid4().hex[:8]}.db'}"
-        upgrade(url)
-        return url, lambda: None
+        path = Path(directory) / f"sanzi-{uuid.uuid4().hex[:8]}.db"
+        with closing(sqlite3.connect(make_url(template).database)) as source, closing(sqlite3.connect(path)) as target:
+            source.backup(target)
+        return f"sqlite+aiosqlite:///{path}", lambda: None
     base = postgres_url()
     name = f"sanzi_test_{uuid.uuid4().hex[:10]}"
-    try:
-        run_sync(lambda: _pg_admin(base, f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "unavailable"
-        unavailable("PostgreSQL", f"{type(exc).__name__}: {exc}")
+    template_name = make_url(template).database
+    run_sync(lambda: _pg_admin(base, f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url, lambda: run_sync(lambda: _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def drop() -> None:
+        _drops.submit(run_sync, lambda: _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return url, drop
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Wait for the dropped test databases, then drop the templates."""
+    _drops.shutdown(wait=True)
+    template = _templates.pop("postgres", None)
+    if template is not None:
+        name = make_url(template).database
+        run_sync(lambda: _pg_admin(postgres_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def load_villages(url: str) -> None:
@@ -115,6 +157,20 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+#: modules whose tests start servers with their own Redis and many database connections (tests/auction/harness.py)
+_SERVER_MODULES = {"tests.auction.test_resilience", "tests.auction.test_concurrency"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers with --dist loadgroup), the tests that share the
+    machine's Redis (its pub/sub channels and streams are not per database) or start whole servers run on one
+    worker, one after another, as they would without xdist; every other test may run beside them."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "redis_available" in fixtures or getattr(item.module, "__name__", "") in _SERVER_MODULES:
+            item.add_marker(pytest.mark.xdist_group("shared-services"))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
