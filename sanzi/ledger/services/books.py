@@ -3,9 +3,11 @@
 Every posting of a collective is serialised by the database itself: its first statement reads the chain head
 ``FOR UPDATE`` (with the accounts it names), which holds the collective's row lock on PostgreSQL until the
 transaction ends; on SQLite every transaction of the app holds the write lock from ``BEGIN IMMEDIATE``. Then
-three statements: insert the entry (a repeated client key inserts nothing), its lines, move the head. Every
-refusal (unknown account, reused key, already reversed) comes before anything is written, so a refused posting
-leaves nothing behind even when the caller goes on to commit, without the cost of a savepoint.
+one statement on PostgreSQL (three on SQLite) inserts the entry (nothing when its client key is taken), its
+lines, and moves the head. Every refusal (unknown or inactive account, reused key, already reversed) comes
+before anything is written, so a refused posting leaves nothing behind even when the caller goes on to commit,
+without the cost of a savepoint. A posting is two statements (plus BEGIN and COMMIT) on PostgreSQL, as many
+round trips as inserting the same entry and lines plainly.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, case, cast, exists, func, insert, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, and_, bindparam, case, cast, exists, func, insert, literal, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -75,15 +77,47 @@ _LOCK_WITH_ACCOUNTS = (
     .where(Collective.id == bindparam("collective_id"))
     .with_for_update(of=Collective)
 )
-_INSERT_ENTRY = insert(_entry).returning(_entry.c.id)
-_KEY = [_entry.c.collective_id, _entry.c.client_key]
-_INSERT_ENTRY_PG = postgresql.insert(_entry).on_conflict_do_nothing(index_elements=_KEY).returning(_entry.c.id)
-_INSERT_ENTRY_SQLITE = sqlite.insert(_entry).on_conflict_do_nothing(index_elements=_KEY).returning(_entry.c.id)
+# a repeated client key inserts nothing (and returns no id) instead of failing, so no savepoint is needed to go
+# on in the same transaction; any other unique violation (seq, hash) still fails
+_INSERT_ENTRY_SQLITE = (
+    sqlite.insert(_entry)
+    .on_conflict_do_nothing(index_elements=[_entry.c.collective_id, _entry.c.client_key])
+    .returning(_entry.c.id)
+)
 _INSERT_LINES = insert(_line).returning(_line.c.id, _line.c.line_no)
 _MOVE_HEAD = (
     update(_collective)
     .where(_collective.c.id == bindparam("collective_id"))
     .values(chain_length=bindparam("new_length"), chain_head=bindparam("new_head"))
+)
+
+
+#: PostgreSQL: the entry (unless its client key is taken), its lines and the new head in one statement; the
+#: lines and the head follow the entry only if it was inserted. The ids come from the sequences SQLAlchemy uses.
+_WRITE_POSTGRESQL = text(
+    f"""
+    WITH new_entry AS (
+        INSERT INTO journal_entry (id, collective_id, seq, entry_date, memo, counterparty, source, client_key,
+            request_hash, reverses_entry_id, total_fen, posted_by_id, posted_at, prev_hash, hash)
+        VALUES (nextval('{_entry.c.id.default.name}'), :collective_id, :seq, :entry_date, :memo, :counterparty,
+            :source, :client_key, :request_hash, :reverses_entry_id, :total_fen, :posted_by_id, :posted_at,
+            :prev_hash, :hash)
+        ON CONFLICT (collective_id, client_key) DO NOTHING
+        RETURNING id
+    ), new_lines AS (
+        INSERT INTO journal_line (id, entry_id, line_no, account_id, debit_fen, credit_fen, memo)
+        SELECT nextval('{_line.c.id.default.name}'), new_entry.id, line.line_no, line.account_id, line.debit_fen,
+            line.credit_fen, line.memo
+        FROM new_entry CROSS JOIN unnest(CAST(:line_nos AS integer[]), CAST(:account_ids AS bigint[]),
+            CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:line_memos AS varchar[]))
+            AS line (line_no, account_id, debit_fen, credit_fen, memo)
+        RETURNING id, line_no
+    ), new_head AS (
+        UPDATE collective SET chain_length = :seq, chain_head = :hash, updated_at = :posted_at
+        WHERE id = :collective_id AND EXISTS (SELECT FROM new_entry)
+    )
+    SELECT new_entry.id, new_lines.id, new_lines.line_no FROM new_entry LEFT JOIN new_lines ON true
+    """
 )
 
 
@@ -290,37 +324,33 @@ class BooksService:
             "prev_hash": prev_hash,
             "hash": entry_hash,
         }
-        # a repeated client key inserts nothing (and returns no id) instead of failing, so no savepoint is needed
-        # to go on in the same transaction; any other unique violation (seq, hash) still fails
-        statement = _INSERT_ENTRY if client_key is None else self._insert_entry_unless_key_taken()
-        entry_id = await self.session.scalar(statement, values)
-        if entry_id is None:
-            return None
+        line_rows = [
+            {
+                "line_no": no,
+                "account_id": line.account_id,
+                "debit_fen": line.debit_fen,
+                "credit_fen": line.credit_fen,
+                "memo": line.memo,
+            }
+            for no, line in enumerate(lines, start=1)
+        ]
         try:
-            line_rows = [
-                {
-                    "entry_id": entry_id,
-                    "line_no": no,
-                    "account_id": line.account_id,
-                    "debit_fen": line.debit_fen,
-                    "credit_fen": line.credit_fen,
-                    "memo": line.memo,
-                }
-                for no, line in enumerate(lines, start=1)
-            ]
-            line_ids = dict(
-                (no, line_id) for line_id, no in await self.session.execute(_INSERT_LINES, line_rows)
-            )
-            await self.session.execute(
-                _MOVE_HEAD, {"collective_id": collective.id, "new_length": seq, "new_head": entry_hash}
-            )
+            if self.session.get_bind().dialect.name == "postgresql":
+                written = await self._write_postgresql(values, line_rows)
+            else:
+                written = await self._write_portable(values, line_rows)
         except Exception:
+            # half a posting must never be committed: the caller's transaction goes (PostgreSQL's could not
+            # go on after an error anyway)
             await self.session.rollback()
             raise
+        if written is None:
+            return None
+        entry_id, line_ids = written
         entry = JournalEntry(id=entry_id, **values)
         rows = []
         for row, line in zip(line_rows, lines, strict=True):
-            line_row = JournalLine(id=line_ids[row["line_no"]], **row)
+            line_row = JournalLine(id=line_ids[row["line_no"]], entry_id=entry_id, **row)
             make_transient_to_detached(line_row)
             set_committed_value(line_row, "account", line.account)  # known already: no joined load
             rows.append(line_row)
@@ -331,12 +361,42 @@ class BooksService:
         set_committed_value(collective, "chain_head", entry_hash)
         return entry
 
-    def _insert_entry_unless_key_taken(self) -> Any:
-        """INSERT ... ON CONFLICT (collective, client key) DO NOTHING: PostgreSQL and SQLite spell it the same,
-        but SQLAlchemy builds it per dialect."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            return _INSERT_ENTRY_PG
-        return _INSERT_ENTRY_SQLITE
+    async def _write_postgresql(
+        self, values: dict[str, Any], line_rows: list[dict[str, Any]]
+    ) -> tuple[int, dict[int, int]] | None:
+        """Insert the entry and its lines and move the head in one statement (one round trip, all or
+        nothing); (entry id, {line no: line id}), or None when the client key is taken (nothing written)."""
+        rows = (
+            await self.session.execute(
+                _WRITE_POSTGRESQL,
+                {
+                    **values,
+                    "line_nos": [row["line_no"] for row in line_rows],
+                    "account_ids": [row["account_id"] for row in line_rows],
+                    "debits": [row["debit_fen"] for row in line_rows],
+                    "credits": [row["credit_fen"] for row in line_rows],
+                    "line_memos": [row["memo"] for row in line_rows],
+                },
+            )
+        ).all()
+        if not rows:
+            return None
+        return rows[0][0], {line_no: line_id for _, line_id, line_no in rows}
+
+    async def _write_portable(
+        self, values: dict[str, Any], line_rows: list[dict[str, Any]]
+    ) -> tuple[int, dict[int, int]] | None:
+        """The same in three statements (SQLite has no data-modifying WITH; its statements cost no round trip)."""
+        entry_id = await self.session.scalar(_INSERT_ENTRY_SQLITE, values)
+        if entry_id is None:
+            return None
+        rows = [{**row, "entry_id": entry_id} for row in line_rows]
+        line_ids = {no: line_id for line_id, no in await self.session.execute(_INSERT_LINES, rows)}
+        await self.session.execute(
+            _MOVE_HEAD,
+            {"collective_id": values["collective_id"], "new_length": values["seq"], "new_head": values["hash"]},
+        )
+        return entry_id, line_ids
 
     # ---- reading entries ---------------------------------------------------------------------------------
 
