@@ -244,9 +244,11 @@ async def test_service_refusal_leaves_the_chain_untouched_for_a_caller_that_goes
 async def test_an_account_deactivated_meanwhile_is_refused_though_the_session_remembers_it_active(
     client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor
 ) -> None:
-    """The posting checks ``is_active`` as read under the chain lock, not the session's copy of the account."""
+    """The posting checks ``is_active`` as read under the chain lock, not the session's copy of it."""
     books = await collective(db)
-    remembered = await db.scalar(select(Account).where(Account.collective_id == books.id, Account.code == BANK))
+    remembered = await db.scalar(
+        select(Account).where(Account.collective_id == books.id, Account.code == BANK)
+    )
     await db.execute(text("UPDATE account SET is_active = false WHERE id = :id"), {"id": remembered.id})
     assert remembered.is_active  # the session's copy does not know
     before = await row_counts(db)
@@ -593,7 +595,7 @@ async def test_concurrent_postings_form_one_unbroken_chain(empty_database_url: s
 
 
 async def test_concurrent_postings_under_one_client_key_make_one_entry(empty_database_url: str) -> None:
-    """Replays racing the first posting: one entry is created, every one of them answers it, nothing else moves."""
+    """Replays racing the first posting: one entry is created, all of them answer it, nothing else moves."""
     engine = create_engine(make_settings(empty_database_url))
     maker = async_sessionmaker(engine, expire_on_commit=False)
     try:
@@ -602,7 +604,8 @@ async def test_concurrent_postings_under_one_client_key_make_one_entry(empty_dat
         async def one() -> tuple[int, int, bool]:
             async with maker() as session:
                 data = EntryCreate(entry_date="2024-06-01", memo="同一笔收款", client_key="same-receipt",
-                                   lines=[LineIn(account_code=BANK, debit="10"), LineIn(account_code=CASH, credit="10")])
+                                   lines=[LineIn(account_code=BANK, debit="10"),
+                                          LineIn(account_code=CASH, credit="10")])
                 entry, created = await BooksService(session).post_entry(books, data, None)
                 await session.commit()
                 return entry.id, entry.seq, created

@@ -19,7 +19,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, bindparam, case, cast, exists, func, insert, literal, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
@@ -77,8 +90,8 @@ _LOCK_WITH_ACCOUNTS = (
     .where(Collective.id == bindparam("collective_id"))
     .with_for_update(of=Collective)
 )
-# a repeated client key inserts nothing (and returns no id) instead of failing, so no savepoint is needed to go
-# on in the same transaction; any other unique violation (seq, hash) still fails
+# a repeated client key inserts nothing (and returns no id) instead of failing, so no savepoint is needed to
+# go on in the same transaction; any other unique violation (seq, hash) still fails
 _INSERT_ENTRY_SQLITE = (
     sqlite.insert(_entry)
     .on_conflict_do_nothing(index_elements=[_entry.c.collective_id, _entry.c.client_key])
@@ -93,21 +106,22 @@ _MOVE_HEAD = (
 
 
 #: PostgreSQL: the entry (unless its client key is taken), its lines and the new head in one statement; the
-#: lines and the head follow the entry only if it was inserted. The ids come from the sequences SQLAlchemy uses.
+#: lines and the head follow the entry only if it was inserted. The ids come from the sequences SQLAlchemy
+#: uses.
 _WRITE_POSTGRESQL = text(
     f"""
     WITH new_entry AS (
         INSERT INTO journal_entry (id, collective_id, seq, entry_date, memo, counterparty, source, client_key,
             request_hash, reverses_entry_id, total_fen, posted_by_id, posted_at, prev_hash, hash)
-        VALUES (nextval('{_entry.c.id.default.name}'), :collective_id, :seq, :entry_date, :memo, :counterparty,
-            :source, :client_key, :request_hash, :reverses_entry_id, :total_fen, :posted_by_id, :posted_at,
-            :prev_hash, :hash)
+        VALUES (nextval('{_entry.c.id.default.name}'), :collective_id, :seq, :entry_date, :memo,
+            :counterparty, :source, :client_key, :request_hash, :reverses_entry_id, :total_fen, :posted_by_id,
+            :posted_at, :prev_hash, :hash)
         ON CONFLICT (collective_id, client_key) DO NOTHING
         RETURNING id
     ), new_lines AS (
         INSERT INTO journal_line (id, entry_id, line_no, account_id, debit_fen, credit_fen, memo)
-        SELECT nextval('{_line.c.id.default.name}'), new_entry.id, line.line_no, line.account_id, line.debit_fen,
-            line.credit_fen, line.memo
+        SELECT nextval('{_line.c.id.default.name}'), new_entry.id, line.line_no, line.account_id,
+            line.debit_fen, line.credit_fen, line.memo
         FROM new_entry CROSS JOIN unnest(CAST(:line_nos AS integer[]), CAST(:account_ids AS bigint[]),
             CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:line_memos AS varchar[]))
             AS line (line_no, account_id, debit_fen, credit_fen, memo)
@@ -158,7 +172,8 @@ class BooksService:
         """Post a balanced entry to the collective's chain; (entry, created). A known client key with the same
         body answers the first entry (created False); with another body it is a conflict."""
         body_hash = request_hash(data)
-        seq, prev_hash, accounts = await self._lock_chain(collective, {line.account_code for line in data.lines})
+        codes = {line.account_code for line in data.lines}
+        seq, prev_hash, accounts = await self._lock_chain(collective, codes)
         lines = self._resolve_lines(accounts, data.lines)
         entry = await self._append(
             collective,
@@ -203,12 +218,16 @@ class BooksService:
             raise NotFound("凭证", "entry")
         seq, prev_hash, _ = await self._lock_chain(collective, set())
         # under the chain lock: a concurrent reversal of the same entry has committed or not started
-        already = await self.session.scalar(select(JournalEntry.seq).where(JournalEntry.reverses_entry_id == entry.id))
+        already = await self.session.scalar(
+            select(JournalEntry.seq).where(JournalEntry.reverses_entry_id == entry.id)
+        )
         if already is not None:
             raise Conflict(
                 f"该凭证已由第 {already} 号凭证冲销", f"this entry was already reversed by entry seq {already}"
             )
-        lines = [_PostingLine(line.account, line.credit_fen, line.debit_fen, line.memo) for line in entry.lines]
+        lines = [
+            _PostingLine(line.account, line.credit_fen, line.debit_fen, line.memo) for line in entry.lines
+        ]
         memo = data.memo or f"冲销第 {entry.seq} 号凭证：{entry.memo}"[:500]
         reversal = await self._append(
             collective,
@@ -229,15 +248,17 @@ class BooksService:
         events.record(self.session, "entry_posted", collective.village_code, entry_id=reversal.id)
         return reversal
 
-    async def _lock_chain(self, collective: Collective, codes: set[str]) -> tuple[int, str, dict[str, _Found]]:
+    async def _lock_chain(
+        self, collective: Collective, codes: set[str]
+    ) -> tuple[int, str, dict[str, _Found]]:
         """Lock the collective's chain and read its head, with the accounts of these codes, in one statement;
         (next seq, previous head, {code: account}).
 
         ``FOR UPDATE`` holds the collective's row lock until the transaction ends (READ COMMITTED hands back
-        the head as the previous holder committed it), so postings to one collective queue here. SQLite has no
-        row locks: the app's engine opens every transaction with ``BEGIN IMMEDIATE`` (platform.database), which
-        holds the database's write lock from the start. Only a lock is taken, nothing is written, so a refusal
-        after it (unknown account, already reversed) leaves the caller's transaction as it was."""
+        the head as the previous holder committed it), so postings to one collective queue here. SQLite has
+        no row locks: the app's engine opens every transaction with ``BEGIN IMMEDIATE`` (platform.database),
+        which holds the database's write lock from the start. Only a lock is taken, nothing is written, so a
+        refusal after it (unknown account, already reversed) leaves the caller's transaction as it was."""
         if codes:
             query, params = _LOCK_WITH_ACCOUNTS, {"collective_id": collective.id, "codes": sorted(codes)}
         else:
@@ -287,9 +308,9 @@ class BooksService:
         """Hash the entry onto the chain, insert it and its lines, move the collective's head; None, with
         nothing written, when the client key is already taken in this collective.
 
-        Three Core statements; the entry and its lines are then put into the session as the persistent objects
-        they are (no read back). A failure part-way (which validation and the chain lock leave to broken
-        invariants only) rolls the whole transaction back, so no half-written posting can be committed."""
+        The entry and its lines are then put into the session as the persistent objects they are (nothing is
+        read back). A failure while writing (which validation and the chain lock leave to broken invariants
+        only) rolls the whole transaction back, so no half-written posting can be committed."""
         posted_at = datetime.now(UTC)
         total_fen = sum(line.debit_fen for line in lines)
         canonical = chain.CanonicalEntry(
@@ -338,7 +359,7 @@ class BooksService:
             if self.session.get_bind().dialect.name == "postgresql":
                 written = await self._write_postgresql(values, line_rows)
             else:
-                written = await self._write_portable(values, line_rows)
+                written = await self._write_sqlite(values, line_rows)
         except Exception:
             # half a posting must never be committed: the caller's transaction goes (PostgreSQL's could not
             # go on after an error anyway)
@@ -383,10 +404,11 @@ class BooksService:
             return None
         return rows[0][0], {line_no: line_id for _, line_id, line_no in rows}
 
-    async def _write_portable(
+    async def _write_sqlite(
         self, values: dict[str, Any], line_rows: list[dict[str, Any]]
     ) -> tuple[int, dict[int, int]] | None:
-        """The same in three statements (SQLite has no data-modifying WITH; its statements cost no round trip)."""
+        """The same in three statements: SQLite has no data-modifying WITH, and a statement costs it no round
+        trip."""
         entry_id = await self.session.scalar(_INSERT_ENTRY_SQLITE, values)
         if entry_id is None:
             return None
@@ -394,7 +416,11 @@ class BooksService:
         line_ids = {no: line_id for line_id, no in await self.session.execute(_INSERT_LINES, rows)}
         await self.session.execute(
             _MOVE_HEAD,
-            {"collective_id": values["collective_id"], "new_length": values["seq"], "new_head": values["hash"]},
+            {
+                "collective_id": values["collective_id"],
+                "new_length": values["seq"],
+                "new_head": values["hash"],
+            },
         )
         return entry_id, line_ids
 
