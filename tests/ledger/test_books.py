@@ -621,6 +621,32 @@ async def test_concurrent_postings_under_one_client_key_make_one_entry(empty_dat
         await engine.dispose()
 
 
+async def test_a_posting_locks_the_chain_but_not_rows_that_refer_to_the_collective(
+    empty_database_url: str, backend: str
+) -> None:
+    """Until a posting commits, another posting to the books waits; inserting rows that refer to the collective
+    (their foreign key check locks it FOR KEY SHARE) does not, so that cannot deadlock with a posting."""
+    if backend != "postgres":
+        pytest.skip("row locks are PostgreSQL's (every SQLite transaction holds the write lock)")
+    engine = create_engine(make_settings(empty_database_url))
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        books = await two_village_books(maker)
+        async with maker() as posting, maker() as other:
+            data = EntryCreate(entry_date="2024-06-01", memo="未提交", lines=[LineIn(account_code=BANK, debit="1"),
+                                                                            LineIn(account_code=CASH, credit="1")])
+            await BooksService(posting).post_entry(books, data, None)
+            lock = "SELECT id FROM collective WHERE id = :id FOR {} NOWAIT"
+            with pytest.raises(DBAPIError, match="could not obtain lock"):
+                async with other.begin_nested():
+                    await other.execute(text(lock.format("NO KEY UPDATE")), {"id": books.id})
+            await other.execute(text(lock.format("KEY SHARE")), {"id": books.id})
+            await other.rollback()
+            await posting.commit()
+    finally:
+        await engine.dispose()
+
+
 async def test_a_chain_rewritten_after_publication_no_longer_matches_the_root(
     client: httpx.AsyncClient, db: AsyncSession, backend: str, committee_a: Actor, admin: Actor
 ) -> None:

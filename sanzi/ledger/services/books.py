@@ -1,8 +1,8 @@
 """The books: posting chained journal entries, reversals, reports, chain verification and published roots.
 
 Every posting of a collective is serialised by the database itself: its first statement reads the chain head
-``FOR UPDATE`` (with the accounts it names), which holds the collective's row lock on PostgreSQL until the
-transaction ends; on SQLite every transaction of the app holds the write lock from ``BEGIN IMMEDIATE``. Then
+``FOR NO KEY UPDATE`` (with the accounts it names), which holds the collective's row lock on PostgreSQL until
+the transaction ends; on SQLite every transaction of the app holds the write lock from ``BEGIN IMMEDIATE``. Then
 one statement on PostgreSQL (three on SQLite) inserts the entry (nothing when its client key is taken), its
 lines, and moves the head. Every refusal (unknown or inactive account, reused key, already reversed) comes
 before anything is written, so a refused posting leaves nothing behind even when the caller goes on to commit,
@@ -79,7 +79,7 @@ _collective, _entry, _line = Collective.__table__, JournalEntry.__table__, Journ
 _LOCK = (
     select(Collective.chain_length, Collective.chain_head)
     .where(Collective.id == bindparam("collective_id"))
-    .with_for_update()
+    .with_for_update(key_share=True)
 )
 _LOCK_WITH_ACCOUNTS = (
     select(Collective.chain_length, Collective.chain_head, Account.is_active, Account)
@@ -88,7 +88,7 @@ _LOCK_WITH_ACCOUNTS = (
         and_(Account.collective_id == Collective.id, Account.code.in_(bindparam("codes", expanding=True))),
     )
     .where(Collective.id == bindparam("collective_id"))
-    .with_for_update(of=Collective)
+    .with_for_update(of=Collective, key_share=True)
 )
 # a repeated client key inserts nothing (and returns no id) instead of failing, so no savepoint is needed to
 # go on in the same transaction; any other unique violation (seq, hash) still fails
@@ -254,8 +254,11 @@ class BooksService:
         """Lock the collective's chain and read its head, with the accounts of these codes, in one statement;
         (next seq, previous head, {code: account}).
 
-        ``FOR UPDATE`` holds the collective's row lock until the transaction ends (READ COMMITTED hands back
-        the head as the previous holder committed it), so postings to one collective queue here. SQLite has
+        ``FOR NO KEY UPDATE`` holds the collective's row lock until the transaction ends (READ COMMITTED hands
+        back the head as the previous holder committed it), so postings to one collective queue here. It is the
+        lock an UPDATE of the row takes: unlike ``FOR UPDATE`` it lets other transactions insert rows that refer
+        to the collective meanwhile (their foreign key checks take ``FOR KEY SHARE``) and cannot deadlock with
+        one that did so before posting. SQLite has
         no row locks: the app's engine opens every transaction with ``BEGIN IMMEDIATE`` (platform.database),
         which holds the database's write lock from the start. Only a lock is taken, nothing is written, so a
         refusal after it (unknown account, already reversed) leaves the caller's transaction as it was."""
