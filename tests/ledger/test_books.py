@@ -23,6 +23,7 @@ from sanzi.platform.database import create_engine
 from sanzi.platform import events
 from sanzi.platform.geography import import_divisions, parse_divisions
 from sanzi.platform.models import Collective
+from sanzi.platform.problems import DomainError
 from tests.conftest import VILLAGE_A, VILLAGE_B, Actor, make_settings
 
 CASH, BANK, CONTRACT_INCOME, HOSPITALITY, DEPOSITS = "101", "102", "50101", "53101", "21101"
@@ -238,6 +239,30 @@ async def test_service_refusal_leaves_the_chain_untouched_for_a_caller_that_goes
     entry, created = await service.post_entry(books, good, committee_a.user, source="contract_receipt")
     assert created and entry.seq == 1 and entry.source == "contract_receipt"
     assert await service.verify_collective(await collective(db)) is None
+
+
+async def test_an_account_deactivated_meanwhile_is_refused_though_the_session_remembers_it_active(
+    client: httpx.AsyncClient, db: AsyncSession, committee_a: Actor
+) -> None:
+    """The posting checks ``is_active`` as read under the chain lock, not the session's copy of it."""
+    books = await collective(db)
+    remembered = await db.scalar(
+        select(Account).where(Account.collective_id == books.id, Account.code == BANK)
+    )
+    await db.execute(text("UPDATE account SET is_active = false WHERE id = :id"), {"id": remembered.id})
+    assert remembered.is_active  # the session's copy does not know
+    before = await row_counts(db)
+    data = EntryCreate(entry_date="2024-01-01", memo="x", lines=[LineIn(account_code=CASH, debit="1"),
+                                                                 LineIn(account_code=BANK, credit="1")])
+    with pytest.raises(DomainError) as refused:
+        await BooksService(db).post_entry(books, data, committee_a.user)
+    assert refused.value.field == "lines[1].account_code" and "已停用" in refused.value.message
+    await db.commit()
+    response = await post(client, committee_a, entry_body(debit=BANK))
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "lines[0].account_code"
+    assert await row_counts(db) == before
+    assert (await collective(db)).chain_length == 0
 
 
 # ---- reversals -------------------------------------------------------------------------------------------
@@ -535,15 +560,20 @@ TWO_VILLAGES = (
 )
 
 
+async def two_village_books(maker: async_sessionmaker[AsyncSession]) -> Collective:
+    """Village A's books in an empty database holding two villages with their charts (committed)."""
+    async with maker() as session:
+        summary = await import_divisions(session, parse_divisions(io.StringIO(TWO_VILLAGES)))
+        await open_books(session, summary.new_collective_ids)
+        await session.commit()
+        return await collective(session)
+
+
 async def test_concurrent_postings_form_one_unbroken_chain(empty_database_url: str) -> None:
     engine = create_engine(make_settings(empty_database_url))
     maker = async_sessionmaker(engine, expire_on_commit=False)
     try:
-        async with maker() as session:
-            summary = await import_divisions(session, parse_divisions(io.StringIO(TWO_VILLAGES)))
-            await open_books(session, summary.new_collective_ids)
-            await session.commit()
-            books = await collective(session)
+        books = await two_village_books(maker)
 
         async def one(n: int) -> int:
             async with maker() as session:
@@ -560,6 +590,59 @@ async def test_concurrent_postings_form_one_unbroken_chain(empty_database_url: s
             checked, broken = await BooksService(session).verify_all()
             assert checked == 2 and broken == []
             assert (await collective(session)).chain_length == 12
+    finally:
+        await engine.dispose()
+
+
+async def test_concurrent_postings_under_one_client_key_make_one_entry(empty_database_url: str) -> None:
+    """Replays racing the first posting: one entry is created, all of them answer it, nothing else moves."""
+    engine = create_engine(make_settings(empty_database_url))
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        books = await two_village_books(maker)
+
+        async def one() -> tuple[int, int, bool]:
+            async with maker() as session:
+                data = EntryCreate(entry_date="2024-06-01", memo="同一笔收款", client_key="same-receipt",
+                                   lines=[LineIn(account_code=BANK, debit="10"),
+                                          LineIn(account_code=CASH, credit="10")])
+                entry, created = await BooksService(session).post_entry(books, data, None)
+                await session.commit()
+                return entry.id, entry.seq, created
+
+        answers = await asyncio.gather(*(one() for _ in range(8)))
+        assert len({entry_id for entry_id, _, _ in answers}) == 1 and {seq for _, seq, _ in answers} == {1}
+        assert [created for _, _, created in answers].count(True) == 1
+        async with maker() as session:
+            assert await row_counts(session) == (1, 2)
+            assert (await collective(session)).chain_length == 1
+            assert await BooksService(session).verify_all() == (2, [])
+    finally:
+        await engine.dispose()
+
+
+async def test_a_posting_locks_the_chain_but_not_rows_that_refer_to_the_collective(
+    empty_database_url: str, backend: str
+) -> None:
+    """Until a posting commits, another posting to the books waits; inserting rows that refer to the collective
+    (their foreign key check locks it FOR KEY SHARE) does not, so that cannot deadlock with a posting."""
+    if backend != "postgres":
+        pytest.skip("row locks are PostgreSQL's (every SQLite transaction holds the write lock)")
+    engine = create_engine(make_settings(empty_database_url))
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        books = await two_village_books(maker)
+        async with maker() as posting, maker() as other:
+            data = EntryCreate(entry_date="2024-06-01", memo="未提交", lines=[LineIn(account_code=BANK, debit="1"),
+                                                                            LineIn(account_code=CASH, credit="1")])
+            await BooksService(posting).post_entry(books, data, None)
+            lock = "SELECT id FROM collective WHERE id = :id FOR {} NOWAIT"
+            with pytest.raises(DBAPIError, match="could not obtain lock"):
+                async with other.begin_nested():
+                    await other.execute(text(lock.format("NO KEY UPDATE")), {"id": books.id})
+            await other.execute(text(lock.format("KEY SHARE")), {"id": books.id})
+            await other.rollback()
+            await posting.commit()
     finally:
         await engine.dispose()
 

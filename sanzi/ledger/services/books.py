@@ -1,9 +1,13 @@
 """The books: posting chained journal entries, reversals, reports, chain verification and published roots.
 
-Every posting of a collective is serialised by the database itself: its first statement is
-``UPDATE collective SET chain_length = chain_length + 1 ... RETURNING chain_length, chain_head``, which takes the
-collective's row lock on PostgreSQL and the write lock on SQLite until the transaction ends. Each posting runs
-inside a savepoint, so a refused posting leaves nothing behind even when the caller goes on to commit.
+Every posting of a collective is serialised by the database itself: its first statement reads the chain head
+``FOR NO KEY UPDATE`` (with the accounts it names), which holds the collective's row lock on PostgreSQL until
+the transaction ends; on SQLite every transaction of the app holds the write lock from ``BEGIN IMMEDIATE``. Then
+one statement on PostgreSQL (three on SQLite) inserts the entry (nothing when its client key is taken), its
+lines, and moves the head. Every refusal (unknown or inactive account, reused key, already reversed) comes
+before anything is written, so a refused posting leaves nothing behind even when the caller goes on to commit,
+without the cost of a savepoint. A posting is two statements (plus BEGIN and COMMIT) on PostgreSQL, as many
+round trips as inserting the same entry and lines plainly.
 """
 
 from __future__ import annotations
@@ -15,10 +19,23 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, case, cast, exists, func, insert, literal, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, lazyload
+from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from sanzi.ledger import chain
@@ -57,6 +74,75 @@ class _PostingLine:
         return self.account.code
 
 
+# The statements of a posting, built once: their compiled forms and cache keys are then reused as they are.
+_collective, _entry, _line = Collective.__table__, JournalEntry.__table__, JournalLine.__table__
+_LOCK = (
+    select(Collective.chain_length, Collective.chain_head)
+    .where(Collective.id == bindparam("collective_id"))
+    .with_for_update(key_share=True)
+)
+_LOCK_WITH_ACCOUNTS = (
+    select(Collective.chain_length, Collective.chain_head, Account.is_active, Account)
+    .outerjoin(
+        Account,
+        and_(Account.collective_id == Collective.id, Account.code.in_(bindparam("codes", expanding=True))),
+    )
+    .where(Collective.id == bindparam("collective_id"))
+    .with_for_update(of=Collective, key_share=True)
+)
+# a repeated client key inserts nothing (and returns no id) instead of failing, so no savepoint is needed to
+# go on in the same transaction; any other unique violation (seq, hash) still fails
+_INSERT_ENTRY_SQLITE = (
+    sqlite.insert(_entry)
+    .on_conflict_do_nothing(index_elements=[_entry.c.collective_id, _entry.c.client_key])
+    .returning(_entry.c.id)
+)
+_INSERT_LINES = insert(_line).returning(_line.c.id, _line.c.line_no)
+_MOVE_HEAD = (
+    update(_collective)
+    .where(_collective.c.id == bindparam("collective_id"))
+    .values(chain_length=bindparam("new_length"), chain_head=bindparam("new_head"))
+)
+
+
+#: PostgreSQL: the entry (unless its client key is taken), its lines and the new head in one statement; the
+#: lines and the head follow the entry only if it was inserted. The ids come from the sequences SQLAlchemy
+#: uses.
+_WRITE_POSTGRESQL = text(
+    f"""
+    WITH new_entry AS (
+        INSERT INTO journal_entry (id, collective_id, seq, entry_date, memo, counterparty, source, client_key,
+            request_hash, reverses_entry_id, total_fen, posted_by_id, posted_at, prev_hash, hash)
+        VALUES (nextval('{_entry.c.id.default.name}'), :collective_id, :seq, :entry_date, :memo,
+            :counterparty, :source, :client_key, :request_hash, :reverses_entry_id, :total_fen, :posted_by_id,
+            :posted_at, :prev_hash, :hash)
+        ON CONFLICT (collective_id, client_key) DO NOTHING
+        RETURNING id
+    ), new_lines AS (
+        INSERT INTO journal_line (id, entry_id, line_no, account_id, debit_fen, credit_fen, memo)
+        SELECT nextval('{_line.c.id.default.name}'), new_entry.id, line.line_no, line.account_id,
+            line.debit_fen, line.credit_fen, line.memo
+        FROM new_entry CROSS JOIN unnest(CAST(:line_nos AS integer[]), CAST(:account_ids AS bigint[]),
+            CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:line_memos AS varchar[]))
+            AS line (line_no, account_id, debit_fen, credit_fen, memo)
+        RETURNING id, line_no
+    ), new_head AS (
+        UPDATE collective SET chain_length = :seq, chain_head = :hash, updated_at = :posted_at
+        WHERE id = :collective_id AND EXISTS (SELECT FROM new_entry)
+    )
+    SELECT new_entry.id, new_lines.id, new_lines.line_no FROM new_entry LEFT JOIN new_lines ON true
+    """
+)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """An account named by a posting, with ``is_active`` as read under the chain lock."""
+
+    account: Account
+    is_active: bool
+
+
 class BooksService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -86,49 +172,43 @@ class BooksService:
         """Post a balanced entry to the collective's chain; (entry, created). A known client key with the same
         body answers the first entry (created False); with another body it is a conflict."""
         body_hash = request_hash(data)
-        collective_id, village_code = collective.id, collective.village_code
-        try:
-            async with self.session.begin_nested():
-                seq, prev_hash = await self._lock_chain(collective)
-                lines = await self._resolve_lines(collective, data.lines)
-                # a repeated client key is caught by the unique (collective, client key) constraint on insert:
-                # one round trip fewer than looking for it first; the savepoint undoes the chain claim
-                entry = await self._append(
-                    collective,
-                    seq,
-                    prev_hash,
-                    entry_date=data.entry_date,
-                    memo=data.memo,
-                    counterparty=data.counterparty,
-                    source=source,
-                    client_key=data.client_key,
-                    request_hash=body_hash,
-                    reverses=None,
-                    lines=lines,
-                    actor=actor,
-                )
-        except IntegrityError:
-            existing = (
-                await self.session.scalar(
-                    select(JournalEntry.id).where(
-                        JournalEntry.collective_id == collective_id, JournalEntry.client_key == data.client_key
-                    )
-                )
-                if data.client_key is not None
-                else None
-            )
-            if existing is None:
-                raise
-            first = await self.get_entry(existing)
-            if first.request_hash != body_hash:
-                raise Conflict(
-                    "该幂等键已用于另一张内容不同的凭证",
-                    "this client key was already used for an entry with a different body",
-                    field="client_key",
-                ) from None
-            return first, False
-        events.record(self.session, "entry_posted", village_code, entry_id=entry.id)
+        codes = {line.account_code for line in data.lines}
+        seq, prev_hash, accounts = await self._lock_chain(collective, codes)
+        lines = self._resolve_lines(accounts, data.lines)
+        entry = await self._append(
+            collective,
+            seq,
+            prev_hash,
+            entry_date=data.entry_date,
+            memo=data.memo,
+            counterparty=data.counterparty,
+            source=source,
+            client_key=data.client_key,
+            request_hash=body_hash,
+            reverses=None,
+            lines=lines,
+            actor=actor,
+        )
+        if entry is None:
+            return await self._replay(collective, data.client_key, body_hash), False
+        events.record(self.session, "entry_posted", collective.village_code, entry_id=entry.id)
         return entry, True
+
+    async def _replay(self, collective: Collective, client_key: str | None, body_hash: str) -> JournalEntry:
+        """The entry first posted under this client key (its insert was skipped as a conflict on the key)."""
+        first = await self.session.scalar(
+            select(JournalEntry)
+            .where(JournalEntry.collective_id == collective.id, JournalEntry.client_key == client_key)
+            .execution_options(populate_existing=True)
+        )
+        assert first is not None, "the insert conflicted on a client key that is not there"
+        if first.request_hash != body_hash:
+            raise Conflict(
+                "该幂等键已用于另一张内容不同的凭证",
+                "this client key was already used for an entry with a different body",
+                field="client_key",
+            )
+        return first
 
     async def reverse_entry(
         self, collective: Collective, entry: JournalEntry, actor: User | None, data: schemas.ReversalCreate
@@ -136,75 +216,80 @@ class BooksService:
         """Post the mirror of an entry (debits and credits swapped); an entry can be reversed only once."""
         if entry.collective_id != collective.id:
             raise NotFound("凭证", "entry")
-        async with self.session.begin_nested():
-            seq, prev_hash = await self._lock_chain(collective)
-            already = await self.session.scalar(
-                select(JournalEntry.seq).where(JournalEntry.reverses_entry_id == entry.id)
+        seq, prev_hash, _ = await self._lock_chain(collective, set())
+        # under the chain lock: a concurrent reversal of the same entry has committed or not started
+        already = await self.session.scalar(
+            select(JournalEntry.seq).where(JournalEntry.reverses_entry_id == entry.id)
+        )
+        if already is not None:
+            raise Conflict(
+                f"该凭证已由第 {already} 号凭证冲销", f"this entry was already reversed by entry seq {already}"
             )
-            if already is not None:
-                raise Conflict(
-                    f"该凭证已由第 {already} 号凭证冲销", f"this entry was already reversed by entry seq {already}"
-                )
-            lines = [
-                _PostingLine(line.account, line.credit_fen, line.debit_fen, line.memo)
-                for line in entry.lines
-            ]
-            memo = data.memo or f"冲销第 {entry.seq} 号凭证：{entry.memo}"[:500]
-            reversal = await self._append(
-                collective,
-                seq,
-                prev_hash,
-                entry_date=data.entry_date or datetime.now(get_settings().zone).date(),
-                memo=memo,
-                counterparty=entry.counterparty,
-                source="reversal",
-                client_key=None,
-                request_hash=None,
-                reverses=entry,
-                lines=lines,
-                actor=actor,
-            )
+        lines = [
+            _PostingLine(line.account, line.credit_fen, line.debit_fen, line.memo) for line in entry.lines
+        ]
+        memo = data.memo or f"冲销第 {entry.seq} 号凭证：{entry.memo}"[:500]
+        reversal = await self._append(
+            collective,
+            seq,
+            prev_hash,
+            entry_date=data.entry_date or datetime.now(get_settings().zone).date(),
+            memo=memo,
+            counterparty=entry.counterparty,
+            source="reversal",
+            client_key=None,
+            request_hash=None,
+            reverses=entry,
+            lines=lines,
+            actor=actor,
+        )
+        assert reversal is not None  # no client key, nothing to conflict on
         # a reversal is a posting like any other for the warning rules (income, payouts, arrears)
         events.record(self.session, "entry_posted", collective.village_code, entry_id=reversal.id)
         return reversal
 
-    async def _lock_chain(self, collective: Collective) -> tuple[int, str]:
-        """Claim the next seq of the collective's chain: the row (PostgreSQL) or write (SQLite) lock is held
-        until the transaction ends, so postings to one collective queue here. Returns (seq, previous head)."""
-        table = Collective.__table__
-        row = (
-            await self.session.execute(
-                update(table)
-                .where(table.c.id == collective.id)
-                .values(chain_length=table.c.chain_length + 1)
-                .returning(table.c.chain_length, table.c.chain_head)
-            )
-        ).one()
-        return row.chain_length, row.chain_head
+    async def _lock_chain(
+        self, collective: Collective, codes: set[str]
+    ) -> tuple[int, str, dict[str, _Found]]:
+        """Lock the collective's chain and read its head, with the accounts of these codes, in one statement;
+        (next seq, previous head, {code: account}).
 
-    async def _resolve_lines(self, collective: Collective, lines: Sequence[schemas.LineIn]) -> list[_PostingLine]:
-        codes = {line.account_code for line in lines}
-        found = {
-            account.code: account
-            for account in await self.session.scalars(
-                select(Account).where(Account.collective_id == collective.id, Account.code.in_(codes))
-            )
-        }
+        ``FOR NO KEY UPDATE`` holds the collective's row lock until the transaction ends (READ COMMITTED hands
+        back the head as the previous holder committed it), so postings to one collective queue here. It is the
+        lock an UPDATE of the row takes: unlike ``FOR UPDATE`` it lets other transactions insert rows that refer
+        to the collective meanwhile (their foreign key checks take ``FOR KEY SHARE``) and cannot deadlock with
+        one that did so before posting. SQLite has
+        no row locks: the app's engine opens every transaction with ``BEGIN IMMEDIATE`` (platform.database),
+        which holds the database's write lock from the start. Only a lock is taken, nothing is written, so a
+        refusal after it (unknown account, already reversed) leaves the caller's transaction as it was."""
+        if codes:
+            query, params = _LOCK_WITH_ACCOUNTS, {"collective_id": collective.id, "codes": sorted(codes)}
+        else:
+            query, params = _LOCK, {"collective_id": collective.id}
+        rows = (await self.session.execute(query, params)).all()
+        length, head = rows[0][0], rows[0][1]
+        # every row carries the same locked collective row
+        assert all(row[0] == length and row[1] == head for row in rows)
+        found = {row[3].code: _Found(row[3], row[2]) for row in rows if codes and row[3] is not None}
+        return length + 1, head, found
+
+    @staticmethod
+    def _resolve_lines(found: dict[str, _Found], lines: Sequence[schemas.LineIn]) -> list[_PostingLine]:
         resolved = []
         for index, line in enumerate(lines):
             field = f"lines[{index}].account_code"
-            if line.account_code not in found:
+            account = found.get(line.account_code)
+            if account is None:
                 raise DomainError(
                     f"科目 {line.account_code} 不在本集体经济组织的账套中",
                     f"account {line.account_code} is not in this collective's chart of accounts",
                     field=field,
                 )
-            account = found[line.account_code]
-            if not account.is_active:
+            if not account.is_active:  # as read under the lock, not as the session may remember it
                 raise DomainError(
                     f"科目 {line.account_code} 已停用", f"account {line.account_code} is inactive", field=field
                 )
-            resolved.append(_PostingLine(account, line.debit, line.credit, line.memo))
+            resolved.append(_PostingLine(account.account, line.debit, line.credit, line.memo))
         return resolved
 
     async def _append(
@@ -222,8 +307,13 @@ class BooksService:
         reverses: JournalEntry | None,
         lines: list[_PostingLine],
         actor: User | None,
-    ) -> JournalEntry:
-        """Hash the entry onto the chain, insert it and its lines, move the collective's head."""
+    ) -> JournalEntry | None:
+        """Hash the entry onto the chain, insert it and its lines, move the collective's head; None, with
+        nothing written, when the client key is already taken in this collective.
+
+        The entry and its lines are then put into the session as the persistent objects they are (nothing is
+        read back). A failure while writing (which validation and the chain lock leave to broken invariants
+        only) rolls the whole transaction back, so no half-written posting can be committed."""
         posted_at = datetime.now(UTC)
         total_fen = sum(line.debit_fen for line in lines)
         canonical = chain.CanonicalEntry(
@@ -242,55 +332,100 @@ class BooksService:
             ),
         )
         entry_hash = chain.entry_hash(prev_hash, chain.canonical_bytes(canonical))
-        # ORM inserts that return the entities: the entry and its lines come back without being read again
-        entry = await self.session.scalar(
-            insert(JournalEntry)
-            .values(
-                collective_id=collective.id,
-                seq=seq,
-                entry_date=entry_date,
-                memo=memo,
-                counterparty=counterparty,
-                source=source,
-                client_key=client_key,
-                request_hash=request_hash,
-                reverses_entry_id=reverses.id if reverses else None,
-                total_fen=total_fen,
-                posted_by_id=actor.id if actor else None,
-                posted_at=posted_at,
-                prev_hash=prev_hash,
-                hash=entry_hash,
-            )
-            .returning(JournalEntry)
-            .options(lazyload(JournalEntry.lines)),  # its lines are the ones inserted next, set below
-            execution_options={"populate_existing": True},
-        )
-        assert entry is not None
-        rows = await self.session.scalars(
-            insert(JournalLine)
-            .returning(JournalLine, sort_by_parameter_order=True)
-            .options(lazyload(JournalLine.account)),
-            [
-                {
-                    "entry_id": entry.id,
-                    "line_no": no,
-                    "account_id": line.account_id,
-                    "debit_fen": line.debit_fen,
-                    "credit_fen": line.credit_fen,
-                    "memo": line.memo,
-                }
-                for no, line in enumerate(lines, start=1)
-            ],
-        )
-        inserted = list(rows)
-        for row, line in zip(inserted, lines, strict=True):
-            set_committed_value(row, "account", line.account)  # known already: no joined load
-        set_committed_value(entry, "lines", inserted)
-        table = Collective.__table__
-        await self.session.execute(update(table).where(table.c.id == collective.id).values(chain_head=entry_hash))
+        values = {
+            "collective_id": collective.id,
+            "seq": seq,
+            "entry_date": entry_date,
+            "memo": memo,
+            "counterparty": counterparty,
+            "source": source,
+            "client_key": client_key,
+            "request_hash": request_hash,
+            "reverses_entry_id": reverses.id if reverses else None,
+            "total_fen": total_fen,
+            "posted_by_id": actor.id if actor else None,
+            "posted_at": posted_at,
+            "prev_hash": prev_hash,
+            "hash": entry_hash,
+        }
+        line_rows = [
+            {
+                "line_no": no,
+                "account_id": line.account_id,
+                "debit_fen": line.debit_fen,
+                "credit_fen": line.credit_fen,
+                "memo": line.memo,
+            }
+            for no, line in enumerate(lines, start=1)
+        ]
+        try:
+            if self.session.get_bind().dialect.name == "postgresql":
+                written = await self._write_postgresql(values, line_rows)
+            else:
+                written = await self._write_sqlite(values, line_rows)
+        except Exception:
+            # half a posting must never be committed: the caller's transaction goes (PostgreSQL's could not
+            # go on after an error anyway)
+            await self.session.rollback()
+            raise
+        if written is None:
+            return None
+        entry_id, line_ids = written
+        entry = JournalEntry(id=entry_id, **values)
+        rows = []
+        for row, line in zip(line_rows, lines, strict=True):
+            line_row = JournalLine(id=line_ids[row["line_no"]], entry_id=entry_id, **row)
+            make_transient_to_detached(line_row)
+            set_committed_value(line_row, "account", line.account)  # known already: no joined load
+            rows.append(line_row)
+        make_transient_to_detached(entry)
+        set_committed_value(entry, "lines", rows)
+        self.session.add(entry)  # persistent, with its lines: they are in the database already
         set_committed_value(collective, "chain_length", seq)
         set_committed_value(collective, "chain_head", entry_hash)
         return entry
+
+    async def _write_postgresql(
+        self, values: dict[str, Any], line_rows: list[dict[str, Any]]
+    ) -> tuple[int, dict[int, int]] | None:
+        """Insert the entry and its lines and move the head in one statement (one round trip, all or
+        nothing); (entry id, {line no: line id}), or None when the client key is taken (nothing written)."""
+        rows = (
+            await self.session.execute(
+                _WRITE_POSTGRESQL,
+                {
+                    **values,
+                    "line_nos": [row["line_no"] for row in line_rows],
+                    "account_ids": [row["account_id"] for row in line_rows],
+                    "debits": [row["debit_fen"] for row in line_rows],
+                    "credits": [row["credit_fen"] for row in line_rows],
+                    "line_memos": [row["memo"] for row in line_rows],
+                },
+            )
+        ).all()
+        if not rows:
+            return None
+        return rows[0][0], {line_no: line_id for _, line_id, line_no in rows}
+
+    async def _write_sqlite(
+        self, values: dict[str, Any], line_rows: list[dict[str, Any]]
+    ) -> tuple[int, dict[int, int]] | None:
+        """The same in three statements: SQLite has no data-modifying WITH, and a statement costs it no round
+        trip."""
+        entry_id = await self.session.scalar(_INSERT_ENTRY_SQLITE, values)
+        if entry_id is None:
+            return None
+        rows = [{**row, "entry_id": entry_id} for row in line_rows]
+        line_ids = {no: line_id for line_id, no in await self.session.execute(_INSERT_LINES, rows)}
+        await self.session.execute(
+            _MOVE_HEAD,
+            {
+                "collective_id": values["collective_id"],
+                "new_length": values["seq"],
+                "new_head": values["hash"],
+            },
+        )
+        return entry_id, line_ids
 
     # ---- reading entries ---------------------------------------------------------------------------------
 
