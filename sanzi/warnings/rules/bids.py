@@ -659,70 +659,85 @@ class SharedIdentity(_BidRule):
             active.append(R.listing_id.in_(sorted(listing_ids)))
         elif scoped:
             active.append(R.listing_id.in_(select(Listing.id).where(*scoped)))
-        # each registration (with its bidder's profile) and each registration's distinct bid traits read once,
-        # normalised once; the twelve trait rows are then taken from these
-        registrations = (
-            select(
-                R.listing_id,
-                R.id.label("registration_id"),
-                R.bidder_id,
-                _normalised(R.contact_phone).label("r_phone"),
-                _normalised(B.phone).label("b_phone"),
-                _normalised(R.contact_address).label("r_address"),
-                _normalised(B.address).label("b_address"),
-                _normalised(R.deposit_payer_account).label("r_account"),
-                _normalised(B.bank_account).label("b_account"),
-                _normalised(R.deposit_payer_name).label("r_payer"),
-                case((R.deposit_payer_name != B.name, 1), else_=0).label("paid_for_other"),
-                _normalised(B.name).label("b_payer"),
-                _normalised(R.applied_ip).label("r_network"),
-                _normalised(R.applied_device).label("r_device"),
+        # Every trait column as (trait, raw column, needs the bidder's profile, paid-for-other flag). A value
+        # can be shared within a listing only if two bidders use it somewhere, so a first pass finds, per
+        # column, the distinct raw values with the least and greatest bidder using each (hashed, narrow
+        # rows), normalises only those values and keeps the ones two bidders share; the second pass
+        # normalises and groups, per listing, only the rows carrying such a value (a few), instead of
+        # normalising and sorting every trait of every registration and bid.
+        paid_for_other = case((R.deposit_payer_name != B.name, 1), else_=0)
+        columns: list[tuple[str, Any, bool, Any]] = [
+            ("phone", R.contact_phone, False, None),
+            ("phone", B.phone, True, None),
+            ("address", R.contact_address, False, None),
+            ("address", B.address, True, None),
+            ("bank_account", R.deposit_payer_account, False, None),
+            ("bank_account", B.bank_account, True, None),
+            ("deposit_payer", R.deposit_payer_name, True, paid_for_other),
+            ("deposit_payer", B.name, True, None),
+            ("network", R.applied_ip, False, None),
+            ("network", Bid.ip_address, False, None),
+            ("device", R.applied_device, False, None),
+            ("device", Bid.device_fingerprint, False, None),
+        ]
+
+        def source(statement: Select, raw: Any, profile: bool) -> Select:
+            if raw.table is Bid.__table__:
+                statement = statement.select_from(Bid).join(R, R.id == Bid.registration_id)
+            else:
+                statement = statement.select_from(R)
+            if profile:
+                statement = statement.join(B, B.id == R.bidder_id)
+            return statement.where(*active, raw.is_not(None))
+
+        raw_values = union_all(
+            *(
+                source(
+                    select(
+                        literal(name).label("trait"),
+                        raw.label("raw"),
+                        func.min(R.bidder_id).label("lo"),
+                        func.max(R.bidder_id).label("hi"),
+                    ),
+                    raw,
+                    profile,
+                ).group_by(raw)
+                for name, raw, profile, _ in columns
             )
-            .join(B, B.id == R.bidder_id)
-            .where(*active)
-            .cte("registration_traits")
+        ).subquery("raw_values")
+        normed = select(
+            raw_values.c.trait, raw_values.c.raw, _normalised(raw_values.c.raw).label("value"),
+            raw_values.c.lo, raw_values.c.hi,
+        ).cte("normed")
+        shared_values = (
+            select(normed.c.trait, normed.c.value)
+            .where(normed.c.value != "")
+            .group_by(normed.c.trait, normed.c.value)
+            .having(func.min(normed.c.lo) != func.max(normed.c.hi))
+            .subquery("shared_values")
         )
-        bid_traits = (
-            select(
-                R.listing_id,
-                R.id.label("registration_id"),
-                R.bidder_id,
-                _normalised(Bid.ip_address).label("network"),
-                _normalised(Bid.device_fingerprint).label("device"),
-            )
-            .join(Bid, Bid.registration_id == R.id)
-            .where(*active)
-            .group_by(R.listing_id, R.id, R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
-            .cte("bid_traits")
+        candidates = (
+            select(normed.c.trait, normed.c.raw)
+            .join(shared_values, and_(shared_values.c.trait == normed.c.trait, shared_values.c.value == normed.c.value))
+            .cte("candidates")
         )
 
-        def trait(source: Any, name: str, column: str, paid_for_other: Any = None) -> Select:
-            return select(
-                source.c.listing_id,
-                source.c.registration_id,
-                source.c.bidder_id,
-                literal(name).label("trait"),
-                source.c[column].label("value"),
-                (literal(0) if paid_for_other is None else paid_for_other).label("paid_for_other"),
-            ).where(source.c[column].is_not(None), source.c[column] != "")
+        def trait(name: str, raw: Any, profile: bool, paid: Any) -> Select:
+            return source(
+                select(
+                    R.listing_id,
+                    R.id.label("registration_id"),
+                    R.bidder_id,
+                    literal(name).label("trait"),
+                    _normalised(raw).label("value"),
+                    (literal(0) if paid is None else paid).label("paid_for_other"),
+                ),
+                raw,
+                profile,
+            ).where(raw.in_(select(candidates.c.raw).where(candidates.c.trait == name)))
 
-        regs = registrations
-        traits = union_all(
-            trait(regs, "phone", "r_phone"),
-            trait(regs, "phone", "b_phone"),
-            trait(regs, "address", "r_address"),
-            trait(regs, "address", "b_address"),
-            trait(regs, "bank_account", "r_account"),
-            trait(regs, "bank_account", "b_account"),
-            trait(regs, "deposit_payer", "r_payer", regs.c.paid_for_other),
-            trait(regs, "deposit_payer", "b_payer"),
-            trait(regs, "network", "r_network"),
-            trait(bid_traits, "network", "network"),
-            trait(regs, "device", "r_device"),
-            trait(bid_traits, "device", "device"),
-        ).subquery("traits")
-        # one hashed pass: two bidders differ when min and max differ; the ids are gathered without DISTINCT
-        # (which would force a sort of every trait row) and made distinct when read back
+        traits = union_all(*(trait(*column) for column in columns)).subquery("traits")
+        # the ids are gathered without DISTINCT and made distinct when read back
         keys = (traits.c.listing_id, traits.c.trait, traits.c.value)
         shared = (
             select(
