@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    case,
     cast,
     exists,
     func,
@@ -532,17 +533,24 @@ class HospitalitySpike(Rule):
         subjects = _elections(scope, touched)
         windows = _windows(subjects, days, lookback, peers=params["min_comparables"])
         spend = _window_spending(windows)
+        # the election's own window total rides along as a grouping column of its comparables' fences (it is
+        # one value per election), so the result needs no join of the window totals back to themselves: the
+        # planner cannot estimate those rows and a nested loop over them grew with the square of the city
+        own = (
+            select(spend.c.election_id, spend.c.k, spend.c.spend,
+                   func.max(case((spend.c.k == 0, spend.c.spend))).over(partition_by=spend.c.election_id).label("own"))
+            .subquery("own")
+        )
         fences = quartile_fences(
-            select(spend.c.election_id, spend.c.spend).where(spend.c.k != 0), ("election_id",), "spend"
+            select(own.c.election_id, own.c.own, own.c.spend).where(own.c.k != 0), ("election_id", "own"), "spend"
         ).subquery("fences")
         rows = await session.execute(
-            select(subjects.c.election_id, subjects.c.village_code, subjects.c.election_date, spend.c.spend,
-                   fences.c.n, fences.c.median, fences.c.q3, fences.c.upper_fence)
-            .join(spend, and_(spend.c.election_id == subjects.c.election_id, spend.c.k == 0))
-            .join(fences, fences.c.election_id == subjects.c.election_id)
-            .where(fences.c.n >= params["min_comparables"], spend.c.spend > fences.c.upper_fence,
-                   spend.c.spend > params["min_amount"] * 100)
-            .order_by(subjects.c.election_id)
+            select(Election.id.label("election_id"), Election.village_code, Election.election_date,
+                   fences.c.own.label("spend"), fences.c.n, fences.c.median, fences.c.q3, fences.c.upper_fence)
+            .join(fences, fences.c.election_id == Election.id)
+            .where(fences.c.n >= params["min_comparables"], fences.c.own > fences.c.upper_fence,
+                   fences.c.own > params["min_amount"] * 100)
+            .order_by(Election.id)
         )
         rows = list(rows)
         evidence = await self._entries(session, [r.election_id for r in rows], days)
