@@ -659,51 +659,37 @@ class SharedIdentity(_BidRule):
             active.append(R.listing_id.in_(sorted(listing_ids)))
         elif scoped:
             active.append(R.listing_id.in_(select(Listing.id).where(*scoped)))
-        # Every trait column as (trait, raw column, needs the bidder's profile, paid-for-other flag). A value
-        # can be shared within a listing only if two bidders use it somewhere, so a first pass finds, per
-        # column, the distinct raw values with the least and greatest bidder using each (hashed, narrow
-        # rows), normalises only those values and keeps the ones two bidders share; the second pass
-        # normalises and groups, per listing, only the rows carrying such a value (a few), instead of
-        # normalising and sorting every trait of every registration and bid.
-        paid_for_other = case((R.deposit_payer_name != B.name, 1), else_=0)
-        columns: list[tuple[str, Any, bool, Any]] = [
-            ("phone", R.contact_phone, False, None),
-            ("phone", B.phone, True, None),
-            ("address", R.contact_address, False, None),
-            ("address", B.address, True, None),
-            ("bank_account", R.deposit_payer_account, False, None),
-            ("bank_account", B.bank_account, True, None),
-            ("deposit_payer", R.deposit_payer_name, True, paid_for_other),
-            ("deposit_payer", B.name, True, None),
-            ("network", R.applied_ip, False, None),
-            ("network", Bid.ip_address, False, None),
-            ("device", R.applied_device, False, None),
-            ("device", Bid.device_fingerprint, False, None),
-        ]
+        # A value can be shared within a listing only if two bidders use it somewhere. The first pass finds,
+        # per trait column, the distinct raw values with the least and greatest bidder using each (narrow,
+        # hashed rows; every bidder's profile, a superset of the registered ones, is enough to rule a value
+        # out), normalises only those values and keeps the ones two bidders share; the second pass reads
+        # only the registrations and bids carrying such a value, normalises and groups them per listing.
+        # Before, every trait of every registration and bid was normalised and sorted.
+        own = [("phone", R.contact_phone), ("address", R.contact_address), ("bank_account", R.deposit_payer_account),
+               ("deposit_payer", R.deposit_payer_name), ("network", R.applied_ip), ("device", R.applied_device)]
+        profile = [("phone", B.phone), ("address", B.address), ("bank_account", B.bank_account),
+                   ("deposit_payer", B.name)]
+        bid_uses = (
+            select(R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
+            .join(R, R.id == Bid.registration_id)
+            .where(*active)
+            .group_by(R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
+            .cte("bid_uses")
+        )
 
-        def source(statement: Select, raw: Any, profile: bool) -> Select:
-            if raw.table is Bid.__table__:
-                statement = statement.select_from(Bid).join(R, R.id == Bid.registration_id)
-            else:
-                statement = statement.select_from(R)
-            if profile:
-                statement = statement.join(B, B.id == R.bidder_id)
-            return statement.where(*active, raw.is_not(None))
+        def uses(name: str, raw: Any, bidder: Any, *where: Any) -> Select:
+            return (
+                select(literal(name).label("trait"), raw.label("raw"), func.min(bidder).label("lo"),
+                       func.max(bidder).label("hi"))
+                .where(raw.is_not(None), *where)
+                .group_by(raw)
+            )
 
         raw_values = union_all(
-            *(
-                source(
-                    select(
-                        literal(name).label("trait"),
-                        raw.label("raw"),
-                        func.min(R.bidder_id).label("lo"),
-                        func.max(R.bidder_id).label("hi"),
-                    ),
-                    raw,
-                    profile,
-                ).group_by(raw)
-                for name, raw, profile, _ in columns
-            )
+            *(uses(name, raw, R.bidder_id, *active) for name, raw in own),
+            *(uses(name, raw, B.id) for name, raw in profile),
+            uses("network", bid_uses.c.ip_address, bid_uses.c.bidder_id),
+            uses("device", bid_uses.c.device_fingerprint, bid_uses.c.bidder_id),
         ).subquery("raw_values")
         normed = select(
             raw_values.c.trait, raw_values.c.raw, _normalised(raw_values.c.raw).label("value"),
@@ -722,21 +708,48 @@ class SharedIdentity(_BidRule):
             .cte("candidates")
         )
 
-        def trait(name: str, raw: Any, profile: bool, paid: Any) -> Select:
-            return source(
-                select(
-                    R.listing_id,
-                    R.id.label("registration_id"),
-                    R.bidder_id,
-                    literal(name).label("trait"),
-                    _normalised(raw).label("value"),
-                    (literal(0) if paid is None else paid).label("paid_for_other"),
-                ),
-                raw,
-                profile,
-            ).where(raw.in_(select(candidates.c.raw).where(candidates.c.trait == name)))
+        def candidate(name: str, raw: Any) -> ColumnElement[bool]:
+            return raw.in_(select(candidates.c.raw).where(candidates.c.trait == name))
 
-        traits = union_all(*(trait(*column) for column in columns)).subquery("traits")
+        registration_columns = [*own, *profile]
+        matched = (
+            select(
+                R.listing_id,
+                R.id.label("registration_id"),
+                R.bidder_id,
+                *(raw.label(f"c{i}") for i, (_, raw) in enumerate(registration_columns)),
+                case((R.deposit_payer_name != B.name, 1), else_=0).label("paid_for_other"),
+            )
+            .join(B, B.id == R.bidder_id)
+            .where(*active, or_(*(candidate(name, raw) for name, raw in registration_columns)))
+            .cte("matched")
+        )
+        bids_matched = (
+            select(R.listing_id, R.id.label("registration_id"), R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
+            .join(R, R.id == Bid.registration_id)
+            .where(*active, or_(candidate("network", Bid.ip_address), candidate("device", Bid.device_fingerprint)))
+            .cte("bids_matched")
+        )
+
+        def trait(source: Any, name: str, raw: Any, paid: Any = None) -> Select:
+            return select(
+                source.c.listing_id,
+                source.c.registration_id,
+                source.c.bidder_id,
+                literal(name).label("trait"),
+                _normalised(raw).label("value"),
+                (literal(0) if paid is None else paid).label("paid_for_other"),
+            ).where(candidate(name, raw))
+
+        traits = union_all(
+            *(
+                trait(matched, name, matched.c[f"c{i}"],
+                      matched.c.paid_for_other if raw is R.deposit_payer_name else None)
+                for i, (name, raw) in enumerate(registration_columns)
+            ),
+            trait(bids_matched, "network", bids_matched.c.ip_address),
+            trait(bids_matched, "device", bids_matched.c.device_fingerprint),
+        ).subquery("traits")
         # the ids are gathered without DISTINCT and made distinct when read back
         keys = (traits.c.listing_id, traits.c.trait, traits.c.value)
         shared = (
