@@ -457,11 +457,12 @@ class CloseSecondBid(_BidRule):
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
         runner_bid = aliased(Bid)
+        # the best bid of the others than the winner, hashed per listing (the ids of those bids are read for
+        # the findings' listings only, afterwards: gathering them for every sold listing forced a sort)
         runner_up = (
             select(
                 runner_bid.listing_id,
                 func.max(runner_bid.amount_fen).label("runner_up"),
-                id_list(runner_bid.id).label("bid_ids"),
             )
             .join(Listing, Listing.id == runner_bid.listing_id)
             .where(
@@ -503,7 +504,6 @@ class CloseSecondBid(_BidRule):
                 Listing.final_price_fen,
                 Listing.winner_registration_id,
                 runner_up.c.runner_up,
-                runner_up.c.bid_ids,
                 fenced.c.value,
                 fenced.c.n,
                 fenced.c.median,
@@ -519,8 +519,19 @@ class CloseSecondBid(_BidRule):
                 *_in_scope(Listing.village_code, Listing.closed_at, scope),
             )
         )
+        rows = await _rows(session, statement)
+        bid_ids: dict[int, list[int]] = defaultdict(list)
+        if rows:
+            others = (
+                select(Bid.listing_id, Bid.id)
+                .join(Listing, Listing.id == Bid.listing_id)
+                .where(Bid.listing_id.in_(sorted({row.id for row in rows})),
+                       Bid.registration_id != Listing.winner_registration_id)
+            )
+            for listing_id, bid_id in await session.execute(others):
+                bid_ids[listing_id].append(bid_id)
         findings = []
-        for row in await _rows(session, statement):
+        for row in rows:
             gap = row.final_price_fen - row.runner_up
             text = (
                 f"成交价 {_yuan(row.final_price_fen)}，第二名最高报价 {_yuan(row.runner_up)}，相差 {_yuan(gap)}"
@@ -542,7 +553,7 @@ class CloseSecondBid(_BidRule):
                     {
                         "listings": [row.id],
                         "registrations": [row.winner_registration_id],
-                        "bids": parse_ids(row.bid_ids),
+                        "bids": bid_ids[row.id],
                     },
                     row.closed_at,
                     gap_fen=gap,
