@@ -305,13 +305,20 @@ def _changed_villages(session: AsyncSession) -> set[str]:
 # ---- evaluation -------------------------------------------------------------------------------------------
 
 
-async def _no_jit(session: AsyncSession) -> None:
-    """PostgreSQL: no JIT compilation for the rest of this transaction. The rules' statements join CTEs whose
-    row counts the planner cannot estimate, so their estimated cost passes the JIT threshold even on small
-    data, and compiling them took longer (about 100 ms a statement, more with inlining on large data) than
-    running them."""
+#: sort and hash memory per operation in a full scan: the window totals of the whole city's books sort a few
+#: hundred thousand rows, which spilled to disk at the server's default (4 MB)
+SCAN_WORK_MEM = "64MB"
+
+
+async def _no_jit(session: AsyncSession, work_mem: str | None = None) -> None:
+    """PostgreSQL: no JIT compilation for the rest of this transaction (and ``work_mem`` when given). The rules'
+    statements join CTEs whose row counts the planner cannot estimate, so their estimated cost passes the JIT
+    threshold even on small data, and compiling them took longer (about 100 ms a statement, more with
+    inlining on large data) than running them."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SET LOCAL jit = off"))
+        if work_mem is not None:
+            await session.execute(text(f"SET LOCAL work_mem = '{work_mem}'"))
 
 
 async def _evaluate(
@@ -365,7 +372,7 @@ async def scan(
     else:
         districts = list(await session.scalars(select(District.code).order_by(District.code)))
     summary = ScanSummary()
-    await _no_jit(session)
+    await _no_jit(session, SCAN_WORK_MEM)
     await _evaluate(
         session, rules, districts, summary, whole_city=district_code is None, since=since, progress=progress
     )
