@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -208,8 +208,10 @@ async def upsert_findings(session: AsyncSession, rule: Rule, findings: Sequence[
     new_villages = sorted({f.village_code for key, f in latest.items() if key not in existing})
     places = await village_places(session, new_villages)
 
-    raised: list[Alert] = []
-    history: list[AlertEvent] = []
+    # new alerts and history rows as plain values, written by bulk INSERTs (one statement per few hundred
+    # rows) rather than as ORM objects flushed one unit of work at a time
+    raised: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
     changed_villages: set[str] = set()
     for key, finding in latest.items():
         severity = (finding.severity or rule.severity).value
@@ -223,23 +225,23 @@ async def upsert_findings(session: AsyncSession, rule: Rule, findings: Sequence[
                 continue
             township, district = places[finding.village_code]
             raised.append(
-                Alert(
-                    rule_id=rule.id,
-                    family=rule.family.value,
-                    subject_type=finding.subject_type,
-                    subject_id=str(finding.subject_id),
-                    village_code=finding.village_code,
-                    township_code=township,
-                    district_code=district,
-                    severity=severity,
-                    score=score,
-                    explanation=finding.explanation,
-                    evidence=evidence,
-                    occurred_at=occurred_at,
-                    first_raised_at=now,
-                    last_updated_at=now,
-                    status="new",
-                )
+                {
+                    "rule_id": rule.id,
+                    "family": rule.family.value,
+                    "subject_type": finding.subject_type,
+                    "subject_id": str(finding.subject_id),
+                    "village_code": finding.village_code,
+                    "township_code": township,
+                    "district_code": district,
+                    "severity": severity,
+                    "score": score,
+                    "explanation": finding.explanation,
+                    "evidence": evidence,
+                    "occurred_at": occurred_at,
+                    "first_raised_at": now,
+                    "last_updated_at": now,
+                    "status": "new",
+                }
             )
             changed_villages.add(finding.village_code)
             continue
@@ -253,29 +255,31 @@ async def upsert_findings(session: AsyncSession, rule: Rule, findings: Sequence[
             continue
         if material:
             history.append(
-                AlertEvent(
-                    alert_id=alert.id,
-                    action="updated",
-                    from_status=alert.status,
-                    to_status=alert.status,
-                    note=f"评分 {alert.score:g} → {score:g}" if alert.score != score else "证据更新",
-                    at=now,
-                )
+                {
+                    "alert_id": alert.id,
+                    "action": "updated",
+                    "from_status": alert.status,
+                    "to_status": alert.status,
+                    "note": f"评分 {alert.score:g} → {score:g}" if alert.score != score else "证据更新",
+                    "at": now,
+                }
             )
         alert.severity, alert.score, alert.explanation = severity, score, finding.explanation
         alert.evidence, alert.occurred_at, alert.last_updated_at = evidence, occurred_at, now
         counts.updated += 1
         changed_villages.add(alert.village_code)
 
+    await session.flush()  # the updated alerts
     if raised:
-        session.add_all(raised)
-        await session.flush()
+        inserted = await session.execute(insert(Alert).returning(Alert.id, sort_by_parameter_order=True), raised)
         history.extend(
-            AlertEvent(alert_id=a.id, action="raised", to_status="new", note=a.explanation, at=now) for a in raised
+            {"alert_id": alert_id, "action": "raised", "from_status": None, "to_status": "new",
+             "note": values["explanation"], "at": now}
+            for alert_id, values in zip(inserted.scalars().all(), raised, strict=True)
         )
         counts.raised = len(raised)
-    session.add_all(history)
-    await session.flush()
+    if history:
+        await session.execute(insert(AlertEvent), history)
     _changed_villages(session).update(changed_villages)
     return counts
 
@@ -303,6 +307,28 @@ def _changed_villages(session: AsyncSession) -> set[str]:
 
 
 # ---- evaluation -------------------------------------------------------------------------------------------
+
+
+#: sort and hash memory per operation in a full scan: the window totals of the whole city's books sort a few
+#: hundred thousand rows, which spilled to disk at the server's default (4 MB)
+SCAN_WORK_MEM = "64MB"
+
+
+async def _no_jit(session: AsyncSession, work_mem: str | None = None) -> None:
+    """PostgreSQL: no JIT compilation for the rest of this transaction (and ``work_mem`` when given). The rules'
+    statements join CTEs whose row counts the planner cannot estimate, so their estimated cost passes the JIT
+    threshold even on small data, and compiling them took longer (about 100 ms a statement, more with
+    inlining on large data) than running them."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # set_config(name, value, true) is SET LOCAL, and both take one round trip
+    if work_mem is None:
+        await session.execute(text("SELECT set_config('jit', 'off', true)"))
+    else:
+        await session.execute(
+            text("SELECT set_config('jit', 'off', true), set_config('work_mem', :work_mem, true)"),
+            {"work_mem": work_mem},
+        )
 
 
 async def _evaluate(
@@ -356,6 +382,7 @@ async def scan(
     else:
         districts = list(await session.scalars(select(District.code).order_by(District.code)))
     summary = ScanSummary()
+    await _no_jit(session, SCAN_WORK_MEM)
     await _evaluate(
         session, rules, districts, summary, whole_city=district_code is None, since=since, progress=progress
     )
@@ -388,6 +415,7 @@ async def evaluate_events(
     summary = ScanSummary()
     if not kinds_by_village:
         return summary
+    await _no_jit(session)
     district_of = {code: place[1] for code, place in (await village_places(session, kinds_by_village)).items()}
     work: dict[tuple[str, str], list[str]] = defaultdict(list)  # (rule id, district) -> villages
     for village, kinds in sorted(kinds_by_village.items()):

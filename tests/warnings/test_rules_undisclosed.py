@@ -113,6 +113,29 @@ async def test_split_contracts(db: AsyncSession) -> None:
     assert "¥50000.01" in found[0].explanation
 
 
+async def test_split_contracts_on_one_day_count_in_order(db: AsyncSession) -> None:
+    """Contracts signed on one day join a stretch in the order recorded; the window reaches back 365 days."""
+    day = date(2025, 3, 1)
+    q1 = await make_contract(db, VILLAGE_A, counterparty_name="钱某", signed_on=day, total_value_fen=20_000 * YUAN)
+    q2 = await make_contract(db, VILLAGE_A, counterparty_name="钱某", signed_on=day, total_value_fen=20_000 * YUAN)
+    q3 = await make_contract(db, VILLAGE_A, counterparty_name="钱某", signed_on=day + timedelta(days=364),
+                             total_value_fen=15_000 * YUAN)
+    f1 = await make_contract(db, VILLAGE_B, counterparty_name="冯某", signed_on=day, total_value_fen=30_000 * YUAN)
+    f2 = await make_contract(db, VILLAGE_B, counterparty_name="冯某", signed_on=day, total_value_fen=21_000 * YUAN)
+    await make_contract(db, VILLAGE_B, counterparty_name="冯某", signed_on=day + timedelta(days=365),
+                        total_value_fen=1_000 * YUAN)
+    found = {f.subject_id: f for f in await run(db, "UND-SPLIT-CONTRACTS")}
+    assert set(found) == {f"{VILLAGE_A}:钱某", f"{VILLAGE_B}:冯某"}
+    assert found[f"{VILLAGE_A}:钱某"].evidence == {"contracts": [q1.id, q2.id, q3.id]}
+    assert found[f"{VILLAGE_A}:钱某"].numbers["total_fen"] == 55_000 * YUAN
+    # the stretch with the largest total: the two of the first day (the third is a year after the first)
+    assert found[f"{VILLAGE_B}:冯某"].evidence == {"contracts": [f1.id, f2.id]}
+    assert found[f"{VILLAGE_B}:冯某"].numbers["total_fen"] == 51_000 * YUAN
+    # the village's slice finds the same
+    sliced = await run(db, "UND-SPLIT-CONTRACTS", Scope(village_codes=(VILLAGE_B,)))
+    assert [f.evidence for f in sliced] == [found[f"{VILLAGE_B}:冯某"].evidence]
+
+
 async def test_renewal_without_rebid(db: AsyncSession) -> None:
     pond = await make_asset(db, VILLAGE_A)
     await make_contract(db, VILLAGE_A, asset=pond, signed_on=date(2020, 1, 1), term_months=60)  # ends 2024-12-31

@@ -457,11 +457,12 @@ class CloseSecondBid(_BidRule):
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
         runner_bid = aliased(Bid)
+        # the best bid of the others than the winner, hashed per listing (the ids of those bids are read for
+        # the findings' listings only, afterwards: gathering them for every sold listing forced a sort)
         runner_up = (
             select(
                 runner_bid.listing_id,
                 func.max(runner_bid.amount_fen).label("runner_up"),
-                id_list(runner_bid.id).label("bid_ids"),
             )
             .join(Listing, Listing.id == runner_bid.listing_id)
             .where(
@@ -503,7 +504,6 @@ class CloseSecondBid(_BidRule):
                 Listing.final_price_fen,
                 Listing.winner_registration_id,
                 runner_up.c.runner_up,
-                runner_up.c.bid_ids,
                 fenced.c.value,
                 fenced.c.n,
                 fenced.c.median,
@@ -519,8 +519,19 @@ class CloseSecondBid(_BidRule):
                 *_in_scope(Listing.village_code, Listing.closed_at, scope),
             )
         )
+        rows = await _rows(session, statement)
+        bid_ids: dict[int, list[int]] = defaultdict(list)
+        if rows:
+            others = (
+                select(Bid.listing_id, Bid.id)
+                .join(Listing, Listing.id == Bid.listing_id)
+                .where(Bid.listing_id.in_(sorted({row.id for row in rows})),
+                       Bid.registration_id != Listing.winner_registration_id)
+            )
+            for listing_id, bid_id in await session.execute(others):
+                bid_ids[listing_id].append(bid_id)
         findings = []
-        for row in await _rows(session, statement):
+        for row in rows:
             gap = row.final_price_fen - row.runner_up
             text = (
                 f"成交价 {_yuan(row.final_price_fen)}，第二名最高报价 {_yuan(row.runner_up)}，相差 {_yuan(gap)}"
@@ -542,7 +553,7 @@ class CloseSecondBid(_BidRule):
                     {
                         "listings": [row.id],
                         "registrations": [row.winner_registration_id],
-                        "bids": parse_ids(row.bid_ids),
+                        "bids": bid_ids[row.id],
                     },
                     row.closed_at,
                     gap_fen=gap,
@@ -659,70 +670,98 @@ class SharedIdentity(_BidRule):
             active.append(R.listing_id.in_(sorted(listing_ids)))
         elif scoped:
             active.append(R.listing_id.in_(select(Listing.id).where(*scoped)))
-        # each registration (with its bidder's profile) and each registration's distinct bid traits read once,
-        # normalised once; the twelve trait rows are then taken from these
-        registrations = (
-            select(
-                R.listing_id,
-                R.id.label("registration_id"),
-                R.bidder_id,
-                _normalised(R.contact_phone).label("r_phone"),
-                _normalised(B.phone).label("b_phone"),
-                _normalised(R.contact_address).label("r_address"),
-                _normalised(B.address).label("b_address"),
-                _normalised(R.deposit_payer_account).label("r_account"),
-                _normalised(B.bank_account).label("b_account"),
-                _normalised(R.deposit_payer_name).label("r_payer"),
-                case((R.deposit_payer_name != B.name, 1), else_=0).label("paid_for_other"),
-                _normalised(B.name).label("b_payer"),
-                _normalised(R.applied_ip).label("r_network"),
-                _normalised(R.applied_device).label("r_device"),
-            )
-            .join(B, B.id == R.bidder_id)
+        # A value can be shared within a listing only if two bidders use it somewhere. The first pass finds,
+        # per trait column, the distinct raw values with the least and greatest bidder using each (narrow,
+        # hashed rows; every bidder's profile, a superset of the registered ones, is enough to rule a value
+        # out), normalises only those values and keeps the ones two bidders share; the second pass reads
+        # only the registrations and bids carrying such a value, normalises and groups them per listing.
+        # Before, every trait of every registration and bid was normalised and sorted.
+        own = [("phone", R.contact_phone), ("address", R.contact_address), ("bank_account", R.deposit_payer_account),
+               ("deposit_payer", R.deposit_payer_name), ("network", R.applied_ip), ("device", R.applied_device)]
+        profile = [("phone", B.phone), ("address", B.address), ("bank_account", B.bank_account),
+                   ("deposit_payer", B.name)]
+        bid_uses = (
+            select(R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
+            .join(R, R.id == Bid.registration_id)
             .where(*active)
-            .cte("registration_traits")
-        )
-        bid_traits = (
-            select(
-                R.listing_id,
-                R.id.label("registration_id"),
-                R.bidder_id,
-                _normalised(Bid.ip_address).label("network"),
-                _normalised(Bid.device_fingerprint).label("device"),
-            )
-            .join(Bid, Bid.registration_id == R.id)
-            .where(*active)
-            .group_by(R.listing_id, R.id, R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
-            .cte("bid_traits")
+            .group_by(R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
+            .cte("bid_uses")
         )
 
-        def trait(source: Any, name: str, column: str, paid_for_other: Any = None) -> Select:
+        def uses(name: str, raw: Any, bidder: Any, *where: Any) -> Select:
+            return (
+                select(literal(name).label("trait"), raw.label("raw"), func.min(bidder).label("lo"),
+                       func.max(bidder).label("hi"))
+                .where(raw.is_not(None), *where)
+                .group_by(raw)
+            )
+
+        raw_values = union_all(
+            *(uses(name, raw, R.bidder_id, *active) for name, raw in own),
+            *(uses(name, raw, B.id) for name, raw in profile),
+            uses("network", bid_uses.c.ip_address, bid_uses.c.bidder_id),
+            uses("device", bid_uses.c.device_fingerprint, bid_uses.c.bidder_id),
+        ).subquery("raw_values")
+        normed = select(
+            raw_values.c.trait, raw_values.c.raw, _normalised(raw_values.c.raw).label("value"),
+            raw_values.c.lo, raw_values.c.hi,
+        ).cte("normed")
+        shared_values = (
+            select(normed.c.trait, normed.c.value)
+            .where(normed.c.value != "")
+            .group_by(normed.c.trait, normed.c.value)
+            .having(func.min(normed.c.lo) != func.max(normed.c.hi))
+            .subquery("shared_values")
+        )
+        candidates = (
+            select(normed.c.trait, normed.c.raw)
+            .join(shared_values, and_(shared_values.c.trait == normed.c.trait, shared_values.c.value == normed.c.value))
+            .cte("candidates")
+        )
+
+        def candidate(name: str, raw: Any) -> ColumnElement[bool]:
+            return raw.in_(select(candidates.c.raw).where(candidates.c.trait == name))
+
+        registration_columns = [*own, *profile]
+        matched = (
+            select(
+                R.listing_id,
+                R.id.label("registration_id"),
+                R.bidder_id,
+                *(raw.label(f"c{i}") for i, (_, raw) in enumerate(registration_columns)),
+                case((R.deposit_payer_name != B.name, 1), else_=0).label("paid_for_other"),
+            )
+            .join(B, B.id == R.bidder_id)
+            .where(*active, or_(*(candidate(name, raw) for name, raw in registration_columns)))
+            .cte("matched")
+        )
+        bids_matched = (
+            select(R.listing_id, R.id.label("registration_id"), R.bidder_id, Bid.ip_address, Bid.device_fingerprint)
+            .join(R, R.id == Bid.registration_id)
+            .where(*active, or_(candidate("network", Bid.ip_address), candidate("device", Bid.device_fingerprint)))
+            .cte("bids_matched")
+        )
+
+        def trait(source: Any, name: str, raw: Any, paid: Any = None) -> Select:
             return select(
                 source.c.listing_id,
                 source.c.registration_id,
                 source.c.bidder_id,
                 literal(name).label("trait"),
-                source.c[column].label("value"),
-                (literal(0) if paid_for_other is None else paid_for_other).label("paid_for_other"),
-            ).where(source.c[column].is_not(None), source.c[column] != "")
+                _normalised(raw).label("value"),
+                (literal(0) if paid is None else paid).label("paid_for_other"),
+            ).where(candidate(name, raw))
 
-        regs = registrations
         traits = union_all(
-            trait(regs, "phone", "r_phone"),
-            trait(regs, "phone", "b_phone"),
-            trait(regs, "address", "r_address"),
-            trait(regs, "address", "b_address"),
-            trait(regs, "bank_account", "r_account"),
-            trait(regs, "bank_account", "b_account"),
-            trait(regs, "deposit_payer", "r_payer", regs.c.paid_for_other),
-            trait(regs, "deposit_payer", "b_payer"),
-            trait(regs, "network", "r_network"),
-            trait(bid_traits, "network", "network"),
-            trait(regs, "device", "r_device"),
-            trait(bid_traits, "device", "device"),
+            *(
+                trait(matched, name, matched.c[f"c{i}"],
+                      matched.c.paid_for_other if raw is R.deposit_payer_name else None)
+                for i, (name, raw) in enumerate(registration_columns)
+            ),
+            trait(bids_matched, "network", bids_matched.c.ip_address),
+            trait(bids_matched, "device", bids_matched.c.device_fingerprint),
         ).subquery("traits")
-        # one hashed pass: two bidders differ when min and max differ; the ids are gathered without DISTINCT
-        # (which would force a sort of every trait row) and made distinct when read back
+        # the ids are gathered without DISTINCT and made distinct when read back
         keys = (traits.c.listing_id, traits.c.trait, traits.c.value)
         shared = (
             select(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    case,
     cast,
     exists,
     func,
@@ -415,7 +416,7 @@ def _entries_in(windows: Any) -> Any:
     )
 
 
-def _window_spending(windows: Any) -> Any:
+def _window_spending(windows: Any, every_village: bool = False) -> Any:
     """Per window (election_id, v, k): the hospitality and non-production debits of village v's entries dated
     in [start, end), for the windows with at least one entry that the village's books cover (k = 0, or
     starting on or after the village's first entry: a window the books cover only in part would count as
@@ -428,7 +429,12 @@ def _window_spending(windows: Any) -> Any:
     dated before it, so a window's figure is the signed sum of its two markers. Whether a window has any
     entry, and where a village's books start, are index probes on journal_entry (collective_id,
     entry_date); only the days between a village's earliest window start and latest window end are read.
-    Comparable windows only in part covered by the books are left out as before."""
+    Comparable windows only in part covered by the books are left out as before.
+
+    With ``every_village`` (a scan of whole districts: nearly every village has windows) the per-day totals
+    are taken from all the spending lines, found by their accounts, and then kept within each village's
+    span: reading each village's entries through its collective and each entry's lines through an index
+    took a lookup per entry of the city's books."""
     spans = (
         select(windows.c.v, func.min(windows.c.start).label("lo"), func.max(windows.c.end).label("hi"))
         .group_by(windows.c.v)
@@ -459,20 +465,38 @@ def _window_spending(windows: Any) -> Any:
                       marked.c.election_id, marked.c.k, marked.c.start, marked.c.end, marked.c.collective_id,
                       marked.c.books_start)
 
-    stream = union_all(
-        marker(marked.c.start, -1),
-        marker(marked.c.end, 1),
-        select(books.c.v, JournalEntry.entry_date, literal_column("1", Integer), func.sum(JournalLine.debit_fen),
-               literal_column("0", Integer), cast(nothing, BigInteger), cast(nothing, Integer), nothing, nothing,
-               cast(nothing, BigInteger), nothing)
-        .select_from(books)
-        .join(JournalEntry, and_(JournalEntry.collective_id == books.c.collective_id,
-                                 JournalEntry.entry_date >= books.c.lo, JournalEntry.entry_date < books.c.hi))
-        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
-        .join(Account, Account.id == JournalLine.account_id)
-        .where(Account.category.in_(SPENDING), JournalLine.debit_fen > 0)
-        .group_by(books.c.v, JournalEntry.entry_date),
-    ).subquery("stream")
+    if every_village:
+        daily = (
+            select(JournalEntry.collective_id, JournalEntry.entry_date, func.sum(JournalLine.debit_fen).label("spend"))
+            .select_from(JournalLine)
+            .join(Account, Account.id == JournalLine.account_id)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(Account.category.in_(SPENDING), JournalLine.debit_fen > 0)
+            .group_by(JournalEntry.collective_id, JournalEntry.entry_date)
+            .subquery("daily")
+        )
+        spending = (
+            select(books.c.v, daily.c.entry_date, literal_column("1", Integer), daily.c.spend,
+                   literal_column("0", Integer), cast(nothing, BigInteger), cast(nothing, Integer), nothing, nothing,
+                   cast(nothing, BigInteger), nothing)
+            .select_from(books)
+            .join(daily, and_(daily.c.collective_id == books.c.collective_id,
+                              daily.c.entry_date >= books.c.lo, daily.c.entry_date < books.c.hi))
+        )
+    else:
+        spending = (
+            select(books.c.v, JournalEntry.entry_date, literal_column("1", Integer), func.sum(JournalLine.debit_fen),
+                   literal_column("0", Integer), cast(nothing, BigInteger), cast(nothing, Integer), nothing, nothing,
+                   cast(nothing, BigInteger), nothing)
+            .select_from(books)
+            .join(JournalEntry, and_(JournalEntry.collective_id == books.c.collective_id,
+                                     JournalEntry.entry_date >= books.c.lo, JournalEntry.entry_date < books.c.hi))
+            .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+            .join(Account, Account.id == JournalLine.account_id)
+            .where(Account.category.in_(SPENDING), JournalLine.debit_fen > 0)
+            .group_by(books.c.v, JournalEntry.entry_date)
+        )
+    stream = union_all(marker(marked.c.start, -1), marker(marked.c.end, 1), spending).subquery("stream")
     totals = (
         select(stream, func.sum(stream.c.spend).over(partition_by=stream.c.v, order_by=(stream.c.d, stream.c.ord),
                                                      rows=(None, 0)).label("before"))
@@ -531,18 +555,25 @@ class HospitalitySpike(Rule):
             return []
         subjects = _elections(scope, touched)
         windows = _windows(subjects, days, lookback, peers=params["min_comparables"])
-        spend = _window_spending(windows)
+        spend = _window_spending(windows, every_village=scope.events is None and scope.village_codes is None)
+        # the election's own window total rides along as a grouping column of its comparables' fences (it is
+        # one value per election), so the result needs no join of the window totals back to themselves: the
+        # planner cannot estimate those rows and a nested loop over them grew with the square of the city
+        own = (
+            select(spend.c.election_id, spend.c.k, spend.c.spend,
+                   func.max(case((spend.c.k == 0, spend.c.spend))).over(partition_by=spend.c.election_id).label("own"))
+            .subquery("own")
+        )
         fences = quartile_fences(
-            select(spend.c.election_id, spend.c.spend).where(spend.c.k != 0), ("election_id",), "spend"
+            select(own.c.election_id, own.c.own, own.c.spend).where(own.c.k != 0), ("election_id", "own"), "spend"
         ).subquery("fences")
         rows = await session.execute(
-            select(subjects.c.election_id, subjects.c.village_code, subjects.c.election_date, spend.c.spend,
-                   fences.c.n, fences.c.median, fences.c.q3, fences.c.upper_fence)
-            .join(spend, and_(spend.c.election_id == subjects.c.election_id, spend.c.k == 0))
-            .join(fences, fences.c.election_id == subjects.c.election_id)
-            .where(fences.c.n >= params["min_comparables"], spend.c.spend > fences.c.upper_fence,
-                   spend.c.spend > params["min_amount"] * 100)
-            .order_by(subjects.c.election_id)
+            select(Election.id.label("election_id"), Election.village_code, Election.election_date,
+                   fences.c.own.label("spend"), fences.c.n, fences.c.median, fences.c.q3, fences.c.upper_fence)
+            .join(fences, fences.c.election_id == Election.id)
+            .where(fences.c.n >= params["min_comparables"], fences.c.own > fences.c.upper_fence,
+                   fences.c.own > params["min_amount"] * 100)
+            .order_by(Election.id)
         )
         rows = list(rows)
         evidence = await self._entries(session, [r.election_id for r in rows], days)

@@ -490,30 +490,51 @@ class SplitContracts(Rule):
                      if hit is not None else []))
             .cte("small")
         )
-        anchor, member = small.alias("anchor"), small.alias("member")
-        together = and_(
-            member.c.village_code == anchor.c.village_code,
-            member.c.party == anchor.c.party,
-            member.c.day <= anchor.c.day,
-            member.c.day > anchor.c.day - params["window_days"],
-            or_(member.c.day < anchor.c.day, member.c.id <= anchor.c.id),
-        )
-        anchors = (
-            select(anchor.c.id, func.sum(member.c.total_value_fen).label("total"), func.count().label("n"))
-            .join(member, together)
-            .where(*in_scope(anchor.c.village_code, scope), *since(anchor.c.signed_on, scope),
-                   *([or_(*(and_(anchor.c.village_code == v, anchor.c.party == p) for v, p in parties))]
+        member = small.alias("member")
+
+        def together(anchor: Any) -> ColumnElement[bool]:
+            """The anchor's members: its village's and counterparty's contracts up to it, within the window."""
+            return and_(
+                member.c.village_code == anchor.c.village_code,
+                member.c.party == anchor.c.party,
+                member.c.day <= anchor.c.day,
+                member.c.day > anchor.c.day - params["window_days"],
+                or_(member.c.day < anchor.c.day, member.c.id <= anchor.c.id),
+            )
+
+        # Each anchor's total and count over its members (``together``) in one ordered pass per counterparty
+        # instead of a self-join: the days (day - window, day] are a range frame, less the same day's later
+        # contracts. The planner cannot estimate the contracts a self-join pairs, and its nested loop grew with
+        # the square of the city.
+        party_days = {"partition_by": (small.c.village_code, small.c.party), "order_by": small.c.day,
+                      "range_": (-(params["window_days"] - 1), 0)}
+        later_same_day = {"partition_by": (small.c.village_code, small.c.party, small.c.day),
+                          "order_by": small.c.id, "rows": (1, None)}
+        windowed = select(
+            small.c.id,
+            small.c.village_code,
+            small.c.party,
+            small.c.signed_on,
+            small.c.day,
+            (func.sum(small.c.total_value_fen).over(**party_days)
+             - func.coalesce(func.sum(small.c.total_value_fen).over(**later_same_day), 0)).label("total"),
+            (func.count().over(**party_days) - func.count().over(**later_same_day)).label("n"),
+        ).subquery("windowed")
+        # materialised: whatever the join order below, the windows are computed once
+        anchor = (
+            select(windowed.c.id, windowed.c.village_code, windowed.c.party, windowed.c.day, windowed.c.total)
+            .where(windowed.c.total > threshold, windowed.c.n >= params["min_contracts"],
+                   *in_scope(windowed.c.village_code, scope), *since(windowed.c.signed_on, scope),
+                   *([or_(*(and_(windowed.c.village_code == v, windowed.c.party == p) for v, p in parties))]
                      if hit is not None else []))
-            .group_by(anchor.c.id)
-            .having(func.sum(member.c.total_value_fen) > threshold, func.count() >= params["min_contracts"])
-            .subquery("anchors")
+            .cte("anchors")
+            .prefix_with("MATERIALIZED")
         )
         rows = await session.execute(
-            select(anchor.c.id.label("anchor_id"), anchor.c.village_code, anchor.c.party, anchors.c.total,
+            select(anchor.c.id.label("anchor_id"), anchor.c.village_code, anchor.c.party, anchor.c.total,
                    member.c.id, member.c.number, member.c.counterparty_name, member.c.signed_on,
                    member.c.total_value_fen)
-            .join(anchors, anchors.c.id == anchor.c.id)
-            .join(member, together)
+            .join(member, together(anchor))
             .order_by(anchor.c.id, member.c.signed_on, member.c.id)
         )
         by_anchor: dict[int, list[Any]] = defaultdict(list)
