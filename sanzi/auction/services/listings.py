@@ -589,6 +589,12 @@ async def get_listing(session: AsyncSession, listing_id: int, user: User | None)
     return listing
 
 
+def _in(column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``, as an equality for a single value (a listing's own page): an IN list is rendered
+    into the SQL again on every execution, an equality keeps the statement in SQLAlchemy's compiled cache."""
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
 async def listings_out(
     session: AsyncSession, listings: Sequence[Listing], user: User | None
 ) -> list[schemas.Listing | schemas.ListingDetail]:
@@ -600,7 +606,7 @@ async def listings_out(
     rows = await session.execute(
         select(ListingAsset.listing_id, Asset)
         .join(Asset, Asset.id == ListingAsset.asset_id)
-        .where(ListingAsset.listing_id.in_(ids))
+        .where(_in(ListingAsset.listing_id, ids))
         .order_by(ListingAsset.id)
     )
     for listing_id, asset in rows:
@@ -618,7 +624,7 @@ async def listings_out(
             )
             .join(Township, Township.code == Village.township_code)
             .join(District, District.code == Township.district_code)
-            .where(Village.code.in_(codes))
+            .where(_in(Village.code, sorted(codes)))
         )
     }
     out: list[schemas.Listing | schemas.ListingDetail] = []

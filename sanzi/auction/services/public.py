@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, exists, func, select
+from sqlalchemy import Integer, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -270,7 +270,12 @@ async def public_results(
     page_size: int = 20,
 ) -> Page[PublicResult]:
     """Sold and failed listings, newest close first, with the filters of the announcements list."""
-    conditions: list[Any] = [Listing.status.in_((SOLD, FAILED)), Listing.closed_at.is_not(None)]
+    # two equalities rather than IN: an IN list is re-rendered into the SQL on every execution (an
+    # "expanding" parameter), the equalities keep the whole statement in SQLAlchemy's compiled cache
+    conditions: list[Any] = [
+        or_(Listing.status == SOLD, Listing.status == FAILED),
+        Listing.closed_at.is_not(None),
+    ]
     conditions += _area_conditions(district, township, village)
     if outcome in (SOLD, FAILED):
         conditions.append(Listing.status == outcome)
