@@ -237,13 +237,18 @@ async def result_of(session: AsyncSession, listing: Listing) -> schemas.Result:
         .select_from(Registration)
         .where(Registration.listing_id == listing.id, Registration.status == RegistrationStatus.QUALIFIED.value)
         .scalar_subquery(),
-        select(func.count(func.distinct(Bid.registration_id))).where(Bid.listing_id == listing.id).scalar_subquery(),
+        select(func.count(func.distinct(Bid.registration_id)))
+        .where(Bid.listing_id == listing.id)
+        .scalar_subquery(),
     ]
     if listing.winner_registration_id is not None:
         winner = Registration.id == listing.winner_registration_id
         figures += [
             select(Registration.bidder_number).where(winner).scalar_subquery(),
-            select(Bidder.name).join(Registration, Registration.bidder_id == Bidder.id).where(winner).scalar_subquery(),
+            select(Bidder.name)
+            .join(Registration, Registration.bidder_id == Bidder.id)
+            .where(winner)
+            .scalar_subquery(),
         ]
     row = (await session.execute(select(*figures))).one()
     qualified, bidders_who_bid = row[0], row[1]
