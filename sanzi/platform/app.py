@@ -141,7 +141,9 @@ class SanziPlugin(InitPluginProtocol, CLIPluginProtocol):
         app_config.template_config = TemplateConfig(
             directory=Path(TEMPLATES_DIR),
             engine=JinjaTemplateEngine,
-            engine_callback=lambda jinja: configure_templates(jinja.engine),
+            engine_callback=lambda jinja: configure_templates(
+                jinja.engine, reload=settings.environment == "development"
+            ),
         )
         app_config.openapi_config = OpenAPIConfig(
             title="sanzi 农村集体三资交易与廉情预警平台",

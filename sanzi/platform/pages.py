@@ -75,8 +75,13 @@ _page_language: ContextVar[str] = ContextVar("page_language", default="zh")
 
 @pass_context
 def _template_gettext(context: Mapping[str, Any], message: str, **values: Any) -> str:
-    request = context.get("request")
-    lang = request_language(request) if request is not None else _page_language.get()
+    # page() puts the request's language in the context: read once per page, not once per string
+    lang = context.get("lang")
+    if lang not in LANGUAGES:
+        request = context.get("request")
+        lang = request_language(request) if request is not None else _page_language.get()
+    if lang == "zh":  # the source text: nothing to look up (the common case, ~150 strings a page)
+        return message.format(**values) if values else message
     return translate(message, lang, **values)
 
 
@@ -175,8 +180,12 @@ def with_query(request: Request[Any, Any, Any], **changes: Any) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
-def configure_templates(env: Environment) -> None:
-    """Install the project's filters and globals on the Jinja environment (TemplateConfig's engine callback)."""
+def configure_templates(env: Environment, reload: bool = True) -> None:
+    """Install the project's filters and globals on the Jinja environment (TemplateConfig's engine callback).
+
+    ``reload=False`` (production) keeps compiled templates without checking their files on every render.
+    """
+    env.auto_reload = reload
     env.globals["_"] = _template_gettext
     env.globals["nav_for"] = nav_for
     env.filters.update(

@@ -665,13 +665,23 @@ async def public_listing(session: AsyncSession, listing_id: int) -> Listing:
 
 
 async def bids_after(session: AsyncSession, listing_id: int, after: int = 0) -> list[schemas.LiveBid]:
+    # the shown columns only: no Bid objects (with their addresses and fingerprints) to build and track
     rows = await session.execute(
-        select(Bid, Registration.bidder_number)
+        select(Bid.seq, Bid.amount_fen, Bid.placed_at, Bid.extended_end_at, Registration.bidder_number)
         .join(Registration, Registration.id == Bid.registration_id)
         .where(Bid.listing_id == listing_id, Bid.seq > after)
         .order_by(Bid.seq)
     )
-    return [live_bid(bid, number) for bid, number in rows]
+    return [
+        schemas.LiveBid(
+            seq=row.seq,
+            bidder_number=row.bidder_number or "",
+            amount=row.amount_fen,
+            placed_at=row.placed_at,
+            extended_end_at=row.extended_end_at,
+        )
+        for row in rows
+    ]
 
 
 async def live_state(session: AsyncSession, listing_id: int, now: datetime) -> schemas.LiveState:

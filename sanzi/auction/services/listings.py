@@ -25,7 +25,7 @@ from sanzi.auction.schemas import listings as schemas
 from sanzi.ledger.models import AreaUnit, Asset, AssetKind, AssetStatus, PriceBasis, TradeType
 from sanzi.ledger.services.assets import AssetService
 from sanzi.platform.geography import normalise_code
-from sanzi.platform.models import Collective, Role, User, Village
+from sanzi.platform.models import Collective, District, Role, Township, User, Village
 from sanzi.platform.money import fen_to_yuan
 from sanzi.platform.parameters import Parameter, get_parameter, register
 from sanzi.platform.problems import Conflict, DomainError, Forbidden, NotFound
@@ -589,6 +589,12 @@ async def get_listing(session: AsyncSession, listing_id: int, user: User | None)
     return listing
 
 
+def _in(column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``, as an equality for a single value (a listing's own page): an IN list is rendered
+    into the SQL again on every execution, an equality keeps the statement in SQLAlchemy's compiled cache."""
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
 async def listings_out(
     session: AsyncSession, listings: Sequence[Listing], user: User | None
 ) -> list[schemas.Listing | schemas.ListingDetail]:
@@ -600,13 +606,27 @@ async def listings_out(
     rows = await session.execute(
         select(ListingAsset.listing_id, Asset)
         .join(Asset, Asset.id == ListingAsset.asset_id)
-        .where(ListingAsset.listing_id.in_(ids))
+        .where(_in(ListingAsset.listing_id, ids))
         .order_by(ListingAsset.id)
     )
     for listing_id, asset in rows:
         assets[listing_id].append(schemas.ListingAsset.model_validate(asset))
     codes = {listing.village_code for listing in listings}
-    villages = {v.code: v for v in await session.scalars(select(Village).where(Village.code.in_(codes)))}
+    # the names only (a Village would also load its township, district and collective)
+    villages = {
+        row.code: row
+        for row in await session.execute(
+            select(
+                Village.code,
+                Village.name.label("village_name"),
+                Township.name.label("township_name"),
+                District.name.label("district_name"),
+            )
+            .join(Township, Township.code == Village.township_code)
+            .join(District, District.code == Township.district_code)
+            .where(_in(Village.code, sorted(codes)))
+        )
+    }
     out: list[schemas.Listing | schemas.ListingDetail] = []
     for listing in listings:
         village = villages[listing.village_code]
@@ -618,9 +638,9 @@ async def listings_out(
         for name in _MONEY_FIELDS | {"current_price", "final_price"}:
             values[name] = getattr(listing, f"{name}_fen")
         values.update(
-            village_name=village.name,
-            township_name=village.township.name,
-            district_name=village.township.district.name,
+            village_name=village.village_name,
+            township_name=village.township_name,
+            district_name=village.district_name,
             status_name=STATUS_NAMES_ZH[S(listing.status)],
             assets=assets[listing.id],
         )
@@ -726,7 +746,13 @@ async def listing_events(
     listing = await get_listing(session, listing_id, user)
     official = is_official_of(user, listing.village_code)
     rows = await session.execute(
-        select(ListingEvent, User.display_name)
+        select(
+            ListingEvent.at,
+            ListingEvent.from_status,
+            ListingEvent.to_status,
+            ListingEvent.note,
+            User.display_name,
+        )
         .outerjoin(User, User.id == ListingEvent.actor_id)
         .where(ListingEvent.listing_id == listing.id)
         .order_by(ListingEvent.at, ListingEvent.id)
@@ -738,8 +764,8 @@ async def listing_events(
             to_status=event.to_status,
             step=STATUS_NAMES_ZH[S(event.to_status)],
             note=event.note if official or event.to_status in PUBLIC_NOTES else None,
-            actor=name if official else None,
+            actor=event.display_name if official else None,
         )
-        for event, name in rows
+        for event in rows
     ]
 

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, exists, func, select
+from sqlalchemy import Integer, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -270,7 +270,12 @@ async def public_results(
     page_size: int = 20,
 ) -> Page[PublicResult]:
     """Sold and failed listings, newest close first, with the filters of the announcements list."""
-    conditions: list[Any] = [Listing.status.in_((SOLD, FAILED)), Listing.closed_at.is_not(None)]
+    # two equalities rather than IN: an IN list is re-rendered into the SQL on every execution (an
+    # "expanding" parameter), the equalities keep the whole statement in SQLAlchemy's compiled cache
+    conditions: list[Any] = [
+        or_(Listing.status == SOLD, Listing.status == FAILED),
+        Listing.closed_at.is_not(None),
+    ]
     conditions += _area_conditions(district, township, village)
     if outcome in (SOLD, FAILED):
         conditions.append(Listing.status == outcome)
@@ -286,62 +291,82 @@ async def public_results(
         )
     if q:
         conditions.append(listing_text_match(q))
-    total = await session.scalar(select(func.count()).select_from(Listing).where(*conditions)) or 0
+    # one statement: the page's listing ids with the total (a window count over every match, taken before
+    # LIMIT), then their rows, names and bidder counts; the bidders are counted for the page's rows only
+    # (in the inner select they would also be counted for every row skipped by OFFSET)
+    chosen = (
+        select(Listing.id.label("id"), func.count().over().label("total"))
+        .where(*conditions)
+        .order_by(Listing.closed_at.desc(), Listing.id.desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+        .subquery("chosen")
+    )
+    bidders = (
+        select(func.count(func.distinct(Bid.registration_id)))
+        .where(Bid.listing_id == chosen.c.id)
+        .scalar_subquery()
+    )
     rows = (
         await session.execute(
             select(
-                Listing,
+                Listing.id,
+                Listing.number,
+                Listing.title,
+                Listing.village_code,
+                Listing.trade_type,
+                Listing.status,
+                Listing.starting_price_fen,
+                Listing.final_price_fen,
+                Listing.bid_count,
+                Listing.closed_at,
+                Listing.publicity_ends_at,
+                Listing.sign_deadline,
                 Village.name.label("village_name"),
                 Township.name.label("township_name"),
                 District.name.label("district_name"),
                 Registration.bidder_number,
                 Bidder.name.label("winner_name"),
+                chosen.c.total,
+                bidders.label("bidders"),
             )
+            .select_from(chosen)
+            .join(Listing, Listing.id == chosen.c.id)
             .join(Village, Village.code == Listing.village_code)
             .join(Township, Township.code == Village.township_code)
             .join(District, District.code == Village.district_code)
             .outerjoin(Registration, Registration.id == Listing.winner_registration_id)
             .outerjoin(Bidder, Bidder.id == Registration.bidder_id)
-            .where(*conditions)
             .order_by(Listing.closed_at.desc(), Listing.id.desc())
-            .offset((page - 1) * page_size)
-            .limit(page_size)
         )
     ).all()
-    # counted for the page's rows only (in the select list it would also run for every row skipped by OFFSET)
-    bidders: dict[int, int] = {}
     if rows:
-        bidders = dict(
-            (
-                await session.execute(
-                    select(Bid.listing_id, func.count(func.distinct(Bid.registration_id)))
-                    .where(Bid.listing_id.in_([row[0].id for row in rows]))
-                    .group_by(Bid.listing_id)
-                )
-            ).all()
-        )
+        total = rows[0].total
+    elif page > 1:  # past the end: the window saw no row, so count (an old link; the caller goes back)
+        total = await session.scalar(select(func.count()).select_from(Listing).where(*conditions)) or 0
+    else:
+        total = 0
     items = [
         PublicResult(
-            listing_id=listing.id,
-            number=listing.number,
-            title=listing.title,
-            village_code=listing.village_code,
+            listing_id=row.id,
+            number=row.number,
+            title=row.title,
+            village_code=row.village_code,
             village_name=row.village_name,
             township_name=row.township_name,
             district_name=row.district_name,
-            trade_type=listing.trade_type,
-            outcome="sold" if listing.status == SOLD else "failed",
-            starting_price_fen=listing.starting_price_fen,
-            final_price_fen=listing.final_price_fen,
-            bid_count=listing.bid_count,
-            bidders=bidders.get(listing.id, 0),
-            closed_at=listing.closed_at,
-            publicity_ends_at=listing.publicity_ends_at,
-            sign_deadline=listing.sign_deadline,
+            trade_type=row.trade_type,
+            outcome="sold" if row.status == SOLD else "failed",
+            starting_price_fen=row.starting_price_fen,
+            final_price_fen=row.final_price_fen,
+            bid_count=row.bid_count,
+            bidders=row.bidders or 0,
+            closed_at=row.closed_at,
+            publicity_ends_at=row.publicity_ends_at,
+            sign_deadline=row.sign_deadline,
             winner_number=row.bidder_number,
             winner_name=row.winner_name,
         )
         for row in rows
-        for listing in (row[0],)
     ]
     return Page(items=items, total=total, page=page, page_size=page_size)

@@ -231,24 +231,28 @@ async def finished_listing(session: AsyncSession, listing_id: int) -> Listing:
 
 
 async def result_of(session: AsyncSession, listing: Listing) -> schemas.Result:
-    qualified = await session.scalar(
+    # the counts and the winner in one statement (scalar subqueries): one round trip instead of three
+    figures: list[Any] = [
         select(func.count())
         .select_from(Registration)
         .where(Registration.listing_id == listing.id, Registration.status == RegistrationStatus.QUALIFIED.value)
-    )
-    bidders_who_bid = await session.scalar(
-        select(func.count(func.distinct(Bid.registration_id))).where(Bid.listing_id == listing.id)
-    )
-    winner_number = winner_name = None
+        .scalar_subquery(),
+        select(func.count(func.distinct(Bid.registration_id)))
+        .where(Bid.listing_id == listing.id)
+        .scalar_subquery(),
+    ]
     if listing.winner_registration_id is not None:
-        row = (
-            await session.execute(
-                select(Registration.bidder_number, Bidder.name)
-                .join(Bidder, Bidder.id == Registration.bidder_id)
-                .where(Registration.id == listing.winner_registration_id)
-            )
-        ).one()
-        winner_number, winner_name = row
+        winner = Registration.id == listing.winner_registration_id
+        figures += [
+            select(Registration.bidder_number).where(winner).scalar_subquery(),
+            select(Bidder.name)
+            .join(Registration, Registration.bidder_id == Bidder.id)
+            .where(winner)
+            .scalar_subquery(),
+        ]
+    row = (await session.execute(select(*figures))).one()
+    qualified, bidders_who_bid = row[0], row[1]
+    winner_number, winner_name = (row[2], row[3]) if len(row) > 2 else (None, None)
     sold = listing.status == ListingStatus.SOLD.value
     assert listing.closed_at is not None
     return schemas.Result(
