@@ -204,6 +204,9 @@ class DocumentRenderer:
         from weasyprint import CSS
         from weasyprint.text.fonts import FontConfiguration
 
+        # a dozen INFO lines per document ("Step 5 - Creating layout"...) only say that rendering goes on
+        logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+        _compress_streams_faster()
         self.directory = directory
         self.environment = Environment(
             loader=FileSystemLoader(directory),
@@ -223,9 +226,6 @@ class DocumentRenderer:
         )
         self.stylesheet = CSS(string=stylesheet, font_config=self.font_config)
         self._lock = threading.Lock()
-        # a dozen INFO lines per document ("Step 5 - Creating layout"...) only say that rendering goes on
-        logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
-        _compress_streams_faster()
 
     def html(self, template: str, **context: Any) -> str:
         return self.environment.get_template(template).render(**context)
