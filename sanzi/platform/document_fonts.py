@@ -8,8 +8,8 @@ Simplified Chinese (ZHS) language systems, not the Japanese, Korean and Traditio
 ids when it subsets a font for a PDF, so every glyph of the cut costs each document a few bytes of metrics and
 offsets to subset and compress: fewer glyphs make every document cheaper. The text renders the same.
 
-Built by ``sanzi documents fonts`` (``make setup`` runs it) with HarfBuzz's ``hb-subset`` when installed (about
-a second), else with fontTools (a minute or two).
+Built by ``sanzi documents fonts`` (``make setup`` runs it) with HarfBuzz's ``hb-subset`` when installed (a few
+seconds), else with fontTools (about a minute).
 """
 
 from __future__ import annotations
