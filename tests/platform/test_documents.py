@@ -97,8 +97,8 @@ def test_the_documents_font_covers_common_hanzi_and_rarer_ones_fall_back(tmp_pat
 
 
 def test_the_documents_font_keeps_only_what_horizontal_simplified_chinese_uses() -> None:
-    """No Japanese, Korean or Traditional variants and no vertical metrics: WeasyPrint keeps glyph ids, so each
-    glyph of the cut costs every document's subset and compression; the cut of GB 2312 has under 9,000."""
+    """TrueType outlines, no Japanese, Korean or Traditional variants and no vertical metrics: WeasyPrint keeps
+    glyph ids, so each glyph of the cut costs every document's subset and compression; GB 2312's has under 9,000."""
     from fontTools.ttLib import TTFont
 
     faces = built_faces()
@@ -106,6 +106,7 @@ def test_the_documents_font_keeps_only_what_horizontal_simplified_chinese_uses()
         pytest.skip("the documents' font is not built here (sanzi documents fonts)")
     for _, path in faces:
         font = TTFont(path)
+        assert "glyf" in font and "CFF " not in font  # TrueType outlines: copied, not desubroutinized, per PDF
         assert not {"vmtx", "vhea", "VORG"} & set(font.keys())
         for tag in ("GSUB", "GPOS"):
             scripts = font[tag].table.ScriptList.ScriptRecord
