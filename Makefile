@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-DOCUMENT_FONT := var/fonts/SanziSC-Regular.otf
+DOCUMENT_FONT := var/fonts/SanziSC-Regular-v3.ttf
 
 setup: $(BIN)/.installed fonts $(DOCUMENT_FONT)
 

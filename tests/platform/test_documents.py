@@ -3,12 +3,17 @@ the filters documents use (yuan from fen, Asia/Shanghai times), the QR helper, a
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 import shutil
 import subprocess
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import segno
+from PIL import Image
 
 from sanzi.platform.document_fonts import built_faces, charset
 from sanzi.platform.documents import (
@@ -19,7 +24,7 @@ from sanzi.platform.documents import (
     label,
     local_time,
     mask_id_number,
-    qr_svg,
+    qr_image,
     yuan,
 )
 from sanzi.platform.settings import PROJECT_ROOT
@@ -27,7 +32,7 @@ from tests.platform.pdfs import embedded_fonts, pdf_text, save_png
 
 SAMPLE = """{% extends "base.html" %}
 {% block body %}<h1>农村集体资产交易测试文件</h1><p>成交价 ¥{{ 1234567 | yuan }} 元，{{ moment | local_time }}。</p>
-<div class="verify"><div class="qr">{{ qr_svg("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQR") }}</div></div>
+<div class="verify"><div class="qr">{{ qr_image("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQR") }}</div></div>
 {% endblock %}"""
 
 
@@ -56,6 +61,8 @@ def test_chinese_renders_with_the_declared_font_embedded_as_a_subset(renderer: D
     assert own_font or any("Noto-Sans-CJK-SC" in name for name in fonts), fonts
     # subset: each embedded program is a small part of the ~19 MB font collection it comes from
     assert fonts and all(0 < size < 2_000_000 for size in fonts.values()), fonts
+    # streams are still deflated (at zlib level 6, not pydyf's 9): a page of text with its fonts stays small
+    assert b"/FlateDecode" in content and len(content) < 150_000, len(content)
     save_png(content, "renderer_sample")
 
 
@@ -89,6 +96,24 @@ def test_the_documents_font_covers_common_hanzi_and_rarer_ones_fall_back(tmp_pat
     assert any("Sanzi-SC" in name for name in names) and any("Noto-Sans-CJK" in name for name in names), names
 
 
+def test_the_documents_font_keeps_only_what_horizontal_simplified_chinese_uses() -> None:
+    """TrueType outlines, no Japanese, Korean or Traditional variants and no vertical metrics: WeasyPrint keeps
+    glyph ids, so each glyph of the cut costs every document's subset and compression; GB 2312's has under 9,000."""
+    from fontTools.ttLib import TTFont
+
+    faces = built_faces()
+    if not faces:
+        pytest.skip("the documents' font is not built here (sanzi documents fonts)")
+    for _, path in faces:
+        font = TTFont(path)
+        assert "glyf" in font and "CFF " not in font  # TrueType outlines: copied, not desubroutinized, per PDF
+        assert not {"vmtx", "vhea", "VORG"} & set(font.keys())
+        for tag in ("GSUB", "GPOS"):
+            scripts = font[tag].table.ScriptList.ScriptRecord
+            assert {lang.LangSysTag for s in scripts for lang in s.Script.LangSysRecord} <= {"ZHS "}
+        assert font["maxp"].numGlyphs < 9_000 and ord("永") in font.getBestCmap()
+
+
 def test_amounts_times_and_words() -> None:
     assert (
         yuan(123456789) == "1,234,567.89"
@@ -104,10 +129,20 @@ def test_amounts_times_and_words() -> None:
     assert label("fish_pond", "asset_kind") == "鱼塘" and label("unknown", "asset_kind") == "unknown"
 
 
-def test_qr_code_is_an_inline_svg_element() -> None:
-    svg = str(qr_svg("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQR"))
-    assert svg.startswith("<svg") and svg.endswith("</svg>") and "<?xml" not in svg and "<path" in svg
-    assert qr_svg("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQS") != svg
+def test_qr_code_is_a_sharp_png_image_of_the_data() -> None:
+    """One pixel a module (segno's own rendering), shown at its size without smoothing; decoding it gives the
+    matrix segno makes for the same data."""
+    url = "https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQR"
+    tag = str(qr_image(url))
+    found = re.fullmatch(r'<img class="qr-code" src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="" (.*)>', tag)
+    assert found, tag
+    assert "width: 32mm; height: 32mm; image-rendering: pixelated" in found.group(2)
+    image = Image.open(io.BytesIO(base64.b64decode(found.group(1)))).convert("1")
+    matrix = segno.make(url, error="m", micro=False).matrix
+    assert image.size == (len(matrix) + 4, len(matrix) + 4)  # a quiet zone of two modules
+    modules = [[image.getpixel((x + 2, y + 2)) == 0 for x in range(len(row))] for y, row in enumerate(matrix)]
+    assert modules == [[bool(cell) for cell in row] for row in matrix]
+    assert qr_image("https://sanzi.example/verify/1-ABCD-EFGH-JKLM-NPQS") != tag
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
