@@ -14,7 +14,6 @@ import logging
 import shutil
 import subprocess
 import threading
-import zlib
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -172,30 +171,6 @@ def cjk_font_files() -> tuple[str, ...]:
     return tuple(sorted(line.split(":")[0] for line in listed.splitlines() if line.strip()))
 
 
-#: zlib level of the PDFs' streams: pydyf (WeasyPrint's PDF writer) always uses 9, which takes twice the CPU of 6
-#: on the documents' embedded fonts for files about 0.3% smaller
-STREAM_COMPRESSION_LEVEL = 6
-
-
-class _StreamZlib:
-    """zlib as pydyf sees it: its streams compressed at ``STREAM_COMPRESSION_LEVEL``, everything else as is."""
-
-    @staticmethod
-    def compressobj(level: int = STREAM_COMPRESSION_LEVEL, *args: Any, **kwargs: Any) -> Any:
-        return zlib.compressobj(STREAM_COMPRESSION_LEVEL, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(zlib, name)
-
-
-def _compress_streams_faster() -> None:
-    """Give pydyf the zlib above (pydyf is only used by WeasyPrint; a pydyf without ``zlib`` is left alone)."""
-    import pydyf
-
-    if getattr(pydyf, "zlib", None) is zlib:
-        pydyf.zlib = _StreamZlib()
-
-
 class DocumentRenderer:
     """Renders a document template to PDF bytes; the Jinja environment, font configuration and stylesheet are
     built once and shared, and renders are serialised (Pango and fontconfig are not safe across threads)."""
@@ -206,7 +181,6 @@ class DocumentRenderer:
 
         # a dozen INFO lines per document ("Step 5 - Creating layout"...) only say that rendering goes on
         logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
-        _compress_streams_faster()
         self.directory = directory
         self.environment = Environment(
             loader=FileSystemLoader(directory),

@@ -61,8 +61,6 @@ def test_chinese_renders_with_the_declared_font_embedded_as_a_subset(renderer: D
     assert own_font or any("Noto-Sans-CJK-SC" in name for name in fonts), fonts
     # subset: each embedded program is a small part of the ~19 MB font collection it comes from
     assert fonts and all(0 < size < 2_000_000 for size in fonts.values()), fonts
-    # streams are still deflated (at zlib level 6, not pydyf's 9): a page of text with its fonts stays small
-    assert b"/FlateDecode" in content and len(content) < 150_000, len(content)
     save_png(content, "renderer_sample")
 
 
