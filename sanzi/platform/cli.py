@@ -16,8 +16,18 @@ T = TypeVar("T")
 
 
 def main() -> None:
-    """Entry point of the `sanzi` console script."""
+    """Entry point of the `sanzi` console script.
+
+    The project's own groups (`geography`, `demo`, `warnings`, ...) run without the Litestar CLI, which builds
+    the whole web app to find its plugins' commands (about two seconds before any command starts); `run`, `db`,
+    `--help` and the rest go through it."""
     os.environ.setdefault("LITESTAR_APP", "sanzi.platform.asgi:create_app")
+    commands = {command.name: command for loader in _GROUP_LOADERS for command in loader()}
+    first = next((argument for argument in sys.argv[1:] if not argument.startswith("-")), None)
+    if first in commands:
+        from rich_click import RichGroup  # as the Litestar CLI formats help and errors
+
+        sys.exit(RichGroup(name="sanzi", commands=commands)(prog_name="sanzi"))
     from litestar.cli.main import litestar_group
 
     sys.exit(litestar_group())

@@ -27,7 +27,6 @@ from typing import Any
 
 import click
 
-from sanzi.platform.geography import shipped_divisions_path
 from sanzi.platform.settings import get_settings
 
 FAMILY = "Sanzi SC"
@@ -74,6 +73,8 @@ def charset() -> str:
             except UnicodeDecodeError:
                 continue
     # Guangzhou's place names use characters GB 2312 lacks (塱, 滘, 氹, 埗, ...): keep every one of them
+    from sanzi.platform.geography import shipped_divisions_path  # the app's models: only when cutting
+
     characters |= set(shipped_divisions_path().read_text(encoding="utf-8"))
     return "".join(sorted(ch for ch in characters if ch.isprintable()))
 
