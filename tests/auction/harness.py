@@ -158,7 +158,7 @@ class AppServer:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         last: str = "no answer"
         while time.monotonic() < deadline:
