@@ -22,7 +22,7 @@ def main() -> None:
     the whole web app to find its plugins' commands (about two seconds before any command starts); `run`, `db`,
     `--help` and the rest go through it."""
     os.environ.setdefault("LITESTAR_APP", "sanzi.platform.asgi:create_app")
-    commands = {command.name: command for loader in _GROUP_LOADERS for command in loader()}
+    commands = project_commands()
     first = next((argument for argument in sys.argv[1:] if not argument.startswith("-")), None)
     if first in commands:
         from rich_click import RichGroup  # as the Litestar CLI formats help and errors
@@ -52,11 +52,15 @@ def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
+def project_commands() -> dict[str, click.Command]:
+    """The project's own command groups by name."""
+    return {command.name: command for loader in _GROUP_LOADERS for command in loader() if command.name}
+
+
 def register_commands(cli: Any) -> None:
     """Add the project's groups to the Litestar CLI (called by SanziPlugin.on_cli_init)."""
-    for loader in _GROUP_LOADERS:
-        for group in loader():
-            cli.add_command(group)
+    for group in project_commands().values():
+        cli.add_command(group)
 
 
 @click.group(name="geography", help="区划 / districts, townships and villages")

@@ -314,8 +314,8 @@ def _changed_villages(session: AsyncSession) -> set[str]:
 SCAN_WORK_MEM = "64MB"
 
 
-async def _no_jit(session: AsyncSession, work_mem: str | None = None) -> None:
-    """PostgreSQL: no JIT compilation for the rest of this transaction (and ``work_mem`` when given). The rules'
+async def _evaluation_settings(session: AsyncSession, work_mem: str | None = None) -> None:
+    """PostgreSQL: no JIT compilation for the rest of this transaction, and ``work_mem`` when given. The rules'
     statements join CTEs whose row counts the planner cannot estimate, so their estimated cost passes the JIT
     threshold even on small data, and compiling them took longer (about 100 ms a statement, more with
     inlining on large data) than running them."""
@@ -382,7 +382,7 @@ async def scan(
     else:
         districts = list(await session.scalars(select(District.code).order_by(District.code)))
     summary = ScanSummary()
-    await _no_jit(session, SCAN_WORK_MEM)
+    await _evaluation_settings(session, SCAN_WORK_MEM)
     await _evaluate(
         session, rules, districts, summary, whole_city=district_code is None, since=since, progress=progress
     )
@@ -415,7 +415,7 @@ async def evaluate_events(
     summary = ScanSummary()
     if not kinds_by_village:
         return summary
-    await _no_jit(session)
+    await _evaluation_settings(session)
     district_of = {code: place[1] for code, place in (await village_places(session, kinds_by_village)).items()}
     work: dict[tuple[str, str], list[str]] = defaultdict(list)  # (rule id, district) -> villages
     for village, kinds in sorted(kinds_by_village.items()):

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -613,7 +614,9 @@ async def _place_locked(
 # ---- views -----------------------------------------------------------------------------------------------
 
 
-def live_bid(bid: Bid, bidder_number: str | None) -> schemas.LiveBid:
+def live_bid(bid: Bid | Row[Any], bidder_number: str | None) -> schemas.LiveBid:
+    """A bid as watchers see it, from a Bid or from a row of its columns (seq, amount_fen, placed_at,
+    extended_end_at)."""
     return schemas.LiveBid(
         seq=bid.seq,
         bidder_number=bidder_number or "",
@@ -672,16 +675,7 @@ async def bids_after(session: AsyncSession, listing_id: int, after: int = 0) -> 
         .where(Bid.listing_id == listing_id, Bid.seq > after)
         .order_by(Bid.seq)
     )
-    return [
-        schemas.LiveBid(
-            seq=row.seq,
-            bidder_number=row.bidder_number or "",
-            amount=row.amount_fen,
-            placed_at=row.placed_at,
-            extended_end_at=row.extended_end_at,
-        )
-        for row in rows
-    ]
+    return [live_bid(row, row.bidder_number) for row in rows]
 
 
 async def live_state(session: AsyncSession, listing_id: int, now: datetime) -> schemas.LiveState:
