@@ -56,10 +56,15 @@ class StatementLog:
 
 
 async def full_scan(
-    engine: AsyncEngine, log: StatementLog | None = None, on_rule: Callable[[str, float], None] | None = None
+    engine: AsyncEngine,
+    log: StatementLog | None = None,
+    on_rule: Callable[[str, float], None] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """One full scan of every rule (as ``sanzi warnings scan`` runs it), rolled back so every repetition does
-    the same work; seconds in all and per rule, and the alerts it raised."""
+    """One full scan of every rule (as ``sanzi warnings scan --jobs N`` runs it), rolled back so every
+    repetition does the same work; seconds in all and per rule, and the alerts it raised. Per rule is the
+    time from one rule's findings being written to the next's: with more than one job the rules are read at
+    once, so only a serial scan (``jobs=1``) gives each rule's own time."""
     from sanzi.warnings.engine import scan
 
     maker = async_sessionmaker(engine, expire_on_commit=False)
@@ -82,7 +87,7 @@ async def full_scan(
         log.recording = True
     async with maker() as session:
         try:
-            summary = await scan(session, progress=progress)
+            summary = await scan(session, progress=progress, jobs=jobs)
             await session.flush()
             seconds = time.perf_counter() - started
         finally:

@@ -58,14 +58,20 @@ def warnings_group() -> None:
 @warnings_group.command("scan", help="Evaluate every rule over all data (idempotent) and recompute this month's index.")
 @click.option("--district", "district", default=None, help="only this district (6- or 12-digit code)")
 @click.option("--since", "since", default=None, help="only facts on or after this date (YYYY-MM-DD)")
-def scan_command(district: str | None, since: str | None) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 32),
+    default=None,
+    help="PostgreSQL: connections reading at once, on one snapshot (default: this machine's CPUs, at most 8)",
+)
+def scan_command(district: str | None, since: str | None, jobs: int | None) -> None:
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
     from sanzi.platform.database import session_scope
     from sanzi.platform.problems import DomainError
-    from sanzi.warnings.engine import all_rules, scan
+    from sanzi.warnings.engine import all_rules, default_scan_jobs, scan
 
     since_date = None
     if since is not None:
@@ -85,7 +91,14 @@ def scan_command(district: str | None, since: str | None) -> None:
                     def advance(rule: Any, _counts: Any) -> None:
                         progress.update(task, advance=1, description=rule.id)
 
-                    return await scan(session, district_code=district, since=since_date, rules=rules, progress=advance)
+                    return await scan(
+                        session,
+                        district_code=district,
+                        since=since_date,
+                        rules=rules,
+                        progress=advance,
+                        jobs=jobs or default_scan_jobs(),
+                    )
         finally:
             await engine.dispose()
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -25,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from sanzi.platform import events
@@ -362,6 +363,102 @@ async def _evaluate(
     _changed_villages(session).clear()
 
 
+def default_scan_jobs() -> int:
+    """Connections a full scan reads on at once by default: one per CPU this process may use, at most 8."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+#: a snapshot id as pg_export_snapshot() returns it (inlined into SET TRANSACTION SNAPSHOT, which takes no
+#: bound parameter)
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
+
+
+def _engine_of(session: AsyncSession) -> AsyncEngine | None:
+    bind = session.bind
+    if isinstance(bind, AsyncConnection):
+        return bind.engine
+    return bind if isinstance(bind, AsyncEngine) else None
+
+
+async def _snapshot_for_readers(session: AsyncSession) -> str | None:
+    """The transaction's snapshot exported for other connections to read in, or None where they could not see
+    what this one sees: not PostgreSQL, or the transaction has written something (an importing transaction
+    never sees the exporter's uncommitted changes)."""
+    if session.get_bind().dialect.name != "postgresql" or _engine_of(session) is None:
+        return None
+    written = await session.scalar(text("SELECT pg_current_xact_id_if_assigned() IS NOT NULL"))
+    if written or session.new or session.dirty or session.deleted:
+        return None
+    snapshot = await session.scalar(text("SELECT pg_export_snapshot()"))
+    return snapshot if snapshot and _SNAPSHOT_ID.fullmatch(snapshot) else None
+
+
+async def _evaluate_in_parallel(
+    session: AsyncSession,
+    snapshot: str,
+    jobs: int,
+    rules: Sequence[Rule],
+    districts: Sequence[str],
+    summary: ScanSummary,
+    *,
+    whole_city: bool,
+    since: date | None,
+    progress: Progress | None,
+) -> None:
+    """:func:`_evaluate` with the rules' reads spread over ``jobs`` more connections, each in a read-only
+    transaction on the session's exported snapshot, so every rule reads the same data as a serial scan would.
+    The findings are written through the session, rule by rule in catalogue order (as the serial scan writes
+    them), while the readers go on with the next rules."""
+    resolved = await resolve_parameters(session, rules, districts)
+    pending: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(rules)):
+        pending.put_nowait(index)
+    loop = asyncio.get_running_loop()
+    found: list[asyncio.Future[list[tuple[Finding, ...]]]] = [loop.create_future() for _ in rules]
+    engine = _engine_of(session)
+    assert engine is not None
+
+    async def reader() -> None:
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="REPEATABLE READ")
+            await connection.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            await connection.execute(text("SET TRANSACTION READ ONLY"))
+            async with AsyncSession(bind=connection) as reading:
+                await _evaluation_settings(reading, SCAN_WORK_MEM)
+                while not pending.empty():
+                    index = pending.get_nowait()
+                    rule = rules[index]
+                    per_group = []
+                    groups = group_by_values({d: resolved[rule.id][d] for d in districts})
+                    for group, values in groups:
+                        codes = None if whole_city and len(groups) == 1 else group
+                        scope = Scope(district_codes=codes, since=since)
+                        per_group.append(tuple(await rule.evaluate(reading, scope, dict(values))))
+                    found[index].set_result(per_group)
+            await connection.rollback()
+
+    async def writer() -> None:
+        now = datetime.now(UTC)
+        for index, rule in enumerate(rules):
+            counts = summary.counts(rule.id)
+            for findings in await found[index]:
+                counts.add(await upsert_findings(session, rule, findings, now))
+            if progress is not None:
+                progress(rule, counts)
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(min(jobs, len(rules))):
+                tasks.create_task(reader())
+            tasks.create_task(writer())
+    except BaseExceptionGroup as failed:
+        # the first failure, as a serial scan would raise it (the others are its consequences: cancellations)
+        raise failed.exceptions[0] from None
+    summary.changed_villages |= _changed_villages(session)
+    _changed_villages(session).clear()
+
+
 async def scan(
     session: AsyncSession,
     *,
@@ -370,9 +467,13 @@ async def scan(
     rules: Sequence[Rule] | None = None,
     progress: Progress | None = None,
     recompute_index: bool = True,
+    jobs: int = 1,
 ) -> ScanSummary:
     """Every rule over all data (or one district, or facts since a date); ends by recomputing this month's
-    integrity index. The caller commits."""
+    integrity index. The caller commits.
+
+    ``jobs`` > 1 reads on that many more connections at once (PostgreSQL, and only while the session's
+    transaction has written nothing; otherwise the scan runs serially on the session)."""
     rules = list(all_rules() if rules is None else rules)
     if district_code:
         code = normalise_code(district_code, "district")
@@ -383,9 +484,29 @@ async def scan(
         districts = list(await session.scalars(select(District.code).order_by(District.code)))
     summary = ScanSummary()
     await _evaluation_settings(session, SCAN_WORK_MEM)
-    await _evaluate(
-        session, rules, districts, summary, whole_city=district_code is None, since=since, progress=progress
-    )
+    snapshot = await _snapshot_for_readers(session) if jobs > 1 else None
+    if snapshot is not None:
+        await _evaluate_in_parallel(
+            session,
+            snapshot,
+            jobs,
+            rules,
+            districts,
+            summary,
+            whole_city=district_code is None,
+            since=since,
+            progress=progress,
+        )
+    else:
+        await _evaluate(
+            session,
+            rules,
+            districts,
+            summary,
+            whole_city=district_code is None,
+            since=since,
+            progress=progress,
+        )
     if recompute_index:
         from sanzi.warnings.services import IntegrityService, month_start
 

@@ -546,3 +546,103 @@ async def test_when_redis_fails_the_events_are_evaluated_in_the_app(
     finally:
         await broken.aclose()
         await engine.dispose()
+
+
+# ---- a full scan on several connections -------------------------------------------------------------------
+
+
+class CommitsMidwayRule(Rule):
+    """Test rule: commits a big contract on a connection of its own while the scan runs, then counts the
+    contracts the scan's connection sees."""
+
+    id = "TEST-COMMITS-MIDWAY"
+    family = Family.UNDISCLOSED
+    title = "扫描中途提交（测试）"
+    severity = Severity.YELLOW
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: list[int] = []
+
+    async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
+        engine = create_engine(make_settings(self.url))
+        try:
+            async with async_sessionmaker(engine, expire_on_commit=False)() as other:
+                await add_contract(other, VILLAGE_B, 900_000, number=f"MIDWAY-{len(self.seen)}")
+                await other.commit()
+        finally:
+            await engine.dispose()
+        self.seen.append(await session.scalar(select(func.count()).select_from(Contract)) or 0)
+        return []
+
+
+@pytest.fixture
+def committed_contracts_url(empty_database_url: str) -> str:
+    """Villages and three committed contracts (two at or above TEST-BIG-CONTRACT's threshold)."""
+    warnings_engine.clear_parameter_cache()
+    run_sync(lambda: load_villages(empty_database_url))
+
+    async def work() -> None:
+        engine = create_engine(make_settings(empty_database_url))
+        try:
+            async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+                await add_contract(session, VILLAGE_A, 150_000)
+                await add_contract(session, VILLAGE_A, 10)
+                await add_contract(session, VILLAGE_B, 120_000)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    run_sync(work)
+    return empty_database_url
+
+
+async def _scan_and_keep(url: str, rules: list[Rule], jobs: int) -> tuple[warnings_engine.ScanSummary, list[Any]]:
+    engine = create_engine(make_settings(url))
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            summary = await warnings_engine.scan(session, rules=rules, jobs=jobs, recompute_index=False)
+            await session.commit()
+            return summary, await alert_rows(session)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_scan_on_several_connections_reads_one_snapshot_and_writes_what_a_serial_scan_writes(
+    committed_contracts_url: str, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite scans on one connection (and its writers wait for the scan's transaction)")
+    url = committed_contracts_url
+    midway = CommitsMidwayRule(url)
+    summary, rows = await _scan_and_keep(url, [midway, *TEST_RULES], jobs=3)
+    # the contract committed while the scan ran is in the table but in no rule's view of it
+    assert midway.seen == [3]
+    assert (summary.counts("TEST-BIG-CONTRACT").raised, summary.counts("TEST-MANY-CONTRACTS").raised) == (2, 1)
+    assert sorted((r[0], r[3]) for r in rows) == [
+        ("TEST-BIG-CONTRACT", VILLAGE_A),
+        ("TEST-BIG-CONTRACT", VILLAGE_B),
+        ("TEST-MANY-CONTRACTS", VILLAGE_A),
+    ]
+
+    # a serial scan reads the contract committed before it began, and the next one committed as it runs
+    serial, serial_rows = await _scan_and_keep(url, [midway, *TEST_RULES], jobs=1)
+    assert midway.seen == [3, 5]
+    assert (serial.counts("TEST-BIG-CONTRACT").raised, serial.counts("TEST-MANY-CONTRACTS").raised) == (2, 1)
+    assert len(serial_rows) == 6
+    # and a scan on several connections now finds what the serial one wrote: nothing new, nothing changed
+    again, again_rows = await _scan_and_keep(url, TEST_RULES, jobs=2)
+    assert (again.raised, again.updated, again.unchanged) == (0, 0, 6) and again_rows == serial_rows
+
+
+async def test_a_scan_after_a_write_in_its_transaction_reads_that_write(committed_contracts_url: str) -> None:
+    engine = create_engine(make_settings(committed_contracts_url))
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            unsaved = await add_contract(session, VILLAGE_B, 500_000)
+            summary = await warnings_engine.scan(session, rules=TEST_RULES, jobs=2, recompute_index=False)
+            assert summary.counts("TEST-BIG-CONTRACT").raised == 3
+            assert ("TEST-BIG-CONTRACT", str(unsaved.id)) in [(r[0], r[2]) for r in await alert_rows(session)]
+            await session.rollback()
+    finally:
+        await engine.dispose()

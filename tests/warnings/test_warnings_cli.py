@@ -74,6 +74,7 @@ def test_scan_of_a_district_since_a_date_and_bad_input(data_url: str) -> None:
         (("--district", "999999"), "district not found"),
         (("--district", "44x"), "6, 9 or 12 digits"),
         (("--since", "2025-13-01"), "YYYY-MM-DD"),
+        (("--jobs", "0"), "'--jobs': 0 is not in the range"),
     ]:
         result = invoke(data_url, "scan", *args)
         assert result.exit_code != 0 and message in result.output, result.output
@@ -81,7 +82,7 @@ def test_scan_of_a_district_since_a_date_and_bad_input(data_url: str) -> None:
 
     future = invoke(data_url, "scan", "--since", "2030-01-01")
     assert future.exit_code == 0 and "0 raised" in future.output
-    district = invoke(data_url, "scan", "--district", VILLAGE_B[:6])
+    district = invoke(data_url, "scan", "--district", VILLAGE_B[:6], "--jobs", "3")
     assert district.exit_code == 0 and "1 raised" in district.output
 
 
