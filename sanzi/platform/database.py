@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
 )
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from sanzi.platform.settings import PROJECT_ROOT, Settings, get_settings
@@ -73,8 +75,35 @@ def create_engine(settings: Settings | None = None, **kwargs: Any) -> AsyncEngin
     # PostgreSQL backend and asyncpg's type set-up) and run the server out of connection slots
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 0)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, echo=settings.echo_sql, **kwargs)
+    engine = create_async_engine(url, echo=settings.echo_sql, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine, settings.database_ping_after_idle_seconds)
+    return engine
+
+
+def _ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only when it has lain idle for ``idle_seconds``; a failed ping makes the
+    pool replace it. After a database restart or failover the idle connections are dead, and this keeps their first
+    requests from failing; a connection in steady use is not pinged (SQLAlchemy's ``pool_pre_ping`` pings on every
+    checkout: a round trip and about a third of a short transaction's CPU). A connection that dies between two
+    uses within that time fails its one request, and the pool then replaces every connection of that age."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as failed:
+            # the pool discards this connection and checks out another (a new one if need be)
+            raise DisconnectionError(f"an idle pooled connection failed its ping: {failed}") from failed
 
 
 def sqlalchemy_config(

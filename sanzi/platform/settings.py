@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, alias="PORT")
     var_dir: Path = Field(default=VAR_DIR, alias="SANZI_VAR_DIR")
     echo_sql: bool = Field(default=False, alias="SANZI_ECHO_SQL")
+    #: PostgreSQL: a pooled connection idle this long is pinged before use, and replaced if the ping fails (0:
+    #: before every use)
+    database_ping_after_idle_seconds: float = Field(default=10.0, ge=0, alias="SANZI_DB_PING_AFTER_IDLE")
     #: login throttling: failures allowed per window, per account and per client address
     login_failures_per_account: int = Field(default=5, alias="SANZI_LOGIN_FAILURES_PER_ACCOUNT")
     login_failures_per_address: int = Field(default=20, alias="SANZI_LOGIN_FAILURES_PER_ADDRESS")
