@@ -48,6 +48,16 @@ def font_path(weight: str) -> Path:
     return fonts_dir() / f"SanziSC-{weight}-v{CUT_VERSION}.ttf"
 
 
+def remove_old_cuts() -> list[Path]:
+    """Delete the documents' fonts of earlier cuts (other versions of ``SanziSC-*``), which nothing reads any more;
+    the files removed."""
+    current = {font_path(weight) for weight in WEIGHTS}
+    old = [path for path in sorted(fonts_dir().glob("SanziSC-*")) if path not in current and path.is_file()]
+    for path in old:
+        path.unlink()
+    return old
+
+
 def built_faces() -> list[tuple[int, Path]]:
     """(CSS weight, file) of every face that has been built."""
     return [(css, font_path(name)) for name, css in WEIGHTS.items() if font_path(name).is_file()]
@@ -233,6 +243,8 @@ def build_fonts(force: bool) -> None:
     from rich.console import Console
 
     console = Console()
+    for path in remove_old_cuts():
+        console.print(f"{path}: an earlier cut, removed")
     text = charset()
     for weight in WEIGHTS:
         target = font_path(weight)

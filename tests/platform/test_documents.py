@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -150,3 +151,25 @@ def test_make_fonts_finds_the_font_or_says_what_to_install() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "CJK font:" in done.stdout or "apt-get install" in done.stdout, done.stdout
+
+
+def test_building_the_font_again_removes_earlier_cuts_and_keeps_the_current_one(tmp_path: Path) -> None:
+    faces = built_faces()
+    if len(faces) != 2:
+        pytest.skip("the documents' font is not built here (sanzi documents fonts)")
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    for _, path in faces:
+        shutil.copy(path, fonts / path.name)
+    for old in ("SanziSC-Regular.otf", "SanziSC-Bold.otf", "SanziSC-Regular-v2.ttf"):
+        (fonts / old).write_bytes(b"an earlier cut")
+    (fonts / "other.ttf").write_bytes(b"not ours")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "sanzi"), "documents", "fonts"],
+        env={"PATH": "/usr/bin:/bin", "SANZI_VAR_DIR": str(tmp_path), "SANZI_ENV": "test", "COLUMNS": "200"},
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in fonts.iterdir()) == sorted([*(p.name for _, p in faces), "other.ttf"])
+    assert "SanziSC-Regular-v2.ttf: an earlier cut, removed" in result.stdout
+    assert result.stdout.count("already built") == 2
