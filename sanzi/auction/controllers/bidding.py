@@ -63,7 +63,7 @@ class BiddingController(Controller):
                 headers={"Retry-After": str(wait)},
             )
         device = (request.headers.get("x-device-fingerprint") or "").strip()[:128] or None
-        receipt, created = await engine.place_bid_receipt(
+        placed, created = await engine.place(
             db_session,
             listing_id,
             user,
@@ -74,7 +74,7 @@ class BiddingController(Controller):
             device=device,
             publish=engine.channels_publisher(channels),
         )
-        return Response(receipt, status_code=201 if created else 200)
+        return Response(engine.receipt(placed), status_code=201 if created else 200)
 
     @get("/listings/{listing_id:int}/live", operation_id="GetLiveState", opt=PUBLIC, summary="Live auction state")
     async def live(self, db_session: AsyncSession, listing_id: int) -> schemas.LiveState:

@@ -166,7 +166,7 @@ class _Replay(Exception):
 
 
 @dataclass
-class _Placed:
+class Placed:
     """A bid and the listing's live state right after it (or, for a replay, when it was answered)."""
 
     bid: Bid
@@ -205,22 +205,6 @@ async def place_bid(
     return placed.bid, created
 
 
-async def place_bid_receipt(
-    session: AsyncSession,
-    listing_id: int,
-    bidder: Bidder | User | int,
-    amount_fen: int,
-    client_key: str,
-    now: datetime | Callable[[], datetime],
-    ip: str | None = None,
-    device: str | None = None,
-    publish: Publish | None = None,
-) -> tuple[schemas.BidPlaced, bool]:
-    """``place_bid`` answered with the receipt built from what the transaction already had (no re-read)."""
-    placed, created = await place(session, listing_id, bidder, amount_fen, client_key, now, ip, device, publish)
-    return receipt(placed), created
-
-
 async def place(
     session: AsyncSession,
     listing_id: int,
@@ -231,8 +215,9 @@ async def place(
     ip: str | None = None,
     device: str | None = None,
     publish: Publish | None = None,
-) -> tuple[_Placed, bool]:
-    """The engine behind ``place_bid``: (the bid with the listing's state after it, created)."""
+) -> tuple[Placed, bool]:
+    """The engine behind ``place_bid``: (the bid with the listing's state after it, created); the API answers
+    with ``receipt()`` of it, built from what the transaction already read."""
     placed = await _place_fast(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
     if placed is None:
         try:
@@ -244,7 +229,7 @@ async def place(
                 placed = await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
         except _Replay as replay:
             await session.commit()
-            return _Placed(replay.bid, replay.listing, replay.bidder_number), False
+            return Placed(replay.bid, replay.listing, replay.bidder_number), False
         except DomainError:
             await release(session)
             raise
@@ -270,7 +255,7 @@ async def _place_fast(
     clock: datetime | Callable[[], datetime],
     ip: str | None,
     device: str | None,
-) -> _Placed | None:
+) -> Placed | None:
     """Place an acceptable bid with one conditional UPDATE and one guarded INSERT; None (nothing changed) when
     the slow path must decide.
 
@@ -404,7 +389,7 @@ async def _fast_statements(
     clock: datetime | Callable[[], datetime],
     ip: str | None,
     device: str | None,
-) -> _Placed | None:
+) -> Placed | None:
     extension_minutes = _extension_minutes.get(listing_id)
     if extension_minutes is None:
         extension_minutes = await session.scalar(select(Listing.extension_minutes).where(Listing.id == listing_id))
@@ -489,7 +474,7 @@ async def _fast_statements(
     stale = session.identity_map.get(session.sync_session.identity_key(Listing, listing_id))  # type: ignore[arg-type]
     if stale is not None:
         session.expire(stale)  # the UPDATE bypassed the ORM: a later read must not see the old state
-    return _Placed(bid, listing, bidder_number)
+    return Placed(bid, listing, bidder_number)
 
 
 async def _place_locked(
@@ -502,7 +487,7 @@ async def _place_locked(
     ip: str | None,
     device: str | None,
     locked: bool = True,
-) -> _Placed:
+) -> Placed:
     """Check the bid against the listing and place it, under the listing's lock.
 
     With ``locked=False`` the same checks run on a plain read of the listing (committed state), so that a bid
@@ -608,7 +593,7 @@ async def _place_locked(
     session.add(bid)
     await session.flush()
     events.record(session, "bid_placed", listing.village_code, listing_id=listing.id, bid_id=bid.id)
-    return _Placed(bid, listing, registration.bidder_number)
+    return Placed(bid, listing, registration.bidder_number)
 
 
 # ---- views -----------------------------------------------------------------------------------------------
@@ -685,7 +670,7 @@ async def live_state(session: AsyncSession, listing_id: int, now: datetime) -> s
     return state
 
 
-def receipt(placed: _Placed) -> schemas.BidPlaced:
+def receipt(placed: Placed) -> schemas.BidPlaced:
     """What the bidder is told: their bid and the live state after it, from what placing it already read."""
     bid, listing = placed.bid, placed.listing
     return schemas.BidPlaced(
