@@ -686,23 +686,6 @@ def receipt(placed: Placed) -> schemas.BidPlaced:
     )
 
 
-async def bid_receipt(session: AsyncSession, bid: Bid) -> schemas.BidPlaced:
-    """What the bidder is told about a stored bid: the bid and the listing's live state now."""
-    listing = await session.get_one(Listing, bid.listing_id, populate_existing=True)
-    number = await session.scalar(select(Registration.bidder_number).where(Registration.id == bid.registration_id))
-    return schemas.BidPlaced(
-        seq=bid.seq,
-        amount=bid.amount_fen,
-        bidder_number=number or "",
-        placed_at=bid.placed_at,
-        current_price=listing.current_price_fen or bid.amount_fen,
-        bid_count=listing.bid_count,
-        current_end_at=end_of(listing),
-        extensions_used=listing.extensions_used,
-        extended=bid.extended_end_at is not None,
-    )
-
-
 # ---- opening on time -------------------------------------------------------------------------------------
 
 

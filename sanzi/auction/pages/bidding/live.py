@@ -271,7 +271,7 @@ class LivePages(Controller):
                 errors, status = {"__all__": f"出价过于频繁，请 {wait} 秒后再试。"}, 429
             else:
                 try:
-                    bid, _ = await engine.place_bid(
+                    outcome, _ = await engine.place(
                         db_session,
                         listing_id,
                         request.user,
@@ -281,7 +281,7 @@ class LivePages(Controller):
                         ip=client_address(request)[:64],
                         publish=engine.channels_publisher(channels),
                     )
-                    placed = await engine.bid_receipt(db_session, bid)
+                    placed = engine.receipt(outcome)  # from what placing the bid read: no second read
                 except DomainError as exc:
                     if exc.status_code == 404:
                         raise
