@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from litestar import Controller, get, post
@@ -379,11 +380,22 @@ async def income_expenditure_by_period(
 
 
 def income_chart(table: list[dict[str, Any]], lang: str = "zh") -> Any:
+    """Income against expenditure per period of the table, as SVG."""
+    return _income_chart(
+        tuple((row["label"], row["income"], row["expenditure"]) for row in table),
+        lang,
+    )
+
+
+@lru_cache(maxsize=512)
+def _income_chart(rows: tuple[tuple[str, int, int], ...], lang: str) -> Any:
+    # drawing is the page's costliest step after its queries, and a village's past periods do not change: the
+    # same figures are drawn once per process
     return bar_chart(
-        [row["label"] for row in table],
+        [label for label, _, _ in rows],
         {
-            translate("收入（元）", lang): [row["income"] / 100 for row in table],
-            translate("支出（元）", lang): [row["expenditure"] / 100 for row in table],
+            translate("收入（元）", lang): [income / 100 for _, income, _ in rows],
+            translate("支出（元）", lang): [spent / 100 for _, _, spent in rows],
         },
         title=translate("收入与支出", lang),
         formatter=lambda value: f"{value:,.0f}",
