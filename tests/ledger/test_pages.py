@@ -406,3 +406,48 @@ async def test_public_disclosure_shows_the_books_and_their_published_root_withou
     assert (await anonymous.get("/lang/en?next=/villages")).status_code == 303
     english = await anonymous.get(f"/villages/{VILLAGE_A}")
     assert "Verify the books" in english.text and "Intact, verified" in english.text
+
+
+async def test_the_disclosure_page_verifies_a_new_entry_at_once_and_tampering_within_a_minute(
+    browser: Any, client: httpx.AsyncClient, committee_a: Actor, db: AsyncSession, monkeypatch: Any
+) -> None:
+    from sqlalchemy import text
+
+    from sanzi.ledger.pages import disclosure
+
+    def entry(memo: str) -> dict[str, Any]:
+        lines = [{"account_code": "102", "debit": "6000"}, {"account_code": "50101", "credit": "6000"}]
+        return {"entry_date": "2025-02-01", "memo": memo, "lines": lines}
+
+    async def post(memo: str) -> None:
+        url = f"/api/villages/{VILLAGE_A}/entries"
+        assert (await client.post(url, json=entry(memo), headers=committee_a.headers)).status_code == 201
+
+    async def change_memo(old: str, new: str) -> None:
+        # as an intruder with database access could: the immutability triggers off for this transaction
+        if db.bind.dialect.name == "postgresql":
+            await db.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            await db.execute(text("DROP TRIGGER IF EXISTS journal_entry_no_update"))
+        await db.execute(text("UPDATE journal_entry SET memo = :new WHERE memo = :old"), {"old": old, "new": new})
+        await db.commit()
+
+    await post("收租金")
+    anonymous = await browser()
+    page = f"/villages/{VILLAGE_A}"
+    first = await anonymous.get(page)
+    assert "完整，验证通过" in first.text and "校验于" in first.text
+
+    await change_memo("收租金", "收租金（改）")
+    # the same chain as a moment ago: the verification of a moment ago stands, for at most a minute
+    assert "完整，验证通过" in (await anonymous.get(page)).text
+    monkeypatch.setattr(disclosure, "VERIFIED_FOR_SECONDS", 0.0)
+    found = await anonymous.get(page)
+    assert "验证未通过" in found.text and "第 1 张凭证起对不上" in found.text
+
+    # put back; a new entry changes the chain, which is verified at once whatever the time
+    monkeypatch.setattr(disclosure, "VERIFIED_FOR_SECONDS", 3600.0)
+    await change_memo("收租金（改）", "收租金")
+    assert "验证未通过" in (await anonymous.get(page)).text
+    await post("收租金二")
+    assert "完整，验证通过" in (await anonymous.get(page)).text
