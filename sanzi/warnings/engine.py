@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -396,12 +397,12 @@ async def _snapshot_for_readers(session: AsyncSession) -> str | None:
 
 async def _evaluate_in_parallel(
     session: AsyncSession,
-    snapshot: str,
-    jobs: int,
     rules: Sequence[Rule],
     districts: Sequence[str],
     summary: ScanSummary,
     *,
+    snapshot: str,
+    jobs: int,
     whole_city: bool,
     since: date | None,
     progress: Progress | None,
@@ -485,28 +486,12 @@ async def scan(
     summary = ScanSummary()
     await _evaluation_settings(session, SCAN_WORK_MEM)
     snapshot = await _snapshot_for_readers(session) if jobs > 1 else None
-    if snapshot is not None:
-        await _evaluate_in_parallel(
-            session,
-            snapshot,
-            jobs,
-            rules,
-            districts,
-            summary,
-            whole_city=district_code is None,
-            since=since,
-            progress=progress,
-        )
-    else:
-        await _evaluate(
-            session,
-            rules,
-            districts,
-            summary,
-            whole_city=district_code is None,
-            since=since,
-            progress=progress,
-        )
+    evaluate = (
+        _evaluate if snapshot is None else functools.partial(_evaluate_in_parallel, snapshot=snapshot, jobs=jobs)
+    )
+    await evaluate(
+        session, rules, districts, summary, whole_city=district_code is None, since=since, progress=progress
+    )
     if recompute_index:
         from sanzi.warnings.services import IntegrityService, month_start
 

@@ -16,8 +16,12 @@ from sanzi.ledger.models import Contract
 from sanzi.platform.events import DomainEvent
 from sanzi.warnings.engine import GROUP
 from sanzi.warnings.models import Alert, IntegrityIndex
-from tests.conftest import VILLAGE_A, VILLAGE_B, load_villages, make_settings, run_sync
-from tests.warnings.test_engine import TEST_RULES, add_contract, worker_redis  # noqa: F401 - a fixture
+from tests.conftest import VILLAGE_A, VILLAGE_B, make_settings, run_sync
+from tests.warnings.test_engine import (  # noqa: F401 - fixtures
+    TEST_RULES,
+    committed_contracts_url,
+    worker_redis,
+)
 
 
 def invoke(url: str, *args: str) -> Result:
@@ -37,24 +41,9 @@ def count(url: str, model: Any) -> int:
 
 
 @pytest.fixture
-def data_url(empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def data_url(committed_contracts_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(warnings_engine, "all_rules", lambda: TEST_RULES)
-    warnings_engine.clear_parameter_cache()
-    run_sync(lambda: load_villages(empty_database_url))
-
-    async def work() -> None:
-        engine = create_engine(make_settings(empty_database_url))
-        try:
-            async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-                await add_contract(session, VILLAGE_A, 150_000)
-                await add_contract(session, VILLAGE_A, 10)
-                await add_contract(session, VILLAGE_B, 120_000)
-                await session.commit()
-        finally:
-            await engine.dispose()
-
-    run_sync(work)
-    return empty_database_url
+    return committed_contracts_url
 
 
 def test_scan_reports_per_rule_and_is_idempotent(data_url: str) -> None:
