@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,7 +19,7 @@ from sanzi.ledger import chain
 from sanzi.ledger.chart import STANDARD_CHART, open_books
 from sanzi.ledger.models import Account, JournalEntry, JournalLine
 from sanzi.ledger.schemas.books import EntryCreate, LineIn
-from sanzi.ledger.services.books import BooksService
+from sanzi.ledger.services.books import BooksIntegrityError, BooksService
 from sanzi.platform.database import create_engine
 from sanzi.platform import events
 from sanzi.platform.geography import import_divisions, parse_divisions
@@ -263,6 +264,88 @@ async def test_an_account_deactivated_meanwhile_is_refused_though_the_session_re
     assert response.json()["errors"][0]["field"] == "lines[0].account_code"
     assert await row_counts(db) == before
     assert (await collective(db)).chain_length == 0
+
+
+async def test_columns_a_migration_adds_get_their_defaults_without_an_edit_of_the_posting(
+    db: AsyncSession, committee_a: Actor
+) -> None:
+    """The posting names only the columns it sets: a column added to the tables later (one with a server
+    default, one nullable) is filled by the database, not overwritten with NULL or left for an edit."""
+    for statement in (
+        "ALTER TABLE journal_entry ADD COLUMN reviewed VARCHAR(8) DEFAULT 'no' NOT NULL",
+        "ALTER TABLE journal_entry ADD COLUMN remark VARCHAR(50)",
+        "ALTER TABLE journal_line ADD COLUMN tag VARCHAR(8) DEFAULT 'plain' NOT NULL",
+    ):
+        await db.execute(text(statement))  # DDL is transactional on both backends: rolled back with the test
+    entry = await _entry_with_lines(db, committee_a)
+    assert (await db.execute(text("SELECT reviewed, remark FROM journal_entry WHERE id = :id"),
+                             {"id": entry.id})).one() == ("no", None)
+    assert list(await db.scalars(text("SELECT tag FROM journal_line WHERE entry_id = :id"),
+                                 {"id": entry.id})) == ["plain", "plain"]
+    assert await BooksService(db).verify_collective(await collective(db)) is None
+
+
+async def break_the_head(db: AsyncSession, backend: str, books: Collective) -> None:
+    """Set the head back to the genesis behind an entry already posted: the next posting's seq is taken."""
+    await db.execute(text("UPDATE collective SET chain_length = 0, chain_head = :genesis WHERE id = :id"),
+                     {"genesis": chain.GENESIS_HASH, "id": books.id})
+
+
+async def refuse_lines(db: AsyncSession, backend: str, books: Collective) -> None:
+    """A trigger refusing every new line: the entry is inserted before its lines fail."""
+    if backend == "postgres":
+        await db.execute(text(
+            "CREATE FUNCTION refuse_line() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'line refused' USING ERRCODE = 'check_violation'; END $$"))
+        await db.execute(text("CREATE TRIGGER refuse_line BEFORE INSERT ON journal_line FOR EACH ROW"
+                              " EXECUTE FUNCTION refuse_line()"))
+    else:
+        await db.execute(text("CREATE TRIGGER refuse_line BEFORE INSERT ON journal_line"
+                              " BEGIN SELECT RAISE(ABORT, 'line refused'); END"))
+
+
+@pytest.mark.parametrize("breakage", [break_the_head, refuse_lines], ids=["seq taken", "line refused"])
+async def test_a_failed_write_leaves_the_callers_transaction_to_the_caller(
+    db: AsyncSession, backend: str, committee_a: Actor, breakage: Callable[..., Awaitable[None]]
+) -> None:
+    """When the database refuses a posting that passed every check, the service raises and writes nothing, and
+    neither ends the caller's transaction nor leaves objects in the session for a later flush."""
+    await _entry_with_lines(db, committee_a)
+    books = await collective(db)
+    await breakage(db, backend, books)
+    before = await row_counts(db)
+    books = await collective(db)
+    length = books.chain_length
+    caller_work = Account(collective_id=books.id, code="59901", name="调用方自己的科目", type="income",
+                          normal_side="credit")
+    db.add(caller_work)
+    await db.flush()
+    transaction = db.get_transaction()
+
+    def journal_objects() -> set[Any]:
+        return {key for key in db.identity_map.keys() if key[0] in (JournalEntry, JournalLine)}
+
+    known = journal_objects()
+    data = EntryCreate(entry_date="2024-01-01", memo="x", lines=[LineIn(account_code=BANK, debit="7"),
+                                                                 LineIn(account_code=CASH, credit="7")])
+    with pytest.raises(BooksIntegrityError) as failed:
+        await BooksService(db).post_entry(books, data, committee_a.user)
+    assert isinstance(failed.value.__cause__, IntegrityError)
+    assert db.get_transaction() is transaction and inspect(caller_work).persistent  # not rolled back
+    assert not db.new and not db.dirty and journal_objects() == known
+    assert books.chain_length == length
+    if backend == "postgres":
+        # the statement failed whole; the transaction is the caller's to roll back
+        with pytest.raises(DBAPIError, match="current transaction is aborted"):
+            await db.execute(select(1))
+        await db.rollback()
+        assert await db.scalar(select(Account.id).where(Account.code == "59901")) is None
+    else:
+        # the savepoint undid the entry already inserted; the caller's transaction goes on and can commit
+        assert await row_counts(db) == before
+        assert (await collective(db)).chain_length == length
+        await db.commit()
+        assert await db.scalar(select(Account.id).where(Account.code == "59901")) == caller_work.id
 
 
 # ---- reversals -------------------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 Every posting of a collective is serialised by the database itself: its first statement reads the chain head
 ``FOR NO KEY UPDATE`` (with the accounts it names), which holds the collective's row lock on PostgreSQL until
 the transaction ends; on SQLite every transaction of the app holds the write lock from ``BEGIN IMMEDIATE``. Then
-one statement on PostgreSQL (three on SQLite) inserts the entry (nothing when its client key is taken), its
-lines, and moves the head. Every refusal (unknown or inactive account, reused key, already reversed) comes
-before anything is written, so a refused posting leaves nothing behind even when the caller goes on to commit,
-without the cost of a savepoint. A posting is two statements (plus BEGIN and COMMIT) on PostgreSQL, as many
-round trips as inserting the same entry and lines plainly.
+one statement on PostgreSQL (three under a savepoint on SQLite) inserts the entry (nothing when its client key
+is taken), its lines, and moves the head. Every refusal (unknown or inactive account, reused key, already
+reversed) comes before anything is written, so a refused posting leaves nothing behind even when the caller
+goes on to commit. A posting is two statements (plus BEGIN and COMMIT) on PostgreSQL, as many round trips as
+inserting the same entry and lines plainly. Should the database still refuse the write (only a broken
+invariant can make it), BooksIntegrityError is raised with nothing of the posting written, and the
+transaction is left to the caller.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
+    true,
     update,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -105,34 +109,60 @@ _MOVE_HEAD = (
 )
 
 
-#: PostgreSQL: the entry (unless its client key is taken), its lines and the new head in one statement; the
-#: lines and the head follow the entry only if it was inserted. The ids come from the sequences SQLAlchemy
-#: uses.
-_WRITE_POSTGRESQL = text(
-    f"""
-    WITH new_entry AS (
-        INSERT INTO journal_entry (id, collective_id, seq, entry_date, memo, counterparty, source, client_key,
-            request_hash, reverses_entry_id, total_fen, posted_by_id, posted_at, prev_hash, hash)
-        VALUES (nextval('{_entry.c.id.default.name}'), :collective_id, :seq, :entry_date, :memo,
-            :counterparty, :source, :client_key, :request_hash, :reverses_entry_id, :total_fen, :posted_by_id,
-            :posted_at, :prev_hash, :hash)
-        ON CONFLICT (collective_id, client_key) DO NOTHING
-        RETURNING id
-    ), new_lines AS (
-        INSERT INTO journal_line (id, entry_id, line_no, account_id, debit_fen, credit_fen, memo)
-        SELECT nextval('{_line.c.id.default.name}'), new_entry.id, line.line_no, line.account_id,
-            line.debit_fen, line.credit_fen, line.memo
-        FROM new_entry CROSS JOIN unnest(CAST(:line_nos AS integer[]), CAST(:account_ids AS bigint[]),
-            CAST(:debits AS bigint[]), CAST(:credits AS bigint[]), CAST(:line_memos AS varchar[]))
-            AS line (line_no, account_id, debit_fen, credit_fen, memo)
-        RETURNING id, line_no
-    ), new_head AS (
-        UPDATE collective SET chain_length = :seq, chain_head = :hash, updated_at = :posted_at
-        WHERE id = :collective_id AND EXISTS (SELECT FROM new_entry)
-    )
-    SELECT new_entry.id, new_lines.id, new_lines.line_no FROM new_entry LEFT JOIN new_lines ON true
-    """
+#: The columns a posting writes (the keys of its values); every other column gets its default or NULL, so a
+#: column added with a default needs no edit here.
+_ENTRY_COLUMNS = (
+    "collective_id", "seq", "entry_date", "memo", "counterparty", "source", "client_key", "request_hash",
+    "reverses_entry_id", "total_fen", "posted_by_id", "posted_at", "prev_hash", "hash",
 )
+_LINE_COLUMNS = ("line_no", "account_id", "debit_fen", "credit_fen", "memo")
+
+
+def _write_postgresql_statement() -> Any:
+    """PostgreSQL: the entry (unless its client key is taken), its lines and the new head in one statement,
+    answering (entry id, line id, line no) per line; the lines and the head follow the entry only if it was
+    inserted, so a taken client key answers no rows and writes nothing. The entry's fields are bound under
+    their column names, the lines' as one array per column (``lines_<column>``), unnested."""
+    new_entry = (
+        postgresql.insert(_entry)
+        .values({_entry.c[name]: bindparam(name) for name in _ENTRY_COLUMNS})
+        .on_conflict_do_nothing(index_elements=[_entry.c.collective_id, _entry.c.client_key])
+        .returning(_entry.c.id)
+        .cte("new_entry")
+    )
+    line = (
+        func.unnest(*(bindparam(f"lines_{name}", type_=ARRAY(_line.c[name].type)) for name in _LINE_COLUMNS))
+        .table_valued(*_LINE_COLUMNS)
+        .render_derived("line")
+    )
+    new_lines = (
+        insert(_line)
+        .from_select(
+            [_line.c.entry_id, *(_line.c[name] for name in _LINE_COLUMNS)],
+            select(new_entry.c.id, *(line.c[name] for name in _LINE_COLUMNS)).select_from(
+                new_entry.join(line, true())
+            ),
+        )
+        .returning(_line.c.entry_id, _line.c.id, _line.c.line_no)
+        .cte("new_lines")
+    )
+    new_head = (
+        update(_collective)
+        .where(_collective.c.id == bindparam("collective_id"), exists(new_entry.select()))
+        .values(
+            chain_length=bindparam("seq"), chain_head=bindparam("hash"), updated_at=bindparam("posted_at")
+        )
+        .cte("new_head")
+    )
+    return select(new_lines.c.entry_id, new_lines.c.id, new_lines.c.line_no).add_cte(new_head)
+
+
+_WRITE_POSTGRESQL = _write_postgresql_statement()
+
+
+class BooksIntegrityError(Exception):
+    """The database refused a posting that passed every check of the service: a broken invariant of the books
+    (its seq or hash already taken, a line refused). Nothing of the posting was written."""
 
 
 @dataclass(frozen=True)
@@ -311,9 +341,11 @@ class BooksService:
         """Hash the entry onto the chain, insert it and its lines, move the collective's head; None, with
         nothing written, when the client key is already taken in this collective.
 
-        The entry and its lines are then put into the session as the persistent objects they are (nothing is
-        read back). A failure while writing (which validation and the chain lock leave to broken invariants
-        only) rolls the whole transaction back, so no half-written posting can be committed."""
+        The write is all or nothing; only then are the entry and its lines put into the session as the
+        persistent objects they are (nothing is read back), so a failed write leaves nothing in the session
+        for a later flush. A refusal by the database (which validation and the chain lock leave to broken
+        invariants only) raises BooksIntegrityError and leaves the caller's transaction to the caller: on
+        PostgreSQL it can only be rolled back, on SQLite it goes on as it was."""
         posted_at = datetime.now(UTC)
         total_fen = sum(line.debit_fen for line in lines)
         canonical = chain.CanonicalEntry(
@@ -363,11 +395,11 @@ class BooksService:
                 written = await self._write_postgresql(values, line_rows)
             else:
                 written = await self._write_sqlite(values, line_rows)
-        except Exception:
-            # half a posting must never be committed: the caller's transaction goes (PostgreSQL's could not
-            # go on after an error anyway)
-            await self.session.rollback()
-            raise
+        except IntegrityError as error:
+            raise BooksIntegrityError(
+                f"the database refused entry {seq} of {collective.village_code}'s chain after every check "
+                f"passed: {error.orig}"
+            ) from error
         if written is None:
             return None
         entry_id, line_ids = written
@@ -390,17 +422,12 @@ class BooksService:
     ) -> tuple[int, dict[int, int]] | None:
         """Insert the entry and its lines and move the head in one statement (one round trip, all or
         nothing); (entry id, {line no: line id}), or None when the client key is taken (nothing written)."""
+        # the statement binds only the columns it names: a value it does not name would be dropped silently
+        assert values.keys() == set(_ENTRY_COLUMNS)
         rows = (
             await self.session.execute(
                 _WRITE_POSTGRESQL,
-                {
-                    **values,
-                    "line_nos": [row["line_no"] for row in line_rows],
-                    "account_ids": [row["account_id"] for row in line_rows],
-                    "debits": [row["debit_fen"] for row in line_rows],
-                    "credits": [row["credit_fen"] for row in line_rows],
-                    "line_memos": [row["memo"] for row in line_rows],
-                },
+                {**values, **{f"lines_{name}": [row[name] for row in line_rows] for name in _LINE_COLUMNS}},
             )
         ).all()
         if not rows:
@@ -410,21 +437,22 @@ class BooksService:
     async def _write_sqlite(
         self, values: dict[str, Any], line_rows: list[dict[str, Any]]
     ) -> tuple[int, dict[int, int]] | None:
-        """The same in three statements: SQLite has no data-modifying WITH, and a statement costs it no round
-        trip."""
-        entry_id = await self.session.scalar(_INSERT_ENTRY_SQLITE, values)
-        if entry_id is None:
-            return None
-        rows = [{**row, "entry_id": entry_id} for row in line_rows]
-        line_ids = {no: line_id for line_id, no in await self.session.execute(_INSERT_LINES, rows)}
-        await self.session.execute(
-            _MOVE_HEAD,
-            {
-                "collective_id": values["collective_id"],
-                "new_length": values["seq"],
-                "new_head": values["hash"],
-            },
-        )
+        """The same in three statements under a savepoint, which makes them all or nothing without ending the
+        caller's transaction: SQLite has no data-modifying WITH, and a statement costs it no round trip."""
+        async with self.session.begin_nested():
+            entry_id = await self.session.scalar(_INSERT_ENTRY_SQLITE, values)
+            if entry_id is None:
+                return None
+            rows = [{**row, "entry_id": entry_id} for row in line_rows]
+            line_ids = {no: line_id for line_id, no in await self.session.execute(_INSERT_LINES, rows)}
+            await self.session.execute(
+                _MOVE_HEAD,
+                {
+                    "collective_id": values["collective_id"],
+                    "new_length": values["seq"],
+                    "new_head": values["hash"],
+                },
+            )
         return entry_id, line_ids
 
     # ---- reading entries ---------------------------------------------------------------------------------
