@@ -7,6 +7,7 @@ import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -478,6 +479,26 @@ async def test_income_expenditure_summary(client: httpx.AsyncClient, committee_a
     q1 = (await client.get(url, headers=committee_a.headers,
                            params={"date_from": "2024-02-01", "date_to": "2024-03-31"})).json()
     assert (q1["total_income"], q1["total_expenditure"], q1["net"]) == ("0.00", "800.00", "-800.00")
+
+
+async def test_income_and_expenditure_of_many_periods_in_one_statement_agree_with_each_period_alone(
+    client: httpx.AsyncClient, committee_a: Actor, committee_b: Actor, db: AsyncSession
+) -> None:
+    await _post_year(client, committee_a)
+    # another village's books in the same months must not count
+    response = await post(client, committee_b, entry_body("999.00", debit=BANK, credit=CONTRACT_INCOME,
+                                                          entry_date="2024-02-03"), village=VILLAGE_B)
+    assert response.status_code == 201, response.text
+    books, service = await collective(db), BooksService(db)
+    months = [(date(2024, m, 1), date(2024, m + 1, 1) - timedelta(days=1)) for m in range(1, 6)]
+    periods = [(date(2023, 1, 1), date(2023, 12, 31)), *months, (date(2024, 6, 1), date(2024, 12, 31))]
+    totals = await service.income_expenditure_by_period(books, periods)
+    alone = [await service.income_expenditure(books, first, last) for first, last in periods]
+    assert totals == [(r.total_income, r.total_expenditure) for r in alone]
+    assert totals[1] == (1_000_000, 0) and totals[2] == (0, 50_000) and totals[4] == (80_000, 0)
+    assert totals[0] == totals[-1] == (0, 0) and await service.income_expenditure_by_period(books, []) == []
+    with pytest.raises(ValueError, match="overlap"):
+        await service.income_expenditure_by_period(books, [*months, (date(2024, 5, 31), date(2024, 6, 30))])
 
 
 # ---- database protection ---------------------------------------------------------------------------------

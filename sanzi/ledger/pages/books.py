@@ -363,20 +363,19 @@ async def income_expenditure_by_period(
     service: BooksService, collective: Collective, by: str, year: int, lang: str = "zh"
 ) -> list[dict[str, Any]]:
     """Total income, expenditure and the balance of each period, from the books service."""
-    rows = []
-    for label, first, last in periods(by, year, lang):
-        report = await service.income_expenditure(collective, first, last)
-        rows.append(
-            {
-                "label": label,
-                "date_from": first,
-                "date_to": last,
-                "income": report.total_income,
-                "expenditure": report.total_expenditure,
-                "net": report.net,
-            }
-        )
-    return rows
+    chosen = periods(by, year, lang)
+    totals = await service.income_expenditure_by_period(collective, [(first, last) for _, first, last in chosen])
+    return [
+        {
+            "label": label,
+            "date_from": first,
+            "date_to": last,
+            "income": income,
+            "expenditure": spent,
+            "net": income - spent,
+        }
+        for (label, first, last), (income, spent) in zip(chosen, totals, strict=True)
+    ]
 
 
 def income_chart(table: list[dict[str, Any]], lang: str = "zh") -> Any:

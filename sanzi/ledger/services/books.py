@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -710,6 +711,48 @@ class BooksService:
             net=total_income - total_spent,
         )
 
+    async def income_expenditure_by_period(
+        self, collective: Collective, periods: Sequence[tuple[date, date]]
+    ) -> list[tuple[int, int]]:
+        """(total income, total expenditure) of each (first day, last day) period, as ``income_expenditure``
+        totals them, in one statement for all the periods (which must not overlap: each line counts once)."""
+        if not periods:
+            return []
+        ordered = sorted(periods)
+        if any(later[0] <= earlier[1] for earlier, later in zip(ordered, ordered[1:])):
+            raise ValueError(f"periods overlap: {periods}")
+        top = aliased(Account)
+        period = case(
+            *[(JournalEntry.entry_date.between(first, last), index) for index, (first, last) in enumerate(periods)]
+        ).label("period")
+        amount = JournalLine.credit_fen - JournalLine.debit_fen
+        rows = await self.session.execute(
+            select(
+                period,
+                _total(case((top.type == "income", amount), else_=0)).label("income"),
+                _total(case((top.type == "expense", -amount), else_=0)).label("expenditure"),
+            )
+            .select_from(JournalLine)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .join(Account, Account.id == JournalLine.account_id)
+            .join(
+                top,
+                and_(
+                    top.collective_id == Account.collective_id,
+                    top.code == func.coalesce(Account.parent_code, Account.code),
+                ),
+            )
+            .where(
+                JournalEntry.collective_id == collective.id,
+                Account.collective_id == collective.id,
+                top.type.in_(("income", "expense")),
+                JournalEntry.entry_date.between(min(p[0] for p in periods), max(p[1] for p in periods)),
+            )
+            .group_by(period)
+        )
+        totals = {row.period: (row.income, row.expenditure) for row in rows if row.period is not None}
+        return [totals.get(index, (0, 0)) for index in range(len(periods))]
+
     # ---- verifying chains --------------------------------------------------------------------------------
 
     async def chain_links(self, collective_id: int, village_code: str) -> list[chain.ChainLink]:
@@ -742,22 +785,27 @@ class BooksService:
                 .order_by(JournalEntry.seq)
             )
         ).all()
-        lines: dict[int, list[chain.CanonicalLine]] = {}
-        for row in await self.session.execute(
-            select(
-                JournalLine.entry_id,
-                JournalLine.line_no,
-                Account.code,
-                Account.collective_id,
-                JournalLine.debit_fen,
-                JournalLine.credit_fen,
-                JournalLine.memo,
+        lines_query = select(
+            JournalLine.entry_id,
+            JournalLine.line_no,
+            Account.code,
+            Account.collective_id,
+            JournalLine.debit_fen,
+            JournalLine.credit_fen,
+            JournalLine.memo,
+        ).join(Account, Account.id == JournalLine.account_id)
+        if self.session.get_bind().dialect.name == "postgresql":
+            # the entries' ids as one array: the planner probes the (entry_id, line_no) index once per entry,
+            # where for a join on the collective it estimated reading every village's lines as cheaper (60 ms
+            # instead of 10 on ten years of sixty villages)
+            ids = bindparam("entry_ids", [row.id for row in entries], type_=ARRAY(BigInteger))
+            lines_query = lines_query.where(JournalLine.entry_id == any_(ids))
+        else:
+            lines_query = lines_query.join(JournalEntry, JournalEntry.id == JournalLine.entry_id).where(
+                JournalEntry.collective_id == collective_id
             )
-            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
-            .join(Account, Account.id == JournalLine.account_id)
-            .where(JournalEntry.collective_id == collective_id)
-            .order_by(JournalLine.entry_id, JournalLine.line_no)
-        ):
+        lines: dict[int, list[chain.CanonicalLine]] = {}
+        for row in await self.session.execute(lines_query.order_by(JournalLine.entry_id, JournalLine.line_no)):
             # a line pointing into another collective's chart must not verify, even if the code is the same
             code = row.code if row.collective_id == collective_id else f"?{row.code}"
             lines.setdefault(row.entry_id, []).append(
