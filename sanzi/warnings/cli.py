@@ -17,12 +17,12 @@ import click
 from sanzi.platform.cli import fail, run_async
 
 
-def _engine() -> Any:
+def _engine(**kwargs: Any) -> Any:
     """An engine for DATABASE_URL as the environment says now (settings are read afresh, not from the cache)."""
     from sanzi.platform.database import create_engine
     from sanzi.platform.settings import Settings
 
-    return create_engine(Settings())
+    return create_engine(Settings(), **kwargs)
 
 
 class WarningsGroup(click.Group):
@@ -71,6 +71,7 @@ def scan_command(district: str | None, since: str | None, jobs: int | None) -> N
 
     from sanzi.platform.database import session_scope
     from sanzi.platform.problems import DomainError
+    from sanzi.platform.settings import Settings
     from sanzi.warnings.engine import all_rules, default_scan_jobs, scan
 
     since_date = None
@@ -81,8 +82,11 @@ def scan_command(district: str | None, since: str | None, jobs: int | None) -> N
             fail(f"--since: 日期格式应为 YYYY-MM-DD / date must be YYYY-MM-DD: {since!r}")
     rules = all_rules()
 
+    jobs = jobs or default_scan_jobs()
+
     async def run() -> Any:
-        engine = _engine()
+        # the scan's own connection and one per reader, whatever the pool's default size
+        engine = _engine() if Settings().is_sqlite else _engine(pool_size=jobs + 1)
         try:
             async with session_scope(engine) as session:
                 with Progress(transient=True) as progress:
@@ -97,7 +101,7 @@ def scan_command(district: str | None, since: str | None, jobs: int | None) -> N
                         since=since_date,
                         rules=rules,
                         progress=advance,
-                        jobs=jobs or default_scan_jobs(),
+                        jobs=jobs,
                     )
         finally:
             await engine.dispose()
