@@ -93,12 +93,42 @@ def _listing_ids(
     return []
 
 
+def _event_kinds(scope: Scope) -> Select | None:
+    """In an incremental evaluation, the asset kinds of the events' listings (a listing's kind is its assets'
+    smallest, as in :func:`_listing_kind`); None otherwise.
+
+    A closed listing enters the fences of its own kind only, in its township and district: the findings of a
+    kind-fenced rule about the village's listings of other kinds cannot change, so the rule evaluates the
+    listings of these kinds, and reads the comparables of these kinds only."""
+    ids = scope.event_ids("listing_id")
+    if ids is None:
+        return None
+    return (
+        select(func.min(Asset.kind))
+        .join(ListingAsset, ListingAsset.asset_id == Asset.id)
+        .where(ListingAsset.listing_id.in_(sorted(ids)))
+        .group_by(ListingAsset.listing_id)
+    )
+
+
+def _of_event_kinds(scope: Scope, kind: ColumnElement) -> list[ColumnElement[bool]]:
+    """Conditions on ``kind`` (a listing's kind) keeping the kinds of the events' listings, when incremental."""
+    kinds = _event_kinds(scope)
+    return [] if kinds is None else [kind.in_(kinds)]
+
+
 def _comparable_listings(scope: Scope, column: ColumnElement) -> list[ColumnElement[bool]]:
     """Conditions on ``column`` (a listing id) keeping the listings of the scope's districts: every comparable
     of a township- or district-fenced rule for the scope's subjects, and nothing else (none in a full
-    scan)."""
+    scan). In an incremental evaluation also only the listings with an asset of the events' kinds: a superset
+    of those of these kinds, which the rule keeps with :func:`_of_event_kinds` on the listing's kind."""
     if scope.village_codes is None and scope.district_codes is None:
         return []
+    conditions = []
+    kinds = _event_kinds(scope)
+    if kinds is not None:
+        of_kinds = select(ListingAsset.listing_id).join(Asset, Asset.id == ListingAsset.asset_id)
+        conditions.append(column.in_(of_kinds.where(Asset.kind.in_(kinds)).correlate(None)))
     districts = select(Village.district_code)
     if scope.village_codes is not None:
         districts = districts.where(Village.code.in_(scope.village_codes))
@@ -106,7 +136,8 @@ def _comparable_listings(scope: Scope, column: ColumnElement) -> list[ColumnElem
         districts = districts.where(Village.district_code.in_(scope.district_codes))
     local = aliased(Listing)
     villages = select(Village.code).where(Village.district_code.in_(districts))
-    return [column.in_(select(local.id).where(local.village_code.in_(villages)).correlate(None))]
+    conditions.append(column.in_(select(local.id).where(local.village_code.in_(villages)).correlate(None)))
+    return conditions
 
 
 def _aware(moment: datetime) -> datetime:
@@ -162,8 +193,12 @@ def _fenced(values: Any, min_comparables: int) -> Any:
     """Each row of ``values`` (listing_id, township_code, district_code, kind, value) with the fences of its
     township's rows of the same kind, or its district's when the township has fewer than ``min_comparables``;
     ``n`` is 0 (quiet) when even the district has too few."""
-    town = quartile_fences(values, ["township_code", "kind"]).subquery("town")
-    district = quartile_fences(values, ["district_code", "kind"]).subquery("district")
+    # materialised: when the planner expects few subjects it joins them by nested loops, and each loop over
+    # a plain subquery would compute the fences again
+    town = quartile_fences(values, ["township_code", "kind"]).cte("town").prefix_with("MATERIALIZED", dialect="postgresql")
+    district = (
+        quartile_fences(values, ["district_code", "kind"]).cte("district").prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     use_town = func.coalesce(town.c.n, 0) >= min_comparables
     use_district = func.coalesce(district.c.n, 0) >= min_comparables
 
@@ -491,7 +526,7 @@ class CloseSecondBid(_BidRule):
             .join(runner_up, runner_up.c.listing_id == Listing.id)
             .join(Village, Village.code == Listing.village_code)
             .join(kinds, kinds.c.listing_id == Listing.id)
-            .where(Listing.status == SOLD)
+            .where(Listing.status == SOLD, *_of_event_kinds(scope, kinds.c.kind))
             .cte("gaps")
         )
         fenced = _fenced(values, p["min_comparables"])
@@ -696,9 +731,12 @@ class SharedIdentity(_BidRule):
                 .group_by(raw)
             )
 
+        # in a scoped evaluation only the profiles of the bidders registered in scope can share a value within
+        # one of its listings; a full scan reads every profile rather than look up each bidder's registrations
+        profiled = [B.id.in_(select(R.bidder_id).where(*active))] if len(active) > 1 else []
         raw_values = union_all(
             *(uses(name, raw, R.bidder_id, *active) for name, raw in own),
-            *(uses(name, raw, B.id) for name, raw in profile),
+            *(uses(name, raw, B.id, *profiled) for name, raw in profile),
             uses("network", bid_uses.c.ip_address, bid_uses.c.bidder_id),
             uses("device", bid_uses.c.device_fingerprint, bid_uses.c.bidder_id),
         ).subquery("raw_values")
@@ -1492,7 +1530,7 @@ class BelowMarket(_BidRule):
             )
             .join(Village, Village.code == Listing.village_code)
             .join(kinds, kinds.c.listing_id == Listing.id)
-            .where(Listing.status == SOLD, area > 0)
+            .where(Listing.status == SOLD, area > 0, *_of_event_kinds(scope, kinds.c.kind))
             .cte("unit_prices")
         )
         fenced = _fenced(values, p["min_comparables"])
