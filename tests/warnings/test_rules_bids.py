@@ -533,6 +533,21 @@ async def test_a_village_scope_finds_exactly_that_villages_share_of_the_full_sca
         assert raised or rule.id == "BID-CLOSE-SECOND", rule.id
 
 
+async def test_a_scope_since_a_date_finds_the_full_scans_findings_from_that_date(db: AsyncSession) -> None:
+    """The date of a scope is bound when the statement runs (the statements are built once per shape of
+    scope) and compared with the findings' own moments on both databases: from the earliest finding's day
+    all are found, from the day after the latest none."""
+    await raise_every_rule(db, VILLAGE_A)
+    # the rules whose finding's moment is the one a scope's date is held to
+    for rule_id in ("BID-SHARED-IDENTITY", "BID-BELOW-MARKET", "BID-ROTATION", "BID-DOMINANT-WINNER"):
+        full = await found(db, rule_id)
+        assert full, rule_id
+        earliest, latest = min(f.occurred_at for f in full), max(f.occurred_at for f in full)
+        for since, expected in ((earliest.date(), full), (latest.date() + timedelta(days=1), [])):
+            dated = await found(db, rule_id, Scope(since=since))
+            assert sorted(key(f) for f in dated) == sorted(key(f) for f in expected), (rule_id, since)
+
+
 async def rotate_in(db: AsyncSession, villages: list[str]) -> None:
     ring = [await b.make_bidder(db) for _ in range(3)]
     for i, winner in enumerate([0, 1, 2, 0]):
