@@ -650,13 +650,19 @@ async def eighth_comparable(db: AsyncSession, rule_id: str, kind: str) -> tuple[
         )
     else:
         await market(db, await township_villages(db), count=6, kind=kind)
-        flagged = await b.make_auction(db, VILLAGE_A, amounts=[(0, 100_00)], starting_price_fen=100_00, kind=kind)
-        eighth = await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_060_00)], starting_price_fen=500_00, kind=kind)
+        flagged = await b.make_auction(
+            db, VILLAGE_A, amounts=[(0, 100_00)], starting_price_fen=100_00, kind=kind
+        )
+        eighth = await b.make_auction(
+            db, VILLAGE_A, amounts=[(0, 1_060_00)], starting_price_fen=500_00, kind=kind
+        )
     return flagged.listing, eighth.listing
 
 
 @pytest.mark.parametrize("rule_id", ["BID-CLOSE-SECOND", "BID-BELOW-MARKET"])
-async def test_a_close_evaluates_the_fenced_lots_of_its_kind_in_the_village(db: AsyncSession, rule_id: str) -> None:
+async def test_a_close_evaluates_the_fenced_lots_of_its_kind_in_the_village(
+    db: AsyncSession, rule_id: str
+) -> None:
     """A fenced rule after a close: the closed lot, the eighth comparable of its kind, raises another lot of
     that kind in the village (against the whole township's comparables), and leaves the village's flagged lot
     of another kind alone (a close moves its own kind's fences only); what it finds is the full scan's

@@ -98,7 +98,9 @@ def _scope_values(scope: Scope) -> dict[str, Any]:
     }
 
 
-def _bound_in_scope(village: ColumnElement, when: ColumnElement | None, shape: _Shape) -> list[ColumnElement[bool]]:
+def _bound_in_scope(
+    village: ColumnElement, when: ColumnElement | None, shape: _Shape
+) -> list[ColumnElement[bool]]:
     """:func:`_in_scope` with the scope's values as named parameters."""
     conditions: list[ColumnElement[bool]] = []
     if shape.villages:
@@ -159,7 +161,7 @@ def _event_kinds(shape: _Shape) -> Select | None:
 
 
 def _of_event_kinds(shape: _Shape, kind: ColumnElement) -> list[ColumnElement[bool]]:
-    """Conditions on ``kind`` (a listing's kind) keeping the kinds of the events' listings, when incremental."""
+    """Conditions on ``kind`` (a listing's kind) keeping the kinds of the events' listings (incremental)."""
     kinds = _event_kinds(shape)
     return [] if kinds is None else [kind.in_(kinds)]
 
@@ -242,10 +244,9 @@ def _fenced(values: Any, min_comparables: int) -> Any:
     ``n`` is 0 (quiet) when even the district has too few."""
     # materialised: when the planner expects few subjects it joins them by nested loops, and each loop over
     # a plain subquery would compute the fences again
-    town = quartile_fences(values, ["township_code", "kind"]).cte("town").prefix_with("MATERIALIZED", dialect="postgresql")
-    district = (
-        quartile_fences(values, ["district_code", "kind"]).cte("district").prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    town = quartile_fences(values, ["township_code", "kind"]).cte("town")
+    district = quartile_fences(values, ["district_code", "kind"]).cte("district")
+    town, district = (fences.prefix_with("MATERIALIZED", dialect="postgresql") for fences in (town, district))
     use_town = func.coalesce(town.c.n, 0) >= min_comparables
     use_district = func.coalesce(district.c.n, 0) >= min_comparables
 
@@ -606,7 +607,11 @@ class CloseSecondBid(_BidRule):
                 func.max(runner_bid.amount_fen).label("runner_up"),
             )
             .join(Listing, Listing.id == runner_bid.listing_id)
-            .where(Listing.status == SOLD, runner_bid.registration_id != Listing.winner_registration_id, *comparables)
+            .where(
+                Listing.status == SOLD,
+                runner_bid.registration_id != Listing.winner_registration_id,
+                *comparables,
+            )
             .group_by(runner_bid.listing_id)
             .cte("runner_up")  # read twice (the gaps, then the findings): computed once
         )
@@ -1257,8 +1262,8 @@ class Rotation(_BidRule):
     @staticmethod
     @functools.cache
     def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
-        """Per qualifying trio of a scope of this shape, its members and their wins, for these parameter values
-        (the scope's values are bound when run): built once, as it runs after every close."""
+        """Per qualifying trio of a scope of this shape, its members and their wins, for these parameter
+        values (the scope's values are bound when run): built once, as it runs after every close."""
         p = dict(values)
         # An incremental evaluation after listings closed re-counts only the trios qualified together in
         # one of those listings: any other trio's lots, members and wins do not include them (see evaluate).
