@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Boolean, String
 
@@ -98,15 +99,20 @@ def _scope_values(scope: Scope) -> dict[str, Any]:
     }
 
 
+def _codes(name: str) -> BindParameter:
+    """The scope's village or district codes (``name``), bound when the statement runs."""
+    return bindparam(name, expanding=True, type_=String())
+
+
 def _bound_in_scope(
     village: ColumnElement, when: ColumnElement | None, shape: _Shape
 ) -> list[ColumnElement[bool]]:
     """:func:`_in_scope` with the scope's values as named parameters."""
     conditions: list[ColumnElement[bool]] = []
     if shape.villages:
-        conditions.append(village.in_(bindparam("village_codes", expanding=True)))
+        conditions.append(village.in_(_codes("village_codes")))
     if shape.districts:
-        districts = bindparam("district_codes", expanding=True)
+        districts = _codes("district_codes")
         conditions.append(village.in_(select(Village.code).where(Village.district_code.in_(districts))))
     if shape.since and when is not None:
         conditions.append(when >= bindparam("since"))  # typed as ``when``
@@ -120,9 +126,9 @@ def _scope_townships(shape: _Shape) -> Any:
         return None
     conditions = []
     if shape.villages:
-        conditions.append(Village.code.in_(bindparam("village_codes", expanding=True)))
+        conditions.append(Village.code.in_(_codes("village_codes")))
     if shape.districts:
-        conditions.append(Village.district_code.in_(bindparam("district_codes", expanding=True)))
+        conditions.append(Village.district_code.in_(_codes("district_codes")))
     return select(Village.township_code).where(*conditions)
 
 
@@ -180,9 +186,9 @@ def _comparable_listings(shape: _Shape, column: ColumnElement) -> list[ColumnEle
         conditions.append(column.in_(of_kinds.where(Asset.kind.in_(kinds)).correlate(None)))
     districts = select(Village.district_code)
     if shape.villages:
-        districts = districts.where(Village.code.in_(bindparam("village_codes", expanding=True)))
+        districts = districts.where(Village.code.in_(_codes("village_codes")))
     if shape.districts:
-        districts = districts.where(Village.district_code.in_(bindparam("district_codes", expanding=True)))
+        districts = districts.where(Village.district_code.in_(_codes("district_codes")))
     local = aliased(Listing)
     villages = select(Village.code).where(Village.district_code.in_(districts))
     conditions.append(column.in_(select(local.id).where(local.village_code.in_(villages)).correlate(None)))
