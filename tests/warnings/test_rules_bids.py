@@ -104,7 +104,7 @@ async def test_close_second_at_the_gap_ratio_not_above(db: AsyncSession) -> None
     assert "第二名最高报价 ¥1990.00" in finding.explanation and "相差 ¥10.00" in finding.explanation
 
 
-async def gap_comparables(db: AsyncSession, count: int) -> None:
+async def gap_comparables(db: AsyncSession, count: int, kind: str = "fish_pond") -> None:
     """Sold lots in village A's township whose runner-up stopped about five minimum increments behind."""
     villages = await township_villages(db)
     for i in range(count):
@@ -113,6 +113,7 @@ async def gap_comparables(db: AsyncSession, count: int) -> None:
             villages[i % len(villages)],
             amounts=[(0, 1_000_00), (1, 1_000_00 + (250 + 5 * i) * 1_00)],
             min_increment_fen=50_00,
+            kind=kind,
         )
 
 
@@ -374,11 +375,15 @@ async def test_dominant_winner_share_and_count(
 # --- below market --------------------------------------------------------------------------------------------
 
 
-async def market(db: AsyncSession, villages: list[str], count: int = 7) -> None:
-    """Sold fish ponds at ¥1000.00 … ¥1060.00 per mu per year."""
+async def market(db: AsyncSession, villages: list[str], count: int = 7, kind: str = "fish_pond") -> None:
+    """Sold fish ponds (or lots of ``kind``) at ¥1000.00 … ¥1060.00 per mu per year."""
     for i in range(count):
         await b.make_auction(
-            db, villages[i % len(villages)], amounts=[(0, 1_000_00 + i * 10_00)], starting_price_fen=500_00
+            db,
+            villages[i % len(villages)],
+            amounts=[(0, 1_000_00 + i * 10_00)],
+            starting_price_fen=500_00,
+            kind=kind,
         )
 
 
@@ -528,6 +533,21 @@ async def test_a_village_scope_finds_exactly_that_villages_share_of_the_full_sca
         assert raised or rule.id == "BID-CLOSE-SECOND", rule.id
 
 
+async def test_a_scope_since_a_date_finds_the_full_scans_findings_from_that_date(db: AsyncSession) -> None:
+    """The date of a scope is bound when the statement runs (the statements are built once per shape of
+    scope) and compared with the findings' own moments on both databases: from the earliest finding's day
+    all are found, from the day after the latest none."""
+    await raise_every_rule(db, VILLAGE_A)
+    # the rules whose finding's moment is the one a scope's date is held to
+    for rule_id in ("BID-SHARED-IDENTITY", "BID-BELOW-MARKET", "BID-ROTATION", "BID-DOMINANT-WINNER"):
+        full = await found(db, rule_id)
+        assert full, rule_id
+        earliest, latest = min(f.occurred_at for f in full), max(f.occurred_at for f in full)
+        for since, expected in ((earliest.date(), full), (latest.date() + timedelta(days=1), [])):
+            dated = await found(db, rule_id, Scope(since=since))
+            assert sorted(key(f) for f in dated) == sorted(key(f) for f in expected), (rule_id, since)
+
+
 async def rotate_in(db: AsyncSession, villages: list[str]) -> None:
     ring = [await b.make_bidder(db) for _ in range(3)]
     for i, winner in enumerate([0, 1, 2, 0]):
@@ -603,7 +623,8 @@ async def test_an_event_finds_its_listings_alerts_as_the_full_scan_and_no_other(
 
 async def test_the_statistical_rules_still_evaluate_the_whole_village_after_an_event(db: AsyncSession) -> None:
     """A sold lot moves the fences and the 24-month shares of every lot of its township, so the rules built
-    on them are not narrowed: an event of any listing finds the village's share of the full scan."""
+    on them are not narrowed to the listing: an event of any listing finds the village's share of the full
+    scan (the fenced rules: of the listing's asset kind, which all these lots share)."""
     await raise_every_rule(db, VILLAGE_A)
     await raise_every_rule(db, VILLAGE_B)
     some = await db.scalar(select(Listing.id).where(Listing.village_code == VILLAGE_A).limit(1))
@@ -614,6 +635,48 @@ async def test_the_statistical_rules_still_evaluate_the_whole_village_after_an_e
         full = [f for f in await rule.evaluate(db, Scope(), {}) if f.village_code == VILLAGE_A]
         scoped = await rule.evaluate(db, Scope(village_codes=(VILLAGE_A,), events=(event,)), {})
         assert sorted(key(f) for f in scoped) == sorted(key(f) for f in full), rule.id
+
+
+async def eighth_comparable(db: AsyncSession, rule_id: str, kind: str) -> tuple[Listing, Listing]:
+    """Six sold lots of ``kind`` in village A's township, a lot of village A that ``rule_id`` flags once its
+    township has eight such lots, and the eighth (in village A): (the flagged lot, the eighth)."""
+    if rule_id == "BID-CLOSE-SECOND":
+        await gap_comparables(db, 6, kind=kind)
+        flagged = await b.make_auction(  # one increment behind against the others' five
+            db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_020_00)], min_increment_fen=20_00, kind=kind
+        )
+        eighth = await b.make_auction(
+            db, VILLAGE_A, amounts=[(0, 1_000_00), (1, 1_280_00)], min_increment_fen=50_00, kind=kind
+        )
+    else:
+        await market(db, await township_villages(db), count=6, kind=kind)
+        flagged = await b.make_auction(
+            db, VILLAGE_A, amounts=[(0, 100_00)], starting_price_fen=100_00, kind=kind
+        )
+        eighth = await b.make_auction(
+            db, VILLAGE_A, amounts=[(0, 1_060_00)], starting_price_fen=500_00, kind=kind
+        )
+    return flagged.listing, eighth.listing
+
+
+@pytest.mark.parametrize("rule_id", ["BID-CLOSE-SECOND", "BID-BELOW-MARKET"])
+async def test_a_close_evaluates_the_fenced_lots_of_its_kind_in_the_village(
+    db: AsyncSession, rule_id: str
+) -> None:
+    """A fenced rule after a close: the closed lot, the eighth comparable of its kind, raises another lot of
+    that kind in the village (against the whole township's comparables), and leaves the village's flagged lot
+    of another kind alone (a close moves its own kind's fences only); what it finds is the full scan's
+    findings about the village's lots of that kind."""
+    ponds = await eighth_comparable(db, rule_id, "fish_pond")
+    fields = await eighth_comparable(db, rule_id, "farmland")
+    full = [f for f in await found(db, rule_id) if f.village_code == VILLAGE_A]
+    assert {f.subject_id for f in full} == {str(ponds[0].id), str(fields[0].id)}
+    for (flagged, eighth), (other, _) in ((ponds, fields), (fields, ponds)):
+        event = DomainEvent("listing_closed", VILLAGE_A, {"listing_id": eighth.id})
+        scoped = await found(db, rule_id, Scope(village_codes=(VILLAGE_A,), events=(event,)))
+        assert [f.subject_id for f in scoped] == [str(flagged.id)]
+        assert [key(f) for f in scoped] == [key(f) for f in full if f.subject_id == str(flagged.id)]
+        assert str(other.id) not in subjects(scoped)
 
 
 def test_only_the_shared_identity_rule_runs_on_every_bid() -> None:

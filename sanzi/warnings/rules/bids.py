@@ -12,16 +12,19 @@ lapses (short announcement, relisted cheaper).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
-from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select, union_all
+from sqlalchemy import Float, and_, bindparam, case, cast, exists, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Boolean, String
 
@@ -39,6 +42,8 @@ FINISHED = ("closed", "sold", "failed")
 QUALIFIED = "qualified"
 REJECTED = "rejected"
 DAYS_PER_MONTH = 365.25 / 12
+#: built once per process: a fresh alias of a wide model cost milliseconds of column adaptation per evaluation
+_PREVIOUS_LISTING = aliased(Listing)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -63,16 +68,67 @@ def _in_scope(village: ColumnElement, when: ColumnElement | None, scope: Scope) 
     return conditions
 
 
-def _scope_townships(scope: Scope) -> Any:
+@dataclass(frozen=True)
+class _Shape:
+    """Which narrowings a scope applies, without their values: a rule may build its statement once per shape
+    (several milliseconds of Python for the larger statements, on every event) with the values as named
+    parameters (:func:`_bound_in_scope`, ``listing_ids``), and bind :func:`_scope_values` when it runs it."""
+
+    listings: bool  # an incremental evaluation's listings (``Scope.event_ids("listing_id")``)
+    villages: bool
+    districts: bool
+    since: bool
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Shape:
+        return cls(
+            scope.event_ids("listing_id") is not None,
+            scope.village_codes is not None,
+            scope.district_codes is not None,
+            scope.since is not None,
+        )
+
+
+def _scope_values(scope: Scope) -> dict[str, Any]:
+    """The values of the parameters a statement built for the scope's :class:`_Shape` names."""
+    return {
+        "listing_ids": sorted(scope.event_ids("listing_id") or ()),
+        "village_codes": list(scope.village_codes or ()),
+        "district_codes": list(scope.district_codes or ()),
+        "since": datetime.combine(scope.since, time(), UTC) if scope.since is not None else None,
+    }
+
+
+def _codes(name: str) -> BindParameter:
+    """The scope's village or district codes (``name``), bound when the statement runs."""
+    return bindparam(name, expanding=True, type_=String())
+
+
+def _bound_in_scope(
+    village: ColumnElement, when: ColumnElement | None, shape: _Shape
+) -> list[ColumnElement[bool]]:
+    """:func:`_in_scope` with the scope's values as named parameters."""
+    conditions: list[ColumnElement[bool]] = []
+    if shape.villages:
+        conditions.append(village.in_(_codes("village_codes")))
+    if shape.districts:
+        districts = _codes("district_codes")
+        conditions.append(village.in_(select(Village.code).where(Village.district_code.in_(districts))))
+    if shape.since and when is not None:
+        conditions.append(when >= bindparam("since"))  # typed as ``when``
+    return conditions
+
+
+def _scope_townships(shape: _Shape) -> Any:
     """A subquery of the townships the scope's villages (or districts) lie in, or None for no narrowing: the
     comparables of a township-fenced rule, all that a scoped evaluation needs to read."""
-    if scope.village_codes is None and scope.district_codes is None:
+    if not shape.villages and not shape.districts:
         return None
     conditions = []
-    if scope.village_codes is not None:
-        conditions.append(Village.code.in_(scope.village_codes))
-    if scope.district_codes is not None:
-        conditions.append(Village.district_code.in_(scope.district_codes))
+    if shape.villages:
+        conditions.append(Village.code.in_(_codes("village_codes")))
+    if shape.districts:
+        conditions.append(Village.district_code.in_(_codes("district_codes")))
     return select(Village.township_code).where(*conditions)
 
 
@@ -93,20 +149,50 @@ def _listing_ids(
     return []
 
 
-def _comparable_listings(scope: Scope, column: ColumnElement) -> list[ColumnElement[bool]]:
+def _event_kinds(shape: _Shape) -> Select | None:
+    """In an incremental evaluation, the asset kinds of the events' listings (a listing's kind is its assets'
+    smallest, as in :func:`_listing_kind`); None otherwise.
+
+    A closed listing enters the fences of its own kind only, in its township and district: the findings of a
+    kind-fenced rule about the village's listings of other kinds cannot change, so the rule evaluates the
+    listings of these kinds, and reads the comparables of these kinds only."""
+    if not shape.listings:
+        return None
+    return (
+        select(func.min(Asset.kind))
+        .join(ListingAsset, ListingAsset.asset_id == Asset.id)
+        .where(ListingAsset.listing_id.in_(bindparam("listing_ids", expanding=True)))
+        .group_by(ListingAsset.listing_id)
+    )
+
+
+def _of_event_kinds(shape: _Shape, kind: ColumnElement) -> list[ColumnElement[bool]]:
+    """Conditions on ``kind`` (a listing's kind) keeping the kinds of the events' listings (incremental)."""
+    kinds = _event_kinds(shape)
+    return [] if kinds is None else [kind.in_(kinds)]
+
+
+def _comparable_listings(shape: _Shape, column: ColumnElement) -> list[ColumnElement[bool]]:
     """Conditions on ``column`` (a listing id) keeping the listings of the scope's districts: every comparable
     of a township- or district-fenced rule for the scope's subjects, and nothing else (none in a full
-    scan)."""
-    if scope.village_codes is None and scope.district_codes is None:
+    scan). In an incremental evaluation also only the listings with an asset of the events' kinds: a superset
+    of those of these kinds, which the rule keeps with :func:`_of_event_kinds` on the listing's kind."""
+    if not shape.villages and not shape.districts:
         return []
+    conditions = []
+    kinds = _event_kinds(shape)
+    if kinds is not None:
+        of_kinds = select(ListingAsset.listing_id).join(Asset, Asset.id == ListingAsset.asset_id)
+        conditions.append(column.in_(of_kinds.where(Asset.kind.in_(kinds)).correlate(None)))
     districts = select(Village.district_code)
-    if scope.village_codes is not None:
-        districts = districts.where(Village.code.in_(scope.village_codes))
-    if scope.district_codes is not None:
-        districts = districts.where(Village.district_code.in_(scope.district_codes))
+    if shape.villages:
+        districts = districts.where(Village.code.in_(_codes("village_codes")))
+    if shape.districts:
+        districts = districts.where(Village.district_code.in_(_codes("district_codes")))
     local = aliased(Listing)
     villages = select(Village.code).where(Village.district_code.in_(districts))
-    return [column.in_(select(local.id).where(local.village_code.in_(villages)).correlate(None))]
+    conditions.append(column.in_(select(local.id).where(local.village_code.in_(villages)).correlate(None)))
+    return conditions
 
 
 def _aware(moment: datetime) -> datetime:
@@ -162,8 +248,11 @@ def _fenced(values: Any, min_comparables: int) -> Any:
     """Each row of ``values`` (listing_id, township_code, district_code, kind, value) with the fences of its
     township's rows of the same kind, or its district's when the township has fewer than ``min_comparables``;
     ``n`` is 0 (quiet) when even the district has too few."""
-    town = quartile_fences(values, ["township_code", "kind"]).subquery("town")
-    district = quartile_fences(values, ["district_code", "kind"]).subquery("district")
+    # materialised: when the planner expects few subjects it joins them by nested loops, and each loop over
+    # a plain subquery would compute the fences again
+    town = quartile_fences(values, ["township_code", "kind"]).cte("town")
+    district = quartile_fences(values, ["district_code", "kind"]).cte("district")
+    town, district = (fences.prefix_with("MATERIALIZED", dialect="postgresql") for fences in (town, district))
     use_town = func.coalesce(town.c.n, 0) >= min_comparables
     use_district = func.coalesce(district.c.n, 0) >= min_comparables
 
@@ -456,70 +545,8 @@ class CloseSecondBid(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        runner_bid = aliased(Bid)
-        # the best bid of the others than the winner, hashed per listing (the ids of those bids are read for
-        # the findings' listings only, afterwards: gathering them for every sold listing forced a sort)
-        runner_up = (
-            select(
-                runner_bid.listing_id,
-                func.max(runner_bid.amount_fen).label("runner_up"),
-            )
-            .join(Listing, Listing.id == runner_bid.listing_id)
-            .where(
-                Listing.status == SOLD,
-                runner_bid.registration_id != Listing.winner_registration_id,
-                *_comparable_listings(scope, runner_bid.listing_id),
-            )
-            .group_by(runner_bid.listing_id)
-            .cte("runner_up")  # read twice (the gaps, then the findings): computed once
-        )
-        kinds = _listing_kind(*_comparable_listings(scope, ListingAsset.listing_id))
-        gap = Listing.final_price_fen - runner_up.c.runner_up
-        gap_ratio = cast(gap, Float) / Listing.final_price_fen
-        # compared across lots in minimum increments, not as a share of the price: in an ascending auction the
-        # runner-up is always at least one increment behind, so only a finish unusually close for the market
-        # (fewer increments than the comparables' lower fence) says something
-        gap_increments = cast(gap, Float) / Listing.min_increment_fen
-        values = (
-            select(
-                Listing.id.label("listing_id"),
-                Village.township_code,
-                Village.district_code,
-                kinds.c.kind,
-                gap_increments.label("value"),
-            )
-            .join(runner_up, runner_up.c.listing_id == Listing.id)
-            .join(Village, Village.code == Listing.village_code)
-            .join(kinds, kinds.c.listing_id == Listing.id)
-            .where(Listing.status == SOLD)
-            .cte("gaps")
-        )
-        fenced = _fenced(values, p["min_comparables"])
-        below_fence = and_(fenced.c.n >= p["min_comparables"], fenced.c.value < fenced.c.lower_fence)
-        statement = (
-            select(
-                Listing.id,
-                Listing.village_code,
-                Listing.closed_at,
-                Listing.final_price_fen,
-                Listing.winner_registration_id,
-                runner_up.c.runner_up,
-                fenced.c.value,
-                fenced.c.n,
-                fenced.c.median,
-                fenced.c.lower_fence,
-                fenced.c.area_level,
-                gap_ratio.label("ratio"),
-                below_fence.label("below_fence"),
-            )
-            .join(runner_up, runner_up.c.listing_id == Listing.id)
-            .join(fenced, fenced.c.listing_id == Listing.id)
-            .where(
-                or_(gap_ratio <= p["max_gap_ratio"], below_fence),
-                *_in_scope(Listing.village_code, Listing.closed_at, scope),
-            )
-        )
-        rows = await _rows(session, statement)
+        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
+        rows = list(await session.execute(statement, _scope_values(scope)))
         bid_ids: dict[int, list[int]] = defaultdict(list)
         if rows:
             others = (
@@ -563,6 +590,83 @@ class CloseSecondBid(_BidRule):
                 )
             )
         return findings
+
+    @staticmethod
+    @functools.cache
+    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
+        """The flagged listings of a scope of this shape, for these parameter values (the scope's values are
+        bound when run): built once, as it runs after every close."""
+        p = dict(values)
+        kinds = _listing_kind(*_comparable_listings(shape, ListingAsset.listing_id))
+        # a scoped evaluation reads the bids of the comparables found for the kinds, not found again
+        comparables = (
+            [Listing.id.in_(select(kinds.c.listing_id).where(*_of_event_kinds(shape, kinds.c.kind)))]
+            if shape.villages or shape.districts
+            else []
+        )
+        runner_bid = aliased(Bid)
+        # the best bid of the others than the winner, hashed per listing (the ids of those bids are read for
+        # the findings' listings only, afterwards: gathering them for every sold listing forced a sort)
+        runner_up = (
+            select(
+                runner_bid.listing_id,
+                func.max(runner_bid.amount_fen).label("runner_up"),
+            )
+            .join(Listing, Listing.id == runner_bid.listing_id)
+            .where(
+                Listing.status == SOLD,
+                runner_bid.registration_id != Listing.winner_registration_id,
+                *comparables,
+            )
+            .group_by(runner_bid.listing_id)
+            .cte("runner_up")  # read twice (the gaps, then the findings): computed once
+        )
+        gap = Listing.final_price_fen - runner_up.c.runner_up
+        gap_ratio = cast(gap, Float) / Listing.final_price_fen
+        # compared across lots in minimum increments, not as a share of the price: in an ascending auction the
+        # runner-up is always at least one increment behind, so only a finish unusually close for the market
+        # (fewer increments than the comparables' lower fence) says something
+        gap_increments = cast(gap, Float) / Listing.min_increment_fen
+        values = (
+            select(
+                Listing.id.label("listing_id"),
+                Village.township_code,
+                Village.district_code,
+                kinds.c.kind,
+                gap_increments.label("value"),
+            )
+            .join(runner_up, runner_up.c.listing_id == Listing.id)
+            .join(Village, Village.code == Listing.village_code)
+            .join(kinds, kinds.c.listing_id == Listing.id)
+            .where(Listing.status == SOLD, *_of_event_kinds(shape, kinds.c.kind))
+            .cte("gaps")
+        )
+        fenced = _fenced(values, p["min_comparables"])
+        below_fence = and_(fenced.c.n >= p["min_comparables"], fenced.c.value < fenced.c.lower_fence)
+        statement = (
+            select(
+                Listing.id,
+                Listing.village_code,
+                Listing.closed_at,
+                Listing.final_price_fen,
+                Listing.winner_registration_id,
+                runner_up.c.runner_up,
+                fenced.c.value,
+                fenced.c.n,
+                fenced.c.median,
+                fenced.c.lower_fence,
+                fenced.c.area_level,
+                gap_ratio.label("ratio"),
+                below_fence.label("below_fence"),
+            )
+            .join(runner_up, runner_up.c.listing_id == Listing.id)
+            .join(fenced, fenced.c.listing_id == Listing.id)
+            .where(
+                or_(gap_ratio <= p["max_gap_ratio"], below_fence),
+                *_bound_in_scope(Listing.village_code, Listing.closed_at, shape),
+            )
+        )
+        return statement
 
 
 class IdenticalAmounts(_BidRule):
@@ -659,15 +763,48 @@ class SharedIdentity(_BidRule):
     triggers = frozenset({"bidder_qualified", "bid_placed", "listing_closed"})
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
+        # run after every bid: the statement is built once per shape of scope
+        statement = self.statement(_Shape.of(scope))
+        by_listing: dict[int, list[Any]] = defaultdict(list)
+        for row in await session.execute(statement, _scope_values(scope)):
+            by_listing[row.listing_id].append(row)
+        findings = []
+        for listing_id, rows in by_listing.items():
+            parts = "；".join(
+                f"{TRAIT_NAMES[r.trait]} {r.value} 为 {len(parse_ids(r.bidder_ids))} 名竞买人共用" for r in rows
+            )
+            kinds = sorted({r.trait for r in rows})
+            findings.append(
+                self.finding(
+                    "listing",
+                    listing_id,
+                    rows[0].village_code,
+                    75 + 5 * len(kinds),
+                    f"同一标的的竞买人身份特征相同：{parts}",
+                    {
+                        "listings": [listing_id],
+                        "registrations": [i for r in rows for i in parse_ids(r.registration_ids)],
+                        "bidders": [i for r in rows for i in parse_ids(r.bidder_ids)],
+                        "traits": kinds,
+                    },
+                    rows[0].occurred_at,
+                    traits=kinds,
+                )
+            )
+        return findings
+
+    @staticmethod
+    @functools.cache
+    def statement(shape: _Shape) -> Select:
+        """The shared traits per listing of the scope's shape (its values bound when run)."""
         R, B = Registration, Bidder
         when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
         # every trait is compared within one listing only, so the scope (and an event's listings) narrows the
         # registrations read in the first place
         active = [R.status != REJECTED]
-        listing_ids = scope.event_ids("listing_id")
-        scoped = _in_scope(Listing.village_code, when, scope)
-        if listing_ids is not None:
-            active.append(R.listing_id.in_(sorted(listing_ids)))
+        scoped = _bound_in_scope(Listing.village_code, when, shape)
+        if shape.listings:
+            active.append(R.listing_id.in_(bindparam("listing_ids", expanding=True)))
         elif scoped:
             active.append(R.listing_id.in_(select(Listing.id).where(*scoped)))
         # A value can be shared within a listing only if two bidders use it somewhere. The first pass finds,
@@ -696,9 +833,12 @@ class SharedIdentity(_BidRule):
                 .group_by(raw)
             )
 
+        # in a scoped evaluation only the profiles of the bidders registered in scope can share a value within
+        # one of its listings; a full scan reads every profile rather than look up each bidder's registrations
+        profiled = [B.id.in_(select(R.bidder_id).where(*active))] if len(active) > 1 else []
         raw_values = union_all(
             *(uses(name, raw, R.bidder_id, *active) for name, raw in own),
-            *(uses(name, raw, B.id) for name, raw in profile),
+            *(uses(name, raw, B.id, *profiled) for name, raw in profile),
             uses("network", bid_uses.c.ip_address, bid_uses.c.bidder_id),
             uses("device", bid_uses.c.device_fingerprint, bid_uses.c.bidder_id),
         ).subquery("raw_values")
@@ -776,39 +916,12 @@ class SharedIdentity(_BidRule):
             )
             .subquery("shared")
         )
-        statement = (
+        return (
             select(shared, Listing.village_code, when.label("occurred_at"))
             .join(Listing, Listing.id == shared.c.listing_id)
-            .where(*_in_scope(Listing.village_code, when, scope))
+            .where(*_bound_in_scope(Listing.village_code, when, shape))
             .order_by(shared.c.listing_id, shared.c.trait, shared.c.value)
         )
-        by_listing: dict[int, list[Any]] = defaultdict(list)
-        for row in await _rows(session, statement):
-            by_listing[row.listing_id].append(row)
-        findings = []
-        for listing_id, rows in by_listing.items():
-            parts = "；".join(
-                f"{TRAIT_NAMES[r.trait]} {r.value} 为 {len(parse_ids(r.bidder_ids))} 名竞买人共用" for r in rows
-            )
-            kinds = sorted({r.trait for r in rows})
-            findings.append(
-                self.finding(
-                    "listing",
-                    listing_id,
-                    rows[0].village_code,
-                    75 + 5 * len(kinds),
-                    f"同一标的的竞买人身份特征相同：{parts}",
-                    {
-                        "listings": [listing_id],
-                        "registrations": [i for r in rows for i in parse_ids(r.registration_ids)],
-                        "bidders": [i for r in rows for i in parse_ids(r.bidder_ids)],
-                        "traits": kinds,
-                    },
-                    rows[0].occurred_at,
-                    traits=kinds,
-                )
-            )
-        return findings
 
 
 class RelatedToOfficial(_BidRule):
@@ -1106,15 +1219,67 @@ class Rotation(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        # An incremental evaluation after listings closed re-counts only the trios qualified together in
-        # one of those listings: any other trio's lots, members and wins do not include them (see below).
         closed = scope.event_ids("listing_id")
+        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
+        trio_rows: dict[tuple, list[Any]] = defaultdict(list)
+        for row in await session.execute(statement, _scope_values(scope)):
+            trio_rows[(row.a, row.b, row.c, row.township_code)].append(row)
+        groups: dict[str, list[Any]] = {}
+        touched: set[str] = set()
+        for rows in trio_rows.values():
+            subject = group_subject_id([r.bidder_id for r in rows])
+            if closed is not None and closed & set(parse_ids(rows[0].ids)):
+                touched.add(subject)
+            best = groups.get(subject)
+            if best is None or (rows[0].n, rows[0].latest, rows[0].ids) > (
+                best[0].n,
+                best[0].latest,
+                best[0].ids,
+            ):
+                groups[subject] = rows
+        if closed is not None:
+            # A group whose lots include a closed listing has every member qualified in it, so every trio of
+            # the group was counted here and the choice below is the full scan's; a group none of whose trios
+            # counts a closed listing is unchanged by it (and may have trios not counted here): left alone.
+            groups = {subject: rows for subject, rows in groups.items() if subject in touched}
+        findings = []
+        for subject, rows in sorted(groups.items()):
+            first = rows[0]
+            shares = "、".join(f"{r.name} {r.wins} 宗" for r in rows)
+            text = (
+                f"{len(rows)} 名竞买人在 {p['window_months']} 个月内共同参加本镇街 {first.n} 宗成交交易"
+                f"（预警线 {p['min_lots']} 宗），均由其中之一竞得，轮流中标：{shares}"
+            )
+            findings.append(
+                self.finding(
+                    "bidder_group",
+                    subject,
+                    first.village_code,
+                    60 + 5 * min(first.n, 8),
+                    text,
+                    {"listings": parse_ids(first.ids), "bidders": [r.bidder_id for r in rows]},
+                    first.latest,
+                    lots=first.n,
+                    wins={r.bidder_id: r.wins for r in rows},
+                )
+            )
+        return findings
+
+    @staticmethod
+    @functools.cache
+    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
+        """Per qualifying trio of a scope of this shape, its members and their wins, for these parameter
+        values (the scope's values are bound when run): built once, as it runs after every close."""
+        p = dict(values)
+        # An incremental evaluation after listings closed re-counts only the trios qualified together in
+        # one of those listings: any other trio's lots, members and wins do not include them (see evaluate).
         # every lot of a trio lies in one township: a scoped evaluation reads its townships' lots only; after
         # an event, only the lots some bidder of the closed listings qualified in (each whole, for presence)
         lots_of_closed = []
-        if closed is not None:
+        if shape.listings:
             bidders_of_closed = select(Registration.bidder_id).where(
-                Registration.listing_id.in_(sorted(closed)), Registration.status == QUALIFIED
+                Registration.listing_id.in_(bindparam("listing_ids", expanding=True)),
+                Registration.status == QUALIFIED,
             )
             lots_of_closed.append(
                 Listing.id.in_(
@@ -1123,7 +1288,7 @@ class Rotation(_BidRule):
                     )
                 )
             )
-        part = _participation(_scope_townships(scope), *lots_of_closed)
+        part = _participation(_scope_townships(shape), *lots_of_closed)
         # Only bidders who could be one of a qualifying trio are paired: each of a, b, c took part in at least
         # ``min_lots`` sold lots of the township and won one of them (wins_a >= 1 counts a lot a took part in);
         # in a scoped evaluation each also took part in the trio's latest lot, which lies in the scope. This
@@ -1131,14 +1296,14 @@ class Rotation(_BidRule):
         # are still counted over every participant.
         candidates = (
             select(part.c.bidder_id, part.c.township_code)
-            .where(*([] if closed is None else [part.c.bidder_id.in_(bidders_of_closed)]))
+            .where(*([part.c.bidder_id.in_(bidders_of_closed)] if shape.listings else []))
             .group_by(part.c.bidder_id, part.c.township_code)
             .having(
                 func.count() >= p["min_lots"],
                 func.sum(case((part.c.winner_id == part.c.bidder_id, 1), else_=0)) >= 1,
             )
         )
-        scoped = _in_scope(part.c.village_code, part.c.closed_at, scope)
+        scoped = _bound_in_scope(part.c.village_code, part.c.closed_at, shape)
         if scoped:
             candidates = candidates.having(func.sum(case((and_(*scoped), 1), else_=0)) >= 1)
         candidates = candidates.cte("candidates")
@@ -1238,11 +1403,11 @@ class Rotation(_BidRule):
                 trios.c.wins_b >= 1,
                 trios.c.wins_c >= 1,
                 trios.c.outsider_wins == 0,
-                *_in_scope(trios.c.village_code, trios.c.latest, scope),
+                *_bound_in_scope(trios.c.village_code, trios.c.latest, shape),
             )
             .subquery("qualifying")
         )
-        member_wins = (
+        return (
             select(qualifying, members.c.bidder_id, Bidder.name, func.coalesce(won.c.wins, 0).label("wins"))
             .join(members, same_trio(members, qualifying))
             .join(Bidder, Bidder.id == members.c.bidder_id)
@@ -1255,49 +1420,6 @@ class Rotation(_BidRule):
                 members.c.bidder_id,
             )
         )
-        trio_rows: dict[tuple, list[Any]] = defaultdict(list)
-        for row in await _rows(session, member_wins):
-            trio_rows[(row.a, row.b, row.c, row.township_code)].append(row)
-        groups: dict[str, list[Any]] = {}
-        touched: set[str] = set()
-        for rows in trio_rows.values():
-            subject = group_subject_id([r.bidder_id for r in rows])
-            if closed is not None and closed & set(parse_ids(rows[0].ids)):
-                touched.add(subject)
-            best = groups.get(subject)
-            if best is None or (rows[0].n, rows[0].latest, rows[0].ids) > (
-                best[0].n,
-                best[0].latest,
-                best[0].ids,
-            ):
-                groups[subject] = rows
-        if closed is not None:
-            # A group whose lots include a closed listing has every member qualified in it, so every trio of
-            # the group was counted here and the choice below is the full scan's; a group none of whose trios
-            # counts a closed listing is unchanged by it (and may have trios not counted here): left alone.
-            groups = {subject: rows for subject, rows in groups.items() if subject in touched}
-        findings = []
-        for subject, rows in sorted(groups.items()):
-            first = rows[0]
-            shares = "、".join(f"{r.name} {r.wins} 宗" for r in rows)
-            text = (
-                f"{len(rows)} 名竞买人在 {p['window_months']} 个月内共同参加本镇街 {first.n} 宗成交交易"
-                f"（预警线 {p['min_lots']} 宗），均由其中之一竞得，轮流中标：{shares}"
-            )
-            findings.append(
-                self.finding(
-                    "bidder_group",
-                    subject,
-                    first.village_code,
-                    60 + 5 * min(first.n, 8),
-                    text,
-                    {"listings": parse_ids(first.ids), "bidders": [r.bidder_id for r in rows]},
-                    first.latest,
-                    lots=first.n,
-                    wins={r.bidder_id: r.wins for r in rows},
-                )
-            )
-        return findings
 
 
 class DominantWinner(_BidRule):
@@ -1331,11 +1453,45 @@ class DominantWinner(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
+        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
+        findings = []
+        for row in await session.execute(statement, _scope_values(scope)):
+            text = (
+                f"竞买人 {row.name} 在 {p['window_months']} 个月内竞得本村 {row.lots} 宗成交交易中的 {row.wins} 宗"
+                f"（{row.share:.0%}，预警线 {p['min_share']:.0%} 且不少于 {p['min_wins']} 宗"
+            )
+            if row.n and row.n >= p["min_comparables"]:
+                text += (
+                    f"；本镇街 {row.n} 个村最大中标份额的中位数 {row.median:.0%}，上限 {row.upper_fence:.0%}"
+                )
+            text += "）"
+            findings.append(
+                self.finding(
+                    "bidder",
+                    f"{row.bidder_id}:{row.village_code}",
+                    row.village_code,
+                    50 + 40 * row.share,
+                    text,
+                    {"listings": parse_ids(row.won_ids), "bidders": [row.bidder_id]},
+                    row.latest,
+                    wins=row.wins,
+                    lots=row.lots,
+                    share=row.share,
+                )
+            )
+        return findings
+
+    @staticmethod
+    @functools.cache
+    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
+        """The dominant winners of a scope of this shape, for these parameter values (the scope's values are
+        bound when run): built once, as it runs after every close."""
+        p = dict(values)
         days = p["window_months"] * DAYS_PER_MONTH
         winner = aliased(Registration)
         # shares are counted per village and fenced per township: a scoped evaluation needs the lots of the
         # scope's townships only (all of them: the fence compares every village of the township)
-        townships = _scope_townships(scope)
+        townships = _scope_townships(shape)
         sold = (
             select(
                 Listing.id.label("listing_id"),
@@ -1401,35 +1557,10 @@ class DominantWinner(_BidRule):
             .where(
                 shares.c.wins >= p["min_wins"],
                 or_(share >= p["min_share"], above),
-                *_in_scope(shares.c.village_code, shares.c.latest, scope),
+                *_bound_in_scope(shares.c.village_code, shares.c.latest, shape),
             )
         )
-        findings = []
-        for row in await _rows(session, statement):
-            text = (
-                f"竞买人 {row.name} 在 {p['window_months']} 个月内竞得本村 {row.lots} 宗成交交易中的 {row.wins} 宗"
-                f"（{row.share:.0%}，预警线 {p['min_share']:.0%} 且不少于 {p['min_wins']} 宗"
-            )
-            if row.n and row.n >= p["min_comparables"]:
-                text += (
-                    f"；本镇街 {row.n} 个村最大中标份额的中位数 {row.median:.0%}，上限 {row.upper_fence:.0%}"
-                )
-            text += "）"
-            findings.append(
-                self.finding(
-                    "bidder",
-                    f"{row.bidder_id}:{row.village_code}",
-                    row.village_code,
-                    50 + 40 * row.share,
-                    text,
-                    {"listings": parse_ids(row.won_ids), "bidders": [row.bidder_id]},
-                    row.latest,
-                    wins=row.wins,
-                    lots=row.lots,
-                    share=row.share,
-                )
-            )
-        return findings
+        return statement
 
 
 UNIT_NAMES = {"mu": "每亩每年", "m2": "每平方米每年", "item": "每台（套）每年"}
@@ -1474,50 +1605,9 @@ class BelowMarket(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        kinds = _listing_kind(*_comparable_listings(scope, ListingAsset.listing_id))
-        area = cast(func.coalesce(Listing.area, kinds.c.asset_area), Float)
-        price = cast(Listing.final_price_fen, Float)
-        unit_price = case(
-            (Listing.price_basis == "per_mu_year", price),
-            (Listing.price_basis == "per_year", price / area),
-            (Listing.price_basis == "total", price / (Listing.term_months / 12.0) / area),
-        )
-        values = (
-            select(
-                Listing.id.label("listing_id"),
-                Village.township_code,
-                Village.district_code,
-                (kinds.c.kind + "/" + kinds.c.unit).label("kind"),
-                unit_price.label("value"),
-            )
-            .join(Village, Village.code == Listing.village_code)
-            .join(kinds, kinds.c.listing_id == Listing.id)
-            .where(Listing.status == SOLD, area > 0)
-            .cte("unit_prices")
-        )
-        fenced = _fenced(values, p["min_comparables"])
-        statement = (
-            select(
-                Listing.id,
-                Listing.village_code,
-                Listing.closed_at,
-                Listing.final_price_fen,
-                Listing.winner_registration_id,
-                kinds.c.kind,
-                kinds.c.unit,
-                fenced,
-            )
-            .join(fenced, fenced.c.listing_id == Listing.id)
-            .join(kinds, kinds.c.listing_id == Listing.id)
-            .where(
-                fenced.c.n >= p["min_comparables"],
-                fenced.c.value < fenced.c.lower_fence,
-                fenced.c.value <= fenced.c.median * (1 - p["min_shortfall"]),
-                *_in_scope(Listing.village_code, Listing.closed_at, scope),
-            )
-        )
+        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
         findings = []
-        for row in await _rows(session, statement):
+        for row in await session.execute(statement, _scope_values(scope)):
             unit = UNIT_NAMES.get(row.unit, "每单位每年")
             text = (
                 f"成交价 {unit} {_yuan(row.value)}，低于同{row.area_level}同类资产下限 {_yuan(row.lower_fence)}"
@@ -1540,6 +1630,56 @@ class BelowMarket(_BidRule):
                 )
             )
         return findings
+
+    @staticmethod
+    @functools.cache
+    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
+        """The listings below the market of a scope of this shape, for these parameter values (the scope's
+        values are bound when run): built once, as it runs after every close."""
+        p = dict(values)
+        kinds = _listing_kind(*_comparable_listings(shape, ListingAsset.listing_id))
+        area = cast(func.coalesce(Listing.area, kinds.c.asset_area), Float)
+        price = cast(Listing.final_price_fen, Float)
+        unit_price = case(
+            (Listing.price_basis == "per_mu_year", price),
+            (Listing.price_basis == "per_year", price / area),
+            (Listing.price_basis == "total", price / (Listing.term_months / 12.0) / area),
+        )
+        values = (
+            select(
+                Listing.id.label("listing_id"),
+                Village.township_code,
+                Village.district_code,
+                (kinds.c.kind + "/" + kinds.c.unit).label("kind"),
+                unit_price.label("value"),
+            )
+            .join(Village, Village.code == Listing.village_code)
+            .join(kinds, kinds.c.listing_id == Listing.id)
+            .where(Listing.status == SOLD, area > 0, *_of_event_kinds(shape, kinds.c.kind))
+            .cte("unit_prices")
+        )
+        fenced = _fenced(values, p["min_comparables"])
+        statement = (
+            select(
+                Listing.id,
+                Listing.village_code,
+                Listing.closed_at,
+                Listing.final_price_fen,
+                Listing.winner_registration_id,
+                kinds.c.kind,
+                kinds.c.unit,
+                fenced,
+            )
+            .join(fenced, fenced.c.listing_id == Listing.id)
+            .join(kinds, kinds.c.listing_id == Listing.id)
+            .where(
+                fenced.c.n >= p["min_comparables"],
+                fenced.c.value < fenced.c.lower_fence,
+                fenced.c.value <= fenced.c.median * (1 - p["min_shortfall"]),
+                *_bound_in_scope(Listing.village_code, Listing.closed_at, shape),
+            )
+        )
+        return statement
 
 
 class ShortAnnouncement(_BidRule):
@@ -1620,7 +1760,7 @@ class RelistedCheaper(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        previous = aliased(Listing)
+        previous = _PREVIOUS_LISTING
         cut = (
             cast(previous.starting_price_fen - Listing.starting_price_fen, Float)
             / previous.starting_price_fen

@@ -60,6 +60,12 @@ from sanzi.warnings.rules.undisclosed import (
 
 YEAR_DAYS = 365.25
 
+# aliases built once per process: a fresh alias of a wide model cost milliseconds of column adaptation
+# on every evaluation (the first use of each of its attributes), more than many a rule's statement runs
+_NEIGHBOUR, _COUNTERPARTY = aliased(Village), aliased(Bidder)
+_EARLIER_ENTRY = aliased(JournalEntry)
+_EARLIER_CONTRACT, _PREVIOUS_CONTRACT = aliased(Contract), aliased(Contract)
+
 
 def in_window(election: Any, village_code: ColumnElement[str], on: ColumnElement[Any], days: int,
               date_column: str = "election_date") -> Any:
@@ -345,7 +351,7 @@ def _windows(subjects: Any, days: int, lookback: int, peers: int | None) -> Any:
 def _elections(scope: Scope, election_ids: set[int] | None = None) -> Any:
     """The elections under evaluation (the scope's; only ``election_ids`` when given), with their township,
     district and the township's number of villages."""
-    neighbour = aliased(Village)
+    neighbour = _NEIGHBOUR
     township_size = (
         select(func.count()).where(neighbour.township_code == Village.township_code).scalar_subquery()
     )
@@ -384,7 +390,7 @@ async def touched_elections(session: AsyncSession, scope: Scope, reach_days: int
             return None
     if not entry_ids:
         return election_ids
-    earlier = aliased(JournalEntry)
+    earlier = _EARLIER_ENTRY
     entries = list(await session.execute(
         select(JournalEntry.id, Collective.village_code, JournalEntry.entry_date,
                exists().where(earlier.collective_id == JournalEntry.collective_id,
@@ -741,7 +747,7 @@ class RentCutInWindow(Rule):
         hit = await touched(session, scope)
         if hit is not None and not hit.contracts:
             return []
-        earlier = aliased(Contract)
+        earlier = _EARLIER_CONTRACT
         party = func.coalesce(Contract.counterparty_id_number, Contract.counterparty_name)
         latest_previous = (
             select(earlier.id)
@@ -754,7 +760,7 @@ class RentCutInWindow(Rule):
             .correlate(Contract)
             .scalar_subquery()
         )
-        previous = aliased(Contract)
+        previous = _PREVIOUS_CONTRACT
         rows = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                    Contract.unit_price_fen, Contract.signed_on, previous.id.label("previous_id"),
@@ -863,7 +869,7 @@ class RelatedToCandidate(Rule):
                 .order_by(Listing.id, people.c.candidate, people.c.relation)
             )
             self._collect(findings, "listing", winners, days, "竞得人", "listings")
-        counterparty = aliased(Bidder)
+        counterparty = _COUNTERPARTY
         direct = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name.label("party"),
                    Contract.signed_on.label("on"), Election.id.label("election_id"), Election.election_date,

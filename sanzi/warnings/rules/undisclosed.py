@@ -48,6 +48,13 @@ EPOCH = date(1970, 1, 1)
 
 # ---- shared helpers (election.py imports these; the portable SQL date functions live in stats.py) --------
 
+# aliases built once per process: a fresh alias of a wide model cost milliseconds of column adaptation
+# on every evaluation (the first use of each of its attributes), more than many a rule's statement runs
+_LINKED_LISTING, _LINKED_CONTRACT = aliased(Listing), aliased(Contract)
+_ASSET_CONTRACT, _LISTED_ASSET = aliased(Contract), aliased(ListingAsset)
+_REVERSAL, _REVERSED_ENTRY = aliased(JournalEntry), aliased(JournalEntry)
+_PREVIOUS_CONTRACT = aliased(Contract)
+
 
 def today() -> date:
     """Today in China: arrears and windows are counted in the villages' calendar."""
@@ -143,21 +150,21 @@ def ids_in(column: ColumnElement[Any], ids: frozenset[int] | set[int]) -> Column
 
 def linked_contracts(hit: Touched, contract: Any = Contract) -> ColumnElement[bool]:
     """The contract was touched, or is the contract of a touched listing."""
-    listing = aliased(Listing)
+    listing = _LINKED_LISTING
     return or_(ids_in(contract.id, hit.contracts), ids_in(contract.listing_id, hit.listings),
                contract.id.in_(select(listing.contract_id).where(ids_in(listing.id, hit.listings))))
 
 
 def linked_listings(hit: Touched, listing: Any = Listing) -> ColumnElement[bool]:
     """The listing was touched, or is the listing of a touched contract."""
-    contract = aliased(Contract)
+    contract = _LINKED_CONTRACT
     return or_(ids_in(listing.id, hit.listings), ids_in(listing.contract_id, hit.contracts),
                listing.id.in_(select(contract.listing_id).where(ids_in(contract.id, hit.contracts))))
 
 
 def linked_assets(hit: Touched, asset_id: ColumnElement[Any]) -> ColumnElement[bool]:
     """The asset is the asset of a touched contract or one of a touched listing's assets."""
-    contract, listed = aliased(Contract), aliased(ListingAsset)
+    contract, listed = _ASSET_CONTRACT, _LISTED_ASSET
     return or_(asset_id.in_(select(contract.asset_id).where(ids_in(contract.id, hit.contracts))),
                asset_id.in_(select(listed.asset_id).where(ids_in(listed.listing_id, hit.listings))))
 
@@ -325,7 +332,7 @@ class IncomeWithoutContract(Rule):
         parties = await self._touched_parties(session, scope)
         if parties is not None and not parties:
             return []
-        reversal = aliased(JournalEntry)
+        reversal = _REVERSAL
         receipts = (
             select(
                 Collective.village_code.label("village_code"),
@@ -421,7 +428,7 @@ class IncomeWithoutContract(Rule):
             return None
         parties: set[tuple[str, str]] = set()
         if hit.entries:
-            reversed_entry = aliased(JournalEntry)
+            reversed_entry = _REVERSED_ENTRY
             rows = await session.execute(
                 select(Collective.village_code, JournalEntry.counterparty,
                        reversed_entry.counterparty.label("reversed_party"))
@@ -597,7 +604,7 @@ class RenewalWithoutRebid(Rule):
         hit = await touched(session, scope)
         if hit is not None and not hit.contracts:
             return []
-        previous = aliased(Contract)
+        previous = _PREVIOUS_CONTRACT
         rows = await session.execute(
             select(Contract.id, Contract.village_code, Contract.number, Contract.counterparty_name,
                    Contract.start_date, Contract.signed_on, previous.id.label("previous_id"),
