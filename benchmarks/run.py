@@ -1199,17 +1199,27 @@ async def _in_process(database: Database, plan: Plan) -> dict[str, Any]:
                 )
             )
         events = await inproc.sample_events(engine, plan.events_per_kind, 1)
+        # a worker process's first evaluations also build and compile each rule's statements: measured, reported,
+        # then the same events again as a running worker evaluates them
+        cold = await inproc.incremental(engine, events)
         times = await inproc.incremental(engine, events)
         per_event_p99 = percentile(times, 0.99) * 1000
+        per_kind: dict[str, list[float]] = {}
+        for domain_event, seconds in zip(events, times, strict=True):
+            per_kind.setdefault(domain_event.kind, []).append(seconds * 1000)
+        kinds = ", ".join(f"{kind} {max(values):.0f}" for kind, values in per_kind.items())
         figures.append(
             Figure(
                 "warnings",
-                f"incremental evaluation per event, p99 ({len(events)} events)",
+                f"incremental evaluation per event, p99 ({len(events)} events, after a first pass)",
                 Spread.of([per_event_p99]),
                 " ms",
                 target="< 20 ms",
                 met=per_event_p99 < 20,
-                note=f"p50 {percentile(times, 0.5) * 1000:.1f} ms",
+                note=(
+                    f"p50 {percentile(times, 0.5) * 1000:.1f} ms; slowest per kind (ms): {kinds}; "
+                    f"the first pass in a fresh process: p99 {percentile(cold, 0.99) * 1000:.0f} ms"
+                ),
                 digits=1,
             )
         )
@@ -1221,6 +1231,8 @@ async def _in_process(database: Database, plan: Plan) -> dict[str, Any]:
             "tables_read": read_tables,
             "per_rule_seconds": per_rule[0] if per_rule else {},
             "incremental_ms": [t * 1000 for t in times],
+            "incremental_first_pass_ms": [t * 1000 for t in cold],
+            "incremental_kinds": [e.kind for e in events],
             "plans": plans,
         }
 
