@@ -615,9 +615,9 @@ def _village_names(match: Any) -> Any:
     )
 
 
-# built once with bound parameters: building a statement and its cache key on every call cost about as much
-# CPU as running it. One listing (its own page) by equality: an IN list is rendered into the SQL again on every
-# execution, an equality keeps the statement in SQLAlchemy's compiled cache.
+# built once with bound parameters: building a statement and its cache key on every call cost about as
+# much CPU as running it. One listing (its own page) by equality: an IN list is rendered into the SQL again
+# on every execution, an equality keeps the statement in SQLAlchemy's compiled cache.
 _ONE_LISTING_ASSETS = _assets_of(ListingAsset.listing_id == bindparam("id"))
 _LISTINGS_ASSETS = _assets_of(ListingAsset.listing_id.in_(bindparam("ids", expanding=True)))
 _ONE_VILLAGE_NAMES = _village_names(Village.code == bindparam("code"))

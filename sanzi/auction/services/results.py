@@ -266,9 +266,8 @@ async def result_of(session: AsyncSession, listing: Listing) -> schemas.Result:
     if listing.winner_registration_id is None:
         row = (await session.execute(_FIGURES, {"id": listing.id})).one()
     else:
-        row = (
-            await session.execute(_FIGURES_WITH_WINNER, {"id": listing.id, "winner": listing.winner_registration_id})
-        ).one()
+        winner = {"id": listing.id, "winner": listing.winner_registration_id}
+        row = (await session.execute(_FIGURES_WITH_WINNER, winner)).one()
     qualified, bidders_who_bid = row[0], row[1]
     winner_number, winner_name = (row[2], row[3]) if len(row) > 2 else (None, None)
     sold = listing.status == ListingStatus.SOLD.value
