@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, bindparam, case, exists, func, or_, select
+from sqlalchemy import Integer, Select, and_, bindparam, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -246,15 +246,23 @@ class PublicResult:
         return premium_rate(self.starting_price_fen, self.final_price_fen)
 
 
+def _inline(value: Any) -> Any:
+    """A value written into the SQL text when the statement runs, not sent as a parameter: PostgreSQL plans a
+    prepared statement with parameters again on every execution while its generic plan looks dearer (it did
+    for the results list: 1.4 ms of planning for 0.4 ms of running); one without parameters keeps its plan for
+    the connection. SQLAlchemy's compiled cache still holds the statement."""
+    return literal(value, literal_execute=True)
+
+
 @lru_cache(maxsize=128)
 def _results_statements(shape: frozenset[str]) -> tuple[Select[Any], Select[Any]]:
     """The count and the page of the results list for one combination of filters, built once per worker with
-    the filters' values, the offset and the limit as bound parameters: building the statements (and their
-    cache keys) took about as much CPU as running them."""
+    the filters' values as bound parameters and the offset and limit written in when the statement runs:
+    building the statements (and their cache keys) took about as much CPU as running them."""
     # two equalities rather than IN: an IN list is re-rendered into the SQL on every execution (an
     # "expanding" parameter), the equalities keep the whole statement in SQLAlchemy's compiled cache
     conditions: list[Any] = [
-        or_(Listing.status == SOLD, Listing.status == FAILED),
+        or_(Listing.status == _inline(SOLD), Listing.status == _inline(FAILED)),
         Listing.closed_at.is_not(None),
     ]
     if "district" in shape:
@@ -285,8 +293,8 @@ def _results_statements(shape: frozenset[str]) -> tuple[Select[Any], Select[Any]
         select(Listing.id.label("id"))
         .where(*conditions)
         .order_by(Listing.closed_at.desc(), Listing.id.desc())
-        .offset(bindparam("offset"))
-        .limit(bindparam("limit"))
+        .offset(bindparam("offset", type_=Integer(), literal_execute=True))
+        .limit(bindparam("limit", type_=Integer(), literal_execute=True))
         .subquery("chosen")
     )
     bidders = (
