@@ -547,6 +547,43 @@ def bid_round(
     return merged, peaks
 
 
+def page_endpoints(listing_id: int, with_api: bool) -> dict[str, list[str]]:
+    """The paths of the pages rounds, shared by the full bench and the scaling run so that both measure the
+    same pages: the public HTML results list and a sold listing's page beside the trivial request, and with
+    ``with_api`` the JSON API they are built on (for comparison: it reads less and renders no template)."""
+    endpoints = {
+        "trivial": ["/api/health"],
+        "results": ["/results", "/results?page=2", "/results?page=5"],
+        "listing": [f"/listings/{listing_id}"],
+    }
+    if with_api:
+        endpoints["results_api"] = ["/api/results", "/api/results?page=2", "/api/results?page=5"]
+        endpoints["listing_api"] = [f"/api/listings/{listing_id}"]
+    return endpoints
+
+
+def database_backends(database: Database) -> list[int]:
+    """The PostgreSQL backends connected to the database (the app workers' pooled connections among them)."""
+    pids = psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{database.name}'")
+    return [int(pid) for pid in pids.split()]
+
+
+def page_round_with_cpu(
+    server: Server, database: Database, paths: list[str], connections: int, seconds: float
+) -> dict[str, Any]:
+    """A page round, with the CPU the app workers and the database's backends spent per answered request: on a
+    machine shared with other work the requests/s of a round move with the neighbours' load, the CPU a request
+    costs much less."""
+    app_pids, db_before = server.workers(), {pid: cpu_seconds([pid]) for pid in database_backends(database)}
+    app_before = cpu_seconds(app_pids)
+    result = page_round(server.port, paths, connections, seconds)
+    app_used = cpu_seconds(app_pids) - app_before
+    # a backend the pool opened during the round counts from zero
+    db_used = sum(cpu_seconds([pid]) - db_before.get(pid, 0.0) for pid in database_backends(database))
+    answered = max(1.0, result["rps"] * seconds)
+    return {**result, "app_cpu_ms": app_used * 1000 / answered, "db_cpu_ms": db_used * 1000 / answered}
+
+
 def page_round(port: int, paths: list[str], connections: int, seconds: float) -> dict[str, Any]:
     pool = processes()
     start = time.time() + 1.0
@@ -822,24 +859,26 @@ def measure(
         if "pages" in sections:
             console.rule("pages")
             listing_id = asyncio.run(_a_sold_listing(database)) or live.spread_listings[0]
-            endpoints = {
-                "trivial": ["/api/health"],
-                "results": ["/results", "/results?page=2", "/results?page=5"],
-                "listing": [f"/listings/{listing_id}"],
-            }
-            if plan.mode == "full":  # the JSON API the pages are built on, for comparison (not a target)
-                endpoints["results_api"] = ["/api/results", "/api/results?page=2", "/api/results?page=5"]
-                endpoints["listing_api"] = [f"/api/listings/{listing_id}"]
+            endpoints = page_endpoints(listing_id, with_api=plan.mode == "full")
+            # the hot rounds leave events behind: the worker evaluating them would share the pages' cores
+            worker.wait_drained()
             page_rps: dict[str, list[float]] = {k: [] for k in endpoints}
+            page_cpu: dict[str, list[float]] = {k: [] for k in endpoints}  # app + database, ms per request
+            cpu_parts: dict[str, list[tuple[float, float]]] = {k: [] for k in endpoints}
             for n in range(plan.runs):
                 order = list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]
                 for key in order:
-                    result = page_round(server.port, endpoints[key], plan.page_connections, plan.seconds)
+                    result = page_round_with_cpu(
+                        server, database, endpoints[key], plan.page_connections, plan.seconds
+                    )
                     page_rps[key].append(result["rps"])
+                    page_cpu[key].append(result["app_cpu_ms"] + result["db_cpu_ms"])
+                    cpu_parts[key].append((result["app_cpu_ms"], result["db_cpu_ms"]))
                     if result["bad"]:
                         console.log(f"[yellow]{key}: {result['bad']} failed requests")
-                console.log(f"pages run {n + 1}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in page_rps.items()))
-            raw["pages"] = {"rps": page_rps, "paths": endpoints}
+                done = (f"{k} {rps[-1]:.0f}/s ({page_cpu[k][-1]:.1f} ms CPU)" for k, rps in page_rps.items())
+                console.log(f"pages run {n + 1}: " + ", ".join(done))
+            raw["pages"] = {"rps": page_rps, "cpu_ms": cpu_parts, "paths": endpoints}
             trivial = Spread.of(page_rps["trivial"])
             for key, title, target in (
                 ("results", "results list `/results` (HTML, pages 1, 2 and 5)", True),
@@ -850,6 +889,9 @@ def measure(
                 if key not in endpoints:
                     continue
                 ratio = ratios(page_rps[key], page_rps["trivial"])
+                app_ms = statistics.median(app for app, _ in cpu_parts[key])
+                db_ms = statistics.median(db for _, db in cpu_parts[key])
+                cpu_ratio = ratios(page_cpu["trivial"], page_cpu[key])
                 figures.append(
                     Figure(
                         "pages",
@@ -861,6 +903,8 @@ def measure(
                         ratio,
                         "≥ 25% of trivial" if target else "",
                         ratio.median >= 0.25 if target else None,
+                        note=f"CPU per request: app workers {app_ms:.1f} ms, PostgreSQL {db_ms:.1f} ms; "
+                        f"trivial's CPU ÷ this page's {cpu_ratio.median:.2f}",
                         digits=0,
                     )
                 )
@@ -1314,11 +1358,8 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
                 server = Server(database, redis_db, free_port())
                 server.start()
                 listing_id = asyncio.run(_a_sold_listing(database)) or 1
-                endpoints = {
-                    "trivial": ["/api/health"],
-                    "results": ["/api/results", "/api/results?page=2", "/api/results?page=5"],
-                    "listing": [f"/api/listings/{listing_id}"],
-                }
+                # the HTML pages the full bench's pages round measures, not their JSON API under their names
+                endpoints = page_endpoints(listing_id, with_api=False)
                 rps: dict[str, list[float]] = {k: [] for k in endpoints}
                 for n in range(plan.runs):
                     for key in list(endpoints) if n % 2 == 0 else list(endpoints)[::-1]:
@@ -1366,7 +1407,7 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
             "| data | rows | bids | journal lines | full scan, one connection | sequential read "
             "| scan ÷ read "
             f"| scan cost ÷ ×1 | full scan, {base['scan_jobs']} connections | ÷ read "
-            "| results list req/s | listing req/s | trivial req/s |"
+            "| results list (HTML) req/s | listing page (HTML) req/s | trivial req/s |"
         ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

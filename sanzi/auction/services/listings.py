@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -589,10 +589,51 @@ async def get_listing(session: AsyncSession, listing_id: int, user: User | None)
     return listing
 
 
-def _in(column: Any, values: Sequence[Any]) -> Any:
-    """``column IN values``, as an equality for a single value (a listing's own page): an IN list is rendered
-    into the SQL again on every execution, an equality keeps the statement in SQLAlchemy's compiled cache."""
-    return column == values[0] if len(values) == 1 else column.in_(values)
+def _assets_of(match: Any) -> Any:
+    """The assets of the listings ``match`` picks, with their listing's id."""
+    return (
+        select(ListingAsset.listing_id, Asset)
+        .join(Asset, Asset.id == ListingAsset.asset_id)
+        .where(match)
+        .order_by(ListingAsset.id)
+    )
+
+
+def _village_names(match: Any) -> Any:
+    """The names of a village, its township and district (not a Village, which would also load those and its
+    collective)."""
+    return (
+        select(
+            Village.code,
+            Village.name.label("village_name"),
+            Township.name.label("township_name"),
+            District.name.label("district_name"),
+        )
+        .join(Township, Township.code == Village.township_code)
+        .join(District, District.code == Township.district_code)
+        .where(match)
+    )
+
+
+# built once with bound parameters: building a statement and its cache key on every call cost about as
+# much CPU as running it. One listing (its own page) by equality: an IN list is rendered into the SQL again
+# on every execution, an equality keeps the statement in SQLAlchemy's compiled cache.
+_ONE_LISTING_ASSETS = _assets_of(ListingAsset.listing_id == bindparam("id"))
+_LISTINGS_ASSETS = _assets_of(ListingAsset.listing_id.in_(bindparam("ids", expanding=True)))
+_ONE_VILLAGE_NAMES = _village_names(Village.code == bindparam("code"))
+_VILLAGES_NAMES = _village_names(Village.code.in_(bindparam("codes", expanding=True)))
+_EVENTS = (
+    select(
+        ListingEvent.at,
+        ListingEvent.from_status,
+        ListingEvent.to_status,
+        ListingEvent.note,
+        User.display_name,
+    )
+    .outerjoin(User, User.id == ListingEvent.actor_id)
+    .where(ListingEvent.listing_id == bindparam("id"))
+    .order_by(ListingEvent.at, ListingEvent.id)
+)
 
 
 async def listings_out(
@@ -603,30 +644,18 @@ async def listings_out(
         return []
     ids = [listing.id for listing in listings]
     assets: dict[int, list[schemas.ListingAsset]] = {i: [] for i in ids}
-    rows = await session.execute(
-        select(ListingAsset.listing_id, Asset)
-        .join(Asset, Asset.id == ListingAsset.asset_id)
-        .where(_in(ListingAsset.listing_id, ids))
-        .order_by(ListingAsset.id)
-    )
+    if len(ids) == 1:
+        rows = await session.execute(_ONE_LISTING_ASSETS, {"id": ids[0]})
+    else:
+        rows = await session.execute(_LISTINGS_ASSETS, {"ids": ids})
     for listing_id, asset in rows:
         assets[listing_id].append(schemas.ListingAsset.model_validate(asset))
-    codes = {listing.village_code for listing in listings}
-    # the names only (a Village would also load its township, district and collective)
-    villages = {
-        row.code: row
-        for row in await session.execute(
-            select(
-                Village.code,
-                Village.name.label("village_name"),
-                Township.name.label("township_name"),
-                District.name.label("district_name"),
-            )
-            .join(Township, Township.code == Village.township_code)
-            .join(District, District.code == Township.district_code)
-            .where(_in(Village.code, sorted(codes)))
-        )
-    }
+    codes = sorted({listing.village_code for listing in listings})
+    if len(codes) == 1:
+        names = await session.execute(_ONE_VILLAGE_NAMES, {"code": codes[0]})
+    else:
+        names = await session.execute(_VILLAGES_NAMES, {"codes": codes})
+    villages = {row.code: row for row in names}
     out: list[schemas.Listing | schemas.ListingDetail] = []
     for listing in listings:
         village = villages[listing.village_code]
@@ -654,13 +683,14 @@ async def listing_out(session: AsyncSession, listing: Listing, user: User | None
     return (await listings_out(session, [listing], user))[0]
 
 
-def _like(q: str) -> str:
+def like_pattern(q: str) -> str:
+    """The LIKE pattern of "contains ``q``" (its wildcards escaped), for :func:`listing_text_match`."""
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def listing_text_match(q: str) -> Any:
-    """A listing whose title, number, village name or one of whose assets' names contains ``q``."""
-    pattern = _like(q)
+def listing_text_match(pattern: Any) -> Any:
+    """A listing whose title, number, village name or one of whose assets' names matches ``pattern`` (from
+    :func:`like_pattern`, or a bound parameter taking one)."""
     village = aliased(Village)  # its own name, so that a query already joining Village still correlates
     return (
         Listing.title.ilike(pattern, escape="\\")
@@ -709,7 +739,7 @@ async def search_listings(
             .where(Asset.kind == asset_kind.value)
         )
     if q:
-        conditions.append(listing_text_match(q))
+        conditions.append(listing_text_match(like_pattern(q)))
     total = await session.scalar(select(func.count()).select_from(Listing).where(*conditions)) or 0
     order = (Listing.announced_at.desc(), Listing.id.desc()) if published_only else (Listing.id.desc(),)
     rows = await session.scalars(
@@ -745,18 +775,7 @@ async def listing_events(
     """The lifecycle history; actor names and internal notes only for the listing's officials."""
     listing = await get_listing(session, listing_id, user)
     official = is_official_of(user, listing.village_code)
-    rows = await session.execute(
-        select(
-            ListingEvent.at,
-            ListingEvent.from_status,
-            ListingEvent.to_status,
-            ListingEvent.note,
-            User.display_name,
-        )
-        .outerjoin(User, User.id == ListingEvent.actor_id)
-        .where(ListingEvent.listing_id == listing.id)
-        .order_by(ListingEvent.at, ListingEvent.id)
-    )
+    rows = await session.execute(_EVENTS, {"id": listing.id})
     return [
         schemas.ListingEvent(
             at=event.at,
