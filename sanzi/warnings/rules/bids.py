@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
@@ -87,6 +88,21 @@ class _Shape:
             scope.district_codes is not None,
             scope.since is not None,
         )
+
+
+def _built_per_shape(build: Callable[[_Shape, dict[str, Any]], Select]) -> Any:
+    """A rule's statement built once per shape of scope and set of parameter values, the scope's own values
+    bound when it runs: the larger statements took milliseconds of Python to build, and they run after every
+    close."""
+
+    @functools.cache
+    def built(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
+        return build(shape, dict(values))
+
+    def statement(shape: _Shape, params: dict[str, Any]) -> Select:
+        return built(shape, tuple(sorted(params.items())))
+
+    return staticmethod(statement)
 
 
 def _scope_values(scope: Scope) -> dict[str, Any]:
@@ -545,7 +561,7 @@ class CloseSecondBid(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
+        statement = self.statement(_Shape.of(scope), p)
         rows = list(await session.execute(statement, _scope_values(scope)))
         bid_ids: dict[int, list[int]] = defaultdict(list)
         if rows:
@@ -591,12 +607,9 @@ class CloseSecondBid(_BidRule):
             )
         return findings
 
-    @staticmethod
-    @functools.cache
-    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
-        """The flagged listings of a scope of this shape, for these parameter values (the scope's values are
-        bound when run): built once, as it runs after every close."""
-        p = dict(values)
+    @_built_per_shape
+    def statement(shape: _Shape, p: dict[str, Any]) -> Select:
+        """The flagged listings of a scope of this shape, for these parameter values."""
         kinds = _listing_kind(*_comparable_listings(shape, ListingAsset.listing_id))
         # a scoped evaluation reads the bids of the comparables found for the kinds, not found again
         comparables = (
@@ -1220,7 +1233,7 @@ class Rotation(_BidRule):
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
         closed = scope.event_ids("listing_id")
-        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
+        statement = self.statement(_Shape.of(scope), p)
         trio_rows: dict[tuple, list[Any]] = defaultdict(list)
         for row in await session.execute(statement, _scope_values(scope)):
             trio_rows[(row.a, row.b, row.c, row.township_code)].append(row)
@@ -1265,12 +1278,10 @@ class Rotation(_BidRule):
             )
         return findings
 
-    @staticmethod
-    @functools.cache
-    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
+    @_built_per_shape
+    def statement(shape: _Shape, p: dict[str, Any]) -> Select:
         """Per qualifying trio of a scope of this shape, its members and their wins, for these parameter
-        values (the scope's values are bound when run): built once, as it runs after every close."""
-        p = dict(values)
+        values."""
         # An incremental evaluation after listings closed re-counts only the trios qualified together in
         # one of those listings: any other trio's lots, members and wins do not include them (see evaluate).
         # every lot of a trio lies in one township: a scoped evaluation reads its townships' lots only; after
@@ -1453,7 +1464,7 @@ class DominantWinner(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
+        statement = self.statement(_Shape.of(scope), p)
         findings = []
         for row in await session.execute(statement, _scope_values(scope)):
             text = (
@@ -1481,12 +1492,9 @@ class DominantWinner(_BidRule):
             )
         return findings
 
-    @staticmethod
-    @functools.cache
-    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
-        """The dominant winners of a scope of this shape, for these parameter values (the scope's values are
-        bound when run): built once, as it runs after every close."""
-        p = dict(values)
+    @_built_per_shape
+    def statement(shape: _Shape, p: dict[str, Any]) -> Select:
+        """The dominant winners of a scope of this shape, for these parameter values."""
         days = p["window_months"] * DAYS_PER_MONTH
         winner = aliased(Registration)
         # shares are counted per village and fenced per township: a scoped evaluation needs the lots of the
@@ -1605,7 +1613,7 @@ class BelowMarket(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         p = _values(self, params)
-        statement = self.statement(_Shape.of(scope), tuple(sorted(p.items())))
+        statement = self.statement(_Shape.of(scope), p)
         findings = []
         for row in await session.execute(statement, _scope_values(scope)):
             unit = UNIT_NAMES.get(row.unit, "每单位每年")
@@ -1631,12 +1639,9 @@ class BelowMarket(_BidRule):
             )
         return findings
 
-    @staticmethod
-    @functools.cache
-    def statement(shape: _Shape, values: tuple[tuple[str, Any], ...]) -> Select:
-        """The listings below the market of a scope of this shape, for these parameter values (the scope's
-        values are bound when run): built once, as it runs after every close."""
-        p = dict(values)
+    @_built_per_shape
+    def statement(shape: _Shape, p: dict[str, Any]) -> Select:
+        """The listings below the market of a scope of this shape, for these parameter values."""
         kinds = _listing_kind(*_comparable_listings(shape, ListingAsset.listing_id))
         area = cast(func.coalesce(Listing.area, kinds.c.asset_area), Float)
         price = cast(Listing.final_price_fen, Float)
