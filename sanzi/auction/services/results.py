@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Integer, bindparam, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sanzi.auction.lifecycle import lock_listing, transition
@@ -310,7 +310,12 @@ async def list_results(
     page_size: int,
 ) -> Page[schemas.ResultSummary]:
     """Closed listings, newest first, optionally within a district, township or village (by code)."""
-    conditions: list[Any] = [Listing.status.in_(FINISHED_STATUSES), Listing.closed_at.is_not(None)]
+    # the statuses, offset and limit written into the SQL when it runs, as the results page does: as parameters,
+    # PostgreSQL planned the prepared statement again on every request
+    conditions: list[Any] = [
+        or_(*(Listing.status == literal(status, literal_execute=True) for status in sorted(FINISHED_STATUSES))),
+        Listing.closed_at.is_not(None),
+    ]
     if district:
         conditions.append(Listing.village_code.startswith(district[:6]))
     if township:
@@ -326,8 +331,8 @@ async def list_results(
         .join(Village, Village.code == Listing.village_code)
         .where(*conditions)
         .order_by(Listing.closed_at.desc(), Listing.id.desc())
-        .offset((page - 1) * page_size)
-        .limit(page_size)
+        .offset(bindparam("offset", (page - 1) * page_size, type_=Integer(), literal_execute=True))
+        .limit(bindparam("limit", page_size, type_=Integer(), literal_execute=True))
     )
     items = [
         schemas.ResultSummary(
