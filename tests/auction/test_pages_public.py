@@ -212,6 +212,21 @@ async def test_home_on_an_empty_platform_says_so_instead_of_drawing_empty_charts
     assert "暂无成交结果" in home.text and "暂无成交记录" in home.text and "<svg" not in home.text
 
 
+async def test_home_figures_are_kept_for_a_minute_then_read_again(
+    client: httpx.AsyncClient, db: AsyncSession, monkeypatch: Any
+) -> None:
+    from sanzi.auction.pages import public as public_pages
+
+    await sold(db, SUMMER, [100_000_00, 102_000_00])
+    assert re.search(r'id="stat-trades">1<', (await client.get("/")).text)
+    await sold(db, NEW_YEAR_EVE, [100_000_00, 105_000_00])
+    assert re.search(r'id="stat-trades">1<', (await client.get("/")).text)  # the worker's copy, under a minute old
+
+    monkeypatch.setattr(public_pages, "HOME_FIGURES_SECONDS", 0.0)  # as if the minute had passed
+    home = await client.get("/")
+    assert re.search(r'id="stat-trades">2<', home.text) and re.search(r'id="stat-value">20\.70 万元<', home.text)
+
+
 # ---- announcements ----------------------------------------------------------------------------------------
 
 

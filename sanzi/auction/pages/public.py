@@ -249,6 +249,29 @@ def _home_charts(figures: public_service.PlatformFigures, lang: str) -> dict[str
     }
 
 
+#: the home page's figures sum every closed trade of all years (tens of milliseconds of SQL that grow with the
+#: history, and about 25 ms drawing its charts): each worker's app keeps them, with their charts, for a minute
+HOME_FIGURES_SECONDS = 60.0
+
+
+async def _home_figures(
+    request: AnyRequest, session: AsyncSession
+) -> tuple[public_service.PlatformFigures, dict[str, Markup]]:
+    """The platform's figures and the home page's charts of them in the reader's language, at most a minute
+    old (kept in the app's state: one copy per worker and app)."""
+    lang = request_language(request)
+    kept: dict[str, tuple[float, public_service.PlatformFigures, dict[str, Markup]]]
+    kept = request.app.state.setdefault("home_figures", {})
+    now = time.monotonic()
+    cached = kept.get(lang)
+    if cached is not None and now - cached[0] < HOME_FIGURES_SECONDS:
+        return cached[1], cached[2]
+    figures = await public_service.platform_figures(session)
+    home_charts = _home_charts(figures, lang)
+    kept[lang] = (now, figures, home_charts)
+    return figures, home_charts
+
+
 # ---- pages ----------------------------------------------------------------------------------------------
 
 
@@ -259,14 +282,14 @@ class PublicPortalController(Controller):
 
     @get("/", operation_id="PortalHome", opt=PUBLIC)
     async def home(self, db_session: AsyncSession, request: AnyRequest) -> Template:
-        figures = await public_service.platform_figures(db_session)
+        figures, home_charts = await _home_figures(request, db_session)
         latest = await public_service.open_listings(db_session, 5)
         results = await public_service.public_results(db_session, page=1, page_size=5)
         return page(
             request,
             "portal/home.html",
             figures=figures,
-            charts=_home_charts(figures, request_language(request)),
+            charts=home_charts,
             latest=latest,
             results=results.items,
             status_colours=STATUS_COLOURS,
