@@ -196,3 +196,12 @@ Index(
 )
 #: the warning rules: is there a listing behind this contract (migration 0009)
 Index("ix_listing_contract_id", Listing.contract_id)
+#: the public announcements: newest first, read backwards along this index; its count, from the index alone
+#: (migration 0010)
+Index(
+    "ix_listing_announced",
+    Listing.announced_at,
+    Listing.id,
+    postgresql_where=Listing.announced_at.is_not(None),
+    sqlite_where=Listing.announced_at.is_not(None),
+)

@@ -75,6 +75,11 @@ def create_engine(settings: Settings | None = None, **kwargs: Any) -> AsyncEngin
     # PostgreSQL backend and asyncpg's type set-up) and run the server out of connection slots
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 0)
+    # no JIT compilation: once a statement's estimated cost passes jit_above_cost (a search or a count over the
+    # city's listings does), PostgreSQL spends about 100 ms compiling it, more than the short statements of a
+    # request take to run
+    connect_args = kwargs.setdefault("connect_args", {})
+    connect_args.setdefault("server_settings", {}).setdefault("jit", "off")
     engine = create_async_engine(url, echo=settings.echo_sql, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_after_idle(engine, settings.database_ping_after_idle_seconds)

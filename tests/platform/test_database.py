@@ -1,4 +1,4 @@
-"""The PostgreSQL connection pool: idle connections are checked before use, busy ones are not."""
+"""The PostgreSQL connection pool: idle connections are checked before use, busy ones are not; no JIT."""
 
 from __future__ import annotations
 
@@ -57,5 +57,20 @@ async def test_a_connection_in_steady_use_is_not_pinged(postgres_url: str) -> No
         with pytest.raises(DBAPIError):
             await _backend_pid(engine)
         assert await _backend_pid(engine) != first
+    finally:
+        await engine.dispose()
+
+
+async def test_the_app_connections_never_jit_compile_statements(postgres_url: str) -> None:
+    engine = create_engine(make_settings(postgres_url), pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SHOW jit")) == "off"
+            # a statement costed past jit_above_cost is run without compiling it
+            await connection.execute(text("SET jit_above_cost = 0"))
+            plan = "\n".join(
+                await connection.scalars(text("EXPLAIN (ANALYZE) SELECT sum(g) FROM generate_series(1, 1000) g"))
+            )
+            assert "JIT" not in plan
     finally:
         await engine.dispose()
