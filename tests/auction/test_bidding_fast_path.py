@@ -1,5 +1,6 @@
-"""The bidding fast path: an acceptable bid is two statements under the listing's lock, and under contention on
-one listing (separate connections, both databases) no bid is lost, doubled, reordered or stamped backwards."""
+"""The bidding fast path: an acceptable bid is one statement on PostgreSQL (two under the lock on SQLite);
+under contention on one listing (separate connections, both databases) no bid is lost, doubled, reordered or
+stamped backwards."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sanzi.auction.models import Bid, Listing
@@ -42,12 +43,15 @@ class Statements:
         self.recording = False
         event.listen(engine.sync_engine, "before_cursor_execute", self._record)
 
-    def _record(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.isolation: list[str | None] = []
+
+    def _record(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if self.recording and not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "SELECT 1")):
             self.seen.append(" ".join(statement.split())[:60])
+            self.isolation.append(conn.get_execution_options().get("isolation_level"))
 
 
-async def test_an_acceptable_bid_is_one_update_and_one_insert(own_engine: AsyncEngine) -> None:
+async def test_an_acceptable_bid_is_one_statement_or_an_update_and_an_insert(own_engine: AsyncEngine) -> None:
     maker = async_sessionmaker(own_engine, expire_on_commit=False)
     now = datetime.now(UTC)
     async with maker() as session:
@@ -60,7 +64,11 @@ async def test_an_acceptable_bid_is_one_update_and_one_insert(own_engine: AsyncE
         bid, created = await place_bid(session, live.id, live.bidders[1].bidder, 101_000_00, "second", now)
         statements.recording = False
     assert created and bid.seq == 2
-    assert [s.split()[0].upper() for s in statements.seen] == ["UPDATE", "INSERT"], statements.seen
+    if own_engine.dialect.name == "postgresql":  # one writable CTE, outside a transaction block
+        assert [s.split()[0].upper() for s in statements.seen] == ["WITH"], statements.seen
+        assert "UPDATE" in statements.seen[0].upper() and statements.isolation == ["AUTOCOMMIT"]
+    else:
+        assert [s.split()[0].upper() for s in statements.seen] == ["UPDATE", "INSERT"], statements.seen
     async with maker() as session:
         stored = (await session.execute(select(Listing.bid_count, Listing.current_price_fen,
                                                Listing.leading_registration_id).where(Listing.id == live.id))).one()
@@ -68,8 +76,9 @@ async def test_an_acceptable_bid_is_one_update_and_one_insert(own_engine: AsyncE
         row = await session.scalar(select(Bid).where(Bid.listing_id == live.id, Bid.seq == 2))
         assert row is not None and row.id == bid.id and row.client_key == "second" and row.placed_at == now
 
-    # a refusal (the leader raising alone) goes down the locked path and changes nothing
+    # a refusal (the leader raising alone) goes down the locked path, in a transaction, and changes nothing
     statements.seen.clear()
+    statements.isolation.clear()
     async with maker() as session:
         statements.recording = True
         with pytest.raises(DomainError) as refused:
@@ -77,10 +86,39 @@ async def test_an_acceptable_bid_is_one_update_and_one_insert(own_engine: AsyncE
         statements.recording = False
     assert refused.value.code == "already_leading"
     assert len(statements.seen) > 2  # the fast path missed, the slow path gave the exact reason
+    assert None in statements.isolation[1:] and "AUTOCOMMIT" not in statements.isolation[1:]
     async with maker() as session:
         again = (await session.execute(select(Listing.bid_count, Listing.current_price_fen,
                                               Listing.leading_registration_id).where(Listing.id == live.id))).one()
         assert tuple(again) == tuple(stored)
+
+
+async def test_the_connection_of_a_bid_outside_a_transaction_is_transactional_again(
+    empty_database_url: str,
+) -> None:
+    """On PostgreSQL the fast path runs its statement in autocommit; the pool must hand that connection back
+    as it was, so the next request's statements share one transaction (and a rollback undoes them)."""
+    if not empty_database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs the fast path in a transaction")
+    await load_villages(empty_database_url)
+    engine = create_engine(make_settings(empty_database_url), pool_size=1)
+    try:
+        maker = async_sessionmaker(engine, expire_on_commit=False)
+        now = datetime.now(UTC)
+        async with maker() as session:
+            live = await make_live_listing(session, bidders=2, now=now)
+        async with maker() as session:
+            bid, created = await place_bid(session, live.id, live.bidders[0].bidder, 100_000_00, "first", now)
+            assert created and bid.seq == 1
+            first = await session.scalar(text("select txid_current()"))
+            second = await session.scalar(text("select txid_current()"))
+            assert first == second  # one transaction, not a statement each
+            await session.execute(update(Listing).where(Listing.id == live.id).values(bid_count=99))
+            await session.rollback()
+        async with maker() as session:
+            assert await session.scalar(select(Listing.bid_count).where(Listing.id == live.id)) == 1
+    finally:
+        await engine.dispose()
 
 
 async def bid_until_done(
