@@ -16,6 +16,7 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
 )
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -131,6 +132,21 @@ def sqlalchemy_config(
             render_as_batch=True,
         ),
     )
+
+
+async def read_without_transaction(session: AsyncSession) -> None:
+    """Let a request that only reads run its statements outside a transaction block (PostgreSQL).
+
+    Each statement still reads one consistent snapshot; what a page loses is only that its few queries could
+    see different moments, which a public page tolerates. It saves the BEGIN and the COMMIT around them: two of
+    the four round trips of a results page. The pool resets the connection when the session hands it back.
+    A session already in a transaction, or bound to a connection (a caller's transaction), is left as it is;
+    so is SQLite, whose transactions cost no round trip.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or session.in_transaction() or not isinstance(bind, Engine):
+        return
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 @asynccontextmanager

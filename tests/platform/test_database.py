@@ -1,4 +1,5 @@
-"""The PostgreSQL connection pool: idle connections are checked before use, busy ones are not; no JIT."""
+"""The PostgreSQL connection pool: idle connections are checked before use, busy ones are not; no JIT; public
+reads outside a transaction block."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from sanzi.platform.database import create_engine
+from sanzi.platform.database import create_engine, read_without_transaction
 from tests.conftest import make_settings
 
 
@@ -72,5 +74,25 @@ async def test_the_app_connections_never_jit_compile_statements(postgres_url: st
                 await connection.scalars(text("EXPLAIN (ANALYZE) SELECT sum(g) FROM generate_series(1, 1000) g"))
             )
             assert "JIT" not in plan
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_outside_a_transaction_runs_each_statement_on_its_own_and_leaves_the_pool_clean(
+    postgres_url: str,
+) -> None:
+    engine = create_engine(make_settings(postgres_url), pool_size=1)
+    maker = async_sessionmaker(engine)
+    txid = text("SELECT txid_current()")
+    try:
+        async with maker() as session:
+            await read_without_transaction(session)
+            assert await session.scalar(txid) != await session.scalar(txid)  # no transaction block
+        async with maker() as session:  # the same pooled connection, transactional again
+            assert await session.scalar(txid) == await session.scalar(txid)
+        async with maker() as session:
+            await session.scalar(txid)  # already in a transaction: left as it is
+            await read_without_transaction(session)
+            assert await session.scalar(txid) == await session.scalar(txid)
     finally:
         await engine.dispose()
