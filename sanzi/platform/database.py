@@ -138,8 +138,8 @@ async def read_without_transaction(session: AsyncSession) -> None:
     """Let a request that only reads run its statements outside a transaction block (PostgreSQL).
 
     Each statement still reads one consistent snapshot; what a page loses is only that its few queries could
-    see different moments, which a public page tolerates. It saves the BEGIN and the COMMIT around them: two of
-    the four round trips of a results page. The pool resets the connection when the session hands it back.
+    see different moments, which a public page tolerates. It saves the BEGIN and the COMMIT around them: two
+    of the four round trips of a results page. The pool resets the connection when the session hands it back.
     A session already in a transaction, or bound to a connection (a caller's transaction), is left as it is;
     so is SQLite, whose transactions cost no round trip.
     """
