@@ -19,7 +19,7 @@ from sanzi.auction.models import Listing, ListingStatus
 from sanzi.auction.services.bidding import place_bid
 from sanzi.auction.services.public import platform_figures, premium_rate, public_results
 from sanzi.auction.services.results import close_listing
-from sanzi.platform.models import Village
+from sanzi.platform.models import District, Township, Village
 from tests.auction.factories import LiveListing, make_live_listing
 from tests.conftest import VILLAGE_A, VILLAGE_B, Actor
 
@@ -301,6 +301,64 @@ async def test_announcement_filters_narrow_the_list_and_bad_values_are_shown_bes
         error = re.search(rf'id="f-{name}-error">([^<]+)<', refused.text)
         assert error and ("请从列表中选择" in error.group(1) or "不能超过 50 个字" in error.group(1)), params
         assert listing_ids(refused.text) == set()
+
+
+class Select(HTMLParser):
+    """One select's options by id: (option group, value, text, selected)."""
+
+    def __init__(self, select_id: str) -> None:
+        super().__init__()
+        self.select_id, self.inside, self.group = select_id, False, ""
+        self.options: list[tuple[str, str, str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "select":
+            self.inside = values.get("id") == self.select_id
+        elif self.inside and tag == "optgroup":
+            self.group = values.get("label") or ""
+        elif self.inside and tag == "option":
+            self.options.append((self.group, values.get("value") or "", "", "selected" in values))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and self.options and not self.options[-1][2]:
+            group, value, _, selected = self.options[-1]
+            self.options[-1] = (group, value, data.strip(), selected)
+
+
+def township_options(html: str) -> list[tuple[str, str, str, bool]]:
+    parser = Select("f-township")
+    parser.feed(html)
+    return parser.options
+
+
+async def test_the_township_filter_lists_every_township_by_district_and_keeps_the_choice(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    expected = {(t.district_code, t.code, t.name) for t in await db.scalars(select(Township))}
+    district_names = {code: name for code, name in await db.execute(select(District.code, District.name))}
+    township_a = VILLAGE_A[:9] + "000"
+    for path in ("/results", "/announcements"):
+        every = township_options((await client.get(path)).text)
+        assert every[0] == ("", "", "全部镇街", False)
+        assert {(group, value, text) for group, value, text, _ in every[1:]} == {
+            (district_names[d], code, name) for d, code, name in expected
+        }
+        assert not any(selected for *_, selected in every)
+
+        # a district narrows the list to its townships; a township chosen is selected, and the choice of
+        # one request never leaks into the next (the options are written once per worker)
+        for _ in range(2):
+            response = await client.get(path, params={"district": DISTRICT_A, "township": township_a})
+            options = township_options(response.text)[1:]
+            assert {value for _, value, _, _ in options} == {c for d, c, _ in expected if d == DISTRICT_A}
+            assert [value for _, value, _, selected in options if selected] == [township_a]
+        again = township_options((await client.get(path, params={"district": DISTRICT_A})).text)
+        assert not any(selected for *_, selected in again)
 
 
 async def test_announcements_are_paged_keeping_the_filters(

@@ -110,13 +110,46 @@ class Area:
     district_code: str = ""
 
 
+@dataclass
+class Areas:
+    """The districts and townships of the filter forms, with the township options already written as HTML
+    (about 175 options: escaping them on every list page cost a quarter of its rendering)."""
+
+    districts: list[Area]
+    townships: list[Area]
+    _options: dict[str | None, Markup] = field(default_factory=dict)
+
+    def township_options(self, district: str | None, chosen: str | None) -> Markup:
+        """The township select's option groups (the chosen district's only, when one is chosen), with
+        ``chosen`` selected."""
+        options = self._options.get(district)
+        if options is None:
+            names = {d.code: d.name for d in self.districts}
+            groups: dict[str, list[Area]] = {}
+            for township in self.townships:
+                if not district or township.district_code == district:
+                    groups.setdefault(township.district_code, []).append(township)
+            options = Markup("").join(
+                Markup('<optgroup label="{}">{}</optgroup>').format(
+                    names.get(code, code),
+                    Markup("").join(Markup('<option value="{}">{}</option>').format(t.code, t.name) for t in rows),
+                )
+                for code, rows in groups.items()
+            )
+            self._options[district] = options
+        if chosen:
+            unselected = Markup('<option value="{}">').format(chosen)
+            options = Markup(options.replace(unselected, Markup('<option value="{}" selected>').format(chosen), 1))
+        return options
+
+
 #: the districts and townships change only when the divisions are imported again: each worker keeps them
 #: for a minute instead of reading ~200 rows on every list page
 AREAS_SECONDS = 60.0
-_areas_cache: dict[str, tuple[float, tuple[list[Area], list[Area]]]] = {}
+_areas_cache: dict[str, tuple[float, Areas]] = {}
 
 
-async def _areas(session: AsyncSession) -> tuple[list[Area], list[Area]]:
+async def _areas(session: AsyncSession) -> Areas:
     database = str(session.get_bind().engine.url)  # one entry per database the worker talks to
     now = time.monotonic()
     cached = _areas_cache.get(database)
@@ -125,26 +158,25 @@ async def _areas(session: AsyncSession) -> tuple[list[Area], list[Area]]:
     geography = GeographyService(session)
     districts = [Area(d.code, d.name) for d in await geography.districts()]
     townships = [Area(t.code, t.name, t.district_code) for t in await geography.townships(None)]
-    _areas_cache[database] = (now, (districts, townships))
-    return districts, townships
+    areas = Areas(districts, townships)
+    _areas_cache[database] = (now, areas)
+    return areas
 
 
-def _parse_filters(
-    request: AnyRequest, districts: list[Area], townships: list[Area], statuses: list[str]
-) -> Filters:
+def _parse_filters(request: AnyRequest, areas: Areas, statuses: list[str]) -> Filters:
     """The filters of the announcements and results lists; an unknown value is an error beside its field."""
     form = {k: str(v).strip() for k, v in request.query_params.items() if k != "page"}
     filters = Filters(form=form)
     errors = filters.errors
     district = form.get("district") or None
     if district:
-        if district not in {d.code for d in districts}:
+        if district not in {d.code for d in areas.districts}:
             errors["district"] = "请从列表中选择区"
         else:
             filters.district = district
     township = form.get("township") or None
     if township:
-        chosen = next((t for t in townships if t.code == township), None)
+        chosen = next((t for t in areas.townships if t.code == township), None)
         if chosen is None:
             errors["township"] = "请从列表中选择镇街"
         elif filters.district and chosen.district_code != filters.district:
@@ -180,17 +212,11 @@ def _parse_filters(
     return filters
 
 
-def _area_options(districts: list[Area], townships: list[Area], district: str | None) -> dict[str, Any]:
-    """Districts, and the townships grouped by district (only the chosen district's when one is chosen)."""
-    names = {d.code: d.name for d in districts}
-    groups: dict[str, list[Area]] = {}
-    for township in townships:
-        if district and township.district_code != district:
-            continue
-        groups.setdefault(township.district_code, []).append(township)
+def _area_options(areas: Areas, filters: Filters) -> dict[str, Any]:
+    """The district options, and the township options (only the chosen district's when one is chosen)."""
     return {
-        "district_options": [(d.code, d.name) for d in districts],
-        "township_groups": [(names.get(code, code), rows) for code, rows in groups.items()],
+        "district_options": [(d.code, d.name) for d in areas.districts],
+        "township_options": areas.township_options(filters.district, filters.township),
     }
 
 
@@ -300,8 +326,8 @@ class PublicPortalController(Controller):
     @get("/announcements", operation_id="PortalAnnouncements", opt=PUBLIC)
     async def announcements(self, db_session: AsyncSession, request: AnyRequest) -> Template:
         await read_without_transaction(db_session)
-        districts, townships = await _areas(db_session)
-        filters = _parse_filters(request, districts, townships, PUBLIC_STATUS_CODES)
+        areas = await _areas(db_session)
+        filters = _parse_filters(request, areas, PUBLIC_STATUS_CODES)
         items: list[Any] = []
         total = 0
         if not filters.errors:
@@ -332,7 +358,7 @@ class PublicPortalController(Controller):
             status_options=[(s, STATUS_NAMES_ZH[ListingStatus(s)]) for s in PUBLIC_STATUS_CODES],
             status_colours=STATUS_COLOURS,
             **FILTER_OPTIONS,
-            **_area_options(districts, townships, filters.district),
+            **_area_options(areas, filters),
         )
 
     @get("/listings/{listing_id:int}", operation_id="PortalListing", opt=PUBLIC)
@@ -376,8 +402,8 @@ class PublicPortalController(Controller):
     @get("/results", operation_id="PortalResults", opt=PUBLIC)
     async def results(self, db_session: AsyncSession, request: AnyRequest) -> Template:
         await read_without_transaction(db_session)
-        districts, townships = await _areas(db_session)
-        filters = _parse_filters(request, districts, townships, ["sold", "failed"])
+        areas = await _areas(db_session)
+        filters = _parse_filters(request, areas, ["sold", "failed"])
         items: list[Any] = []
         total = 0
         if not filters.errors:
@@ -406,7 +432,7 @@ class PublicPortalController(Controller):
             pager=paginate(total, filters.page, PER_PAGE),
             status_options=[("sold", "成交"), ("failed", "流拍")],
             **FILTER_OPTIONS,
-            **_area_options(districts, townships, filters.district),
+            **_area_options(areas, filters),
         )
 
     @get("/search", operation_id="PortalSearch", opt=PUBLIC)
