@@ -129,17 +129,18 @@ class Areas:
             for township in self.townships:
                 if not district or township.district_code == district:
                     groups.setdefault(township.district_code, []).append(township)
+            option = Markup('<option value="{}">{}</option>')
             options = Markup("").join(
                 Markup('<optgroup label="{}">{}</optgroup>').format(
-                    names.get(code, code),
-                    Markup("").join(Markup('<option value="{}">{}</option>').format(t.code, t.name) for t in rows),
+                    names.get(code, code), Markup("").join(option.format(t.code, t.name) for t in rows)
                 )
                 for code, rows in groups.items()
             )
             self._options[district] = options
         if chosen:
             unselected = Markup('<option value="{}">').format(chosen)
-            options = Markup(options.replace(unselected, Markup('<option value="{}" selected>').format(chosen), 1))
+            selected = Markup('<option value="{}" selected>').format(chosen)
+            options = Markup(options.replace(unselected, selected, 1))
         return options
 
 
