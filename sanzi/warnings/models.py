@@ -90,6 +90,7 @@ class IntegrityIndex(BigIntBase):
     open_red: Mapped[int] = mapped_column(default=0)
     open_orange: Mapped[int] = mapped_column(default=0)
     open_yellow: Mapped[int] = mapped_column(default=0)
+    #: when these values were computed; a recompute that finds the same values leaves the row as it is
     computed_at: Mapped[datetime]
 
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, or_, select, true
+from sqlalchemy import ARRAY, and_, bindparam, case, false, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -140,12 +140,28 @@ class IntegrityService:
             )
         if not rows:
             return 0
-        dialect = postgresql if self.session.bind.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(IntegrityIndex)
-        statement = statement.on_conflict_do_update(
-            index_elements=["village_code", "month"],
-            set_={c: statement.excluded[c] for c in ("score", "level", "open_red", "open_orange", "open_yellow", "computed_at")},
-        )
+        values = ("score", "level", "open_red", "open_orange", "open_yellow")
+        table = IntegrityIndex.__table__
+
+        def upsert_changed(statement: Any) -> Any:
+            """Insert a village's month, or update it only where a value changed (a full scan usually
+            changes few villages: rewriting every row cost most of the recompute)."""
+            return statement.on_conflict_do_update(
+                index_elements=["village_code", "month"],
+                set_={c: statement.excluded[c] for c in (*values, "computed_at")},
+                where=or_(*(table.c[c] != statement.excluded[c] for c in values)),
+            )
+
+        if self.session.bind.dialect.name == "postgresql":
+            # every village's row in one statement, each column sent as one array (one round trip)
+            columns = list(rows[0])
+            arrays = [bindparam(c, [r[c] for r in rows], type_=ARRAY(table.c[c].type)) for c in columns]
+            source = func.unnest(*arrays).table_valued(*columns).render_derived()
+            await self.session.execute(
+                upsert_changed(postgresql.insert(IntegrityIndex).from_select(columns, select(*source.c)))
+            )
+            return len(rows)
+        statement = upsert_changed(sqlite.insert(IntegrityIndex))
         for start in range(0, len(rows), 1000):
             await self.session.execute(statement, rows[start : start + 1000])
         return len(rows)

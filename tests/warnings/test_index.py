@@ -71,6 +71,23 @@ async def test_the_score_is_clamped_and_parameters_apply(db: AsyncSession) -> No
     assert (row.score, row.level) == (60.0, "orange")
 
 
+async def test_a_recompute_rewrites_only_the_villages_whose_values_changed(db: AsyncSession) -> None:
+    first, later, latest = at(2025, 6, 20), at(2025, 6, 21), at(2025, 6, 22)
+    await IntegrityService(db).recompute(MONTH, now=first)
+    await IntegrityService(db).recompute(MONTH, now=later)  # nothing changed: every row is left as it was
+    stamps = dict(
+        (await db.execute(select(IntegrityIndex.village_code, IntegrityIndex.computed_at)
+                          .where(IntegrityIndex.month == MONTH))).all()
+    )
+    assert len(stamps) >= 1145 and set(stamps.values()) == {first}
+
+    await make_alert(db, VILLAGE_A, severity="orange", occurred_at=at(2025, 6))
+    await IntegrityService(db).recompute(MONTH, now=latest)
+    changed = await index_of(db, VILLAGE_A)
+    assert (changed.score, changed.open_orange, changed.computed_at) == (85.0, 1, latest)
+    assert (await index_of(db, VILLAGE_B)).computed_at == first
+
+
 @pytest.mark.parametrize(
     ("score", "level"), [(85.0, "green"), (84.99, "yellow"), (70.0, "yellow"), (69.99, "orange"), (50.0, "orange"), (49.99, "red")]
 )
