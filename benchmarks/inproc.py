@@ -297,7 +297,10 @@ async def verify_chains(engine: AsyncEngine, villages: int) -> tuple[float, int,
 
 
 async def heaviest_plans(engine: AsyncEngine, log: StatementLog, top: int = 3) -> list[dict[str, Any]]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the slowest statements of the recorded scan, with their parameters."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the slowest statements of the recorded scan, with their parameters, under
+    the settings the scan runs them with (no JIT, the scan's ``work_mem``)."""
+    from sanzi.warnings.engine import SCAN_WORK_MEM
+
     heaviest = sorted(
         (s for s in log.statements if s[1].lstrip().upper().startswith(("SELECT", "WITH"))),
         key=lambda s: s[0],
@@ -306,6 +309,10 @@ async def heaviest_plans(engine: AsyncEngine, log: StatementLog, top: int = 3) -
     plans = []
     async with engine.connect() as conn:
         for seconds, statement, parameters, rule_id in heaviest:
+            await conn.execute(
+                text("SELECT set_config('jit', 'off', true), set_config('work_mem', :work_mem, true)"),
+                {"work_mem": SCAN_WORK_MEM},
+            )
             rows = await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
             plans.append(
                 {
