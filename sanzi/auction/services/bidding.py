@@ -319,17 +319,16 @@ _RETURNED = (
 )
 
 
-@functools.cache
-def _fast_update(by_user: bool) -> Any:
-    """The fast path's conditional UPDATE, built once (Core, bound parameters: compiled once, cached).
+def _acceptance(by_user: bool, at: Any, new_end: Any) -> tuple[Any, Any]:
+    """(the conditional UPDATE of the listing that applies an acceptable bid stamped ``at``, the bidder
+    number of the new leader): every rule re-checked in SQL on the locked row. Both fast paths add their own
+    conditions, the stamp of ``updated_at`` and what they return.
 
-    Parameters: listing_id, bidder (a user id when ``by_user``, else a bidder id), amount, now, new_end (now plus
-    the extension), extension_minutes (the value new_end assumed), updated_at.
+    Parameters: listing_id, bidder (a user id when ``by_user``, else a bidder id), amount.
     """
     listing, registration, bidder = Listing.__table__, Registration.__table__, Bidder.__table__
     c = listing.c
     moment = c.current_end_at.type
-    now, new_end = bindparam("now", type_=moment), bindparam("new_end", type_=moment)
     amount = bindparam("amount", type_=c.current_price_fen.type)
     listing_id = bindparam("listing_id", type_=c.id.type)
     bidder_id: Any = (
@@ -359,14 +358,13 @@ def _fast_update(by_user: bool) -> Any:
              c.current_price_fen + c.max_increment_fen >= amount),
     )
     number = select(registration.c.bidder_number).where(registration.c.id == c.leading_registration_id)
-    return (
+    applied = (
         update(listing)
         .where(
             c.id == listing_id,
             c.status == ListingStatus.BIDDING.value,
-            c.bidding_starts_at <= now,
-            end > now,
-            c.extension_minutes == bindparam("p_extension_minutes", type_=c.extension_minutes.type),
+            c.bidding_starts_at <= at,
+            end > at,
             # an end already exactly at this bid's extension would leave the returned row ambiguous (extended
             # by this bid or not?): the slow path decides that instant
             end != new_end,
@@ -381,9 +379,25 @@ def _fast_update(by_user: bool) -> Any:
             current_end_at=case((extend, new_end), else_=end),
             extensions_used=case((extend, c.extensions_used + 1), else_=c.extensions_used),
             lock_version=c.lock_version + 1,
-            updated_at=bindparam("p_updated_at", type_=c.updated_at.type),
         )
-        .returning(*(c[name] for name in _RETURNED), number.scalar_subquery())
+    )
+    return applied, number.scalar_subquery()
+
+
+@functools.cache
+def _fast_update(by_user: bool) -> Any:
+    """The fast path's conditional UPDATE on SQLite, built once (Core, bound parameters: compiled once and
+    cached). Parameters: those of ``_acceptance``, now, new_end (now plus the extension), p_extension_minutes
+    (the value new_end assumed), p_updated_at.
+    """
+    c = Listing.__table__.c
+    moment = c.current_end_at.type
+    now, new_end = bindparam("now", type_=moment), bindparam("new_end", type_=moment)
+    applied, number = _acceptance(by_user, now, new_end)
+    return (
+        applied.where(c.extension_minutes == bindparam("p_extension_minutes", type_=c.extension_minutes.type))
+        .values(updated_at=bindparam("p_updated_at", type_=c.updated_at.type))
+        .returning(*(c[name] for name in _RETURNED), number)
     )
 
 
@@ -403,78 +417,27 @@ def _one_statement(by_user: bool, follow_clock: bool) -> Any:
     injected time (tests, the demo) is used as it is, as on the slow path. Parameters: listing_id, bidder (a
     user id when ``by_user``), amount, now, latest (now plus the tolerance), client_key, ip, device.
     """
-    listing, registration, bidder, bid = (
-        Listing.__table__, Registration.__table__, Bidder.__table__, Bid.__table__
-    )
+    listing, bid = Listing.__table__, Bid.__table__
     c = listing.c
     moment = c.current_end_at.type
     now = bindparam("now", type_=moment)
     at = func.greatest(now, c.updated_at, type_=moment) if follow_clock else now
     minute = literal_column("interval '1 minute'", type_=Interval())
-    new_end = at + c.extension_minutes * minute
-    amount = bindparam("amount", type_=c.current_price_fen.type)
-    listing_id = bindparam("listing_id", type_=c.id.type)
-    bidder_id: Any = (
-        select(bidder.c.id).where(bidder.c.user_id == bindparam("bidder")).scalar_subquery()
-        if by_user
-        else bindparam("bidder", type_=registration.c.bidder_id.type)
-    )
-    registration_id = (
-        select(registration.c.id)
-        .where(
-            registration.c.listing_id == listing_id,
-            registration.c.bidder_id == bidder_id,
-            registration.c.status == RegistrationStatus.QUALIFIED.value,
-            registration.c.bidder_number.is_not(None),
-            registration.c.bidder_number != "",
-            registration.c.deposit_state == DepositState.HELD.value,
-        )
-        .scalar_subquery()
-    )
-    end = func.coalesce(c.current_end_at, c.bidding_ends_at, type_=moment)
-    extend = and_(end < new_end, c.extensions_used < c.max_extensions)
-    first = or_(c.bid_count == 0, c.current_price_fen.is_(None))
-    in_range = or_(
-        and_(first, c.starting_price_fen <= amount, c.starting_price_fen + c.max_increment_fen >= amount),
-        and_(~first, c.current_price_fen + c.min_increment_fen <= amount,
-             c.current_price_fen + c.max_increment_fen >= amount),
-    )
-    conditions = [
-        c.id == listing_id,
-        c.status == ListingStatus.BIDDING.value,
-        c.bidding_starts_at <= at,
-        end > at,
-        end != new_end,  # ambiguous (extended by this bid or not?): the slow path decides that instant
-        in_range,
-        registration_id.is_not(None),
-        or_(
-            c.bid_count == 0,
-            c.leading_registration_id.is_(None),
-            c.leading_registration_id != registration_id,
-        ),
-    ]
+    applied, number = _acceptance(by_user, at, at + c.extension_minutes * minute)
     if follow_clock:
-        conditions.append(c.updated_at <= bindparam("latest", type_=moment))
-    number = select(registration.c.bidder_number).where(registration.c.id == c.leading_registration_id)
+        applied = applied.where(c.updated_at <= bindparam("latest", type_=moment))
     placed = (
-        update(listing)
-        .where(*conditions)
-        .values(
-            current_price_fen=amount,
-            bid_count=c.bid_count + 1,
-            leading_registration_id=registration_id,
-            current_end_at=case((extend, new_end), else_=end),
-            extensions_used=case((extend, c.extensions_used + 1), else_=c.extensions_used),
-            lock_version=c.lock_version + 1,
-            updated_at=at,  # the bid's stamp (see above)
-        )
+        applied.values(updated_at=at)  # the bid's stamp (see above)
         .returning(
             *(c[name] for name in _RETURNED),
-            number.scalar_subquery().label("bidder_number"),
+            number.label("bidder_number"),
             c.updated_at.label("placed_at"),
         )
         .cte("placed")
     )
+    # the same parameters as in the UPDATE, by name
+    listing_id = bindparam("listing_id", type_=c.id.type)
+    amount = bindparam("amount", type_=c.current_price_fen.type)
     # the end moved to exactly the stamp plus the extension only if this bid extended it (the WHERE above)
     moved_to = placed.c.placed_at + placed.c.extension_minutes * minute
     extended = case((placed.c.current_end_at == moved_to, placed.c.current_end_at), else_=None)
@@ -527,25 +490,9 @@ async def _fast_one_statement(
         raise _FastPathMissed from exc
     if row is None:
         return None  # nothing written: the slow path refuses exactly, opens the listing, or answers a replay
-    (village_code, status, starting, min_inc, max_inc, price, seq, leader, starts_at, ends_at, current_end,
-     used, max_ext, ext_minutes, bidder_number, placed_at, bid_id, extended_end_at) = row
-    listing = Listing(
-        id=listing_id,
-        village_code=village_code,
-        status=status,
-        starting_price_fen=starting,
-        min_increment_fen=min_inc,
-        max_increment_fen=max_inc,
-        current_price_fen=price,
-        bid_count=seq,
-        leading_registration_id=leader,
-        bidding_starts_at=starts_at,
-        bidding_ends_at=ends_at,
-        current_end_at=current_end,
-        extensions_used=used,
-        max_extensions=max_ext,
-        extension_minutes=ext_minutes,
-    )
+    listing = _returned_listing(listing_id, row)
+    seq, leader = listing.bid_count, listing.leading_registration_id
+    bidder_number, placed_at, bid_id, extended_end_at = row[len(_RETURNED):]
     bid = Bid(
         id=bid_id,
         listing_id=listing_id,
@@ -559,6 +506,11 @@ async def _fast_one_statement(
         device_fingerprint=device,
     )
     return _placed(session, bid, listing, bidder_number)
+
+
+def _returned_listing(listing_id: int, row: Row[Any]) -> Listing:
+    """The listing's state after the bid, from the ``_RETURNED`` columns a fast path's UPDATE returned."""
+    return Listing(id=listing_id, **dict(zip(_RETURNED, row[: len(_RETURNED)], strict=True)))
 
 
 def _bidder_key(bidder: Bidder | User | int) -> tuple[bool, int]:
@@ -633,9 +585,9 @@ async def _fast_statements(
     ).one_or_none()
     if row is None:
         return None  # nothing written: the slow path refuses exactly, opens the listing, or answers a replay
-    (village_code, status, starting, min_inc, max_inc, price, seq, leader, starts_at, ends_at, current_end,
-     used, max_ext, ext_minutes, bidder_number) = row
-    extended_end_at = new_end if current_end == new_end else None
+    listing = _returned_listing(listing_id, row)
+    seq, leader, (bidder_number,) = listing.bid_count, listing.leading_registration_id, row[len(_RETURNED):]
+    extended_end_at = new_end if listing.current_end_at == new_end else None
     values = {
         "p_listing_id": listing_id,
         "p_seq": seq,
@@ -665,23 +617,6 @@ async def _fast_statements(
         extended_end_at=extended_end_at,
         ip_address=ip,
         device_fingerprint=device,
-    )
-    listing = Listing(
-        id=listing_id,
-        village_code=village_code,
-        status=status,
-        starting_price_fen=starting,
-        min_increment_fen=min_inc,
-        max_increment_fen=max_inc,
-        current_price_fen=price,
-        bid_count=seq,
-        leading_registration_id=leader,
-        bidding_starts_at=starts_at,
-        bidding_ends_at=ends_at,
-        current_end_at=current_end,
-        extensions_used=used,
-        max_extensions=max_ext,
-        extension_minutes=ext_minutes,
     )
     return _placed(session, bid, listing, bidder_number)
 
