@@ -134,19 +134,21 @@ def sqlalchemy_config(
     )
 
 
-async def read_without_transaction(session: AsyncSession) -> None:
-    """Let a request that only reads run its statements outside a transaction block (PostgreSQL).
+async def outside_transaction_block(session: AsyncSession) -> bool:
+    """Run a fresh session's statements each on its own, outside a transaction block (PostgreSQL); whether it
+    did. The pool resets the connection when the session hands it back.
 
-    Each statement still reads one consistent snapshot; what a page loses is only that its few queries could
-    see different moments, which a public page tolerates. It saves the BEGIN and the COMMIT around them: two
-    of the four round trips of a results page. The pool resets the connection when the session hands it back.
-    A session already in a transaction, or bound to a connection (a caller's transaction), is left as it is;
-    so is SQLite, whose transactions cost no round trip.
+    It saves the BEGIN and the COMMIT around them (two of the four round trips of a results page), and lets a
+    single writing statement (a bid) hold its row locks only while it runs. Each statement still reads one
+    consistent snapshot; a page's few reads may see different moments, which a public page tolerates. A
+    session already in a transaction, or bound to a connection (a caller's transaction), is left as it is; so
+    is SQLite, whose transactions cost no round trip.
     """
     bind = session.get_bind()
     if bind.dialect.name != "postgresql" or session.in_transaction() or not isinstance(bind, Engine):
-        return
+        return False
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return True
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from sanzi.platform.database import create_engine, read_without_transaction
+from sanzi.platform.database import create_engine, outside_transaction_block
 from tests.conftest import make_settings
 
 
@@ -86,13 +86,13 @@ async def test_a_read_outside_a_transaction_runs_each_statement_on_its_own_and_l
     txid = text("SELECT txid_current()")
     try:
         async with maker() as session:
-            await read_without_transaction(session)
+            assert await outside_transaction_block(session)
             assert await session.scalar(txid) != await session.scalar(txid)  # no transaction block
         async with maker() as session:  # the same pooled connection, transactional again
             assert await session.scalar(txid) == await session.scalar(txid)
         async with maker() as session:
             await session.scalar(txid)  # already in a transaction: left as it is
-            await read_without_transaction(session)
+            assert not await outside_transaction_block(session)
             assert await session.scalar(txid) == await session.scalar(txid)
     finally:
         await engine.dispose()

@@ -26,7 +26,7 @@ from sanzi.auction.services import results as result_service
 from sanzi.ledger.models import AssetKind, TradeType
 from sanzi.platform import charts
 from sanzi.platform.auth import PUBLIC
-from sanzi.platform.database import read_without_transaction
+from sanzi.platform.database import outside_transaction_block
 from sanzi.platform.models import Role
 from sanzi.platform.pages import page, paginate, register_labels, request_language, translate
 from sanzi.platform.problems import NotFound
@@ -310,7 +310,7 @@ class PublicPortalController(Controller):
 
     @get("/", operation_id="PortalHome", opt=PUBLIC)
     async def home(self, db_session: AsyncSession, request: AnyRequest) -> Template:
-        await read_without_transaction(db_session)
+        await outside_transaction_block(db_session)
         figures, home_charts = await _home_figures(request, db_session)
         latest = await public_service.open_listings(db_session, 5)
         results = await public_service.public_results(db_session, page=1, page_size=5)
@@ -326,7 +326,7 @@ class PublicPortalController(Controller):
 
     @get("/announcements", operation_id="PortalAnnouncements", opt=PUBLIC)
     async def announcements(self, db_session: AsyncSession, request: AnyRequest) -> Template:
-        await read_without_transaction(db_session)
+        await outside_transaction_block(db_session)
         areas = await _areas(db_session)
         filters = _parse_filters(request, areas, PUBLIC_STATUS_CODES)
         items: list[Any] = []
@@ -364,7 +364,7 @@ class PublicPortalController(Controller):
 
     @get("/listings/{listing_id:int}", operation_id="PortalListing", opt=PUBLIC)
     async def listing(self, db_session: AsyncSession, request: AnyRequest, listing_id: int) -> Template:
-        await read_without_transaction(db_session)
+        await outside_transaction_block(db_session)
         user = request.scope.get("user")
         row = await listing_service.get_listing(db_session, listing_id, user)  # 404 unless public or theirs
         published = listing_service.is_published(row)
@@ -402,7 +402,7 @@ class PublicPortalController(Controller):
 
     @get("/results", operation_id="PortalResults", opt=PUBLIC)
     async def results(self, db_session: AsyncSession, request: AnyRequest) -> Template:
-        await read_without_transaction(db_session)
+        await outside_transaction_block(db_session)
         areas = await _areas(db_session)
         filters = _parse_filters(request, areas, ["sold", "failed"])
         items: list[Any] = []
@@ -438,7 +438,7 @@ class PublicPortalController(Controller):
 
     @get("/search", operation_id="PortalSearch", opt=PUBLIC)
     async def search(self, db_session: AsyncSession, request: AnyRequest) -> Template:
-        await read_without_transaction(db_session)
+        await outside_transaction_block(db_session)
         q = (request.query_params.get("q") or "").strip()
         errors: dict[str, str] = {}
         groups: dict[str, Any] = {}

@@ -54,6 +54,7 @@ from sanzi.auction.lifecycle import lock_listing, transition
 from sanzi.auction.models import Bid, DepositState, Listing, ListingStatus, Registration, RegistrationStatus
 from sanzi.auction.schemas import bidding as schemas
 from sanzi.platform import events
+from sanzi.platform.database import outside_transaction_block
 from sanzi.platform.models import Bidder, User
 from sanzi.platform.money import fen_to_yuan
 from sanzi.platform.problems import Conflict, DomainError, NotFound
@@ -288,8 +289,7 @@ async def _place_fast(
                 return await fast(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
         except _FastPathMissed:
             return None
-    if fast is _fast_one_statement:
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    await outside_transaction_block(session)  # PostgreSQL: the one statement on its own
     try:
         placed = await fast(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
     except _FastPathMissed:
