@@ -372,6 +372,27 @@ async def test_dominant_winner_share_and_count(
         assert "竞得本村 8 宗成交交易中的 4 宗" in findings[0].explanation
 
 
+async def test_dominant_winner_counts_the_lots_of_the_window_ending_at_the_latest_win(db: AsyncSession) -> None:
+    """The window is 24 months (730.5 days) back from the bidder's latest win in the village: a lot 730 days
+    before it is counted, one 731 days before is not, and a lot closed at the same moment as the latest win
+    is counted too."""
+    champion = await b.make_bidder(db)
+    latest = b.DEFAULT_CLOSED_AT
+    for days in (0, 20, 40, 60):
+        await b.make_auction(
+            db, VILLAGE_A, amounts=[(0, 1_000_00)], bidders=[champion], closed_at=latest - timedelta(days=days)
+        )
+    for days in (0, 100, 730, 731, 900):
+        await b.make_auction(
+            db, VILLAGE_A, amounts=[(0, 1_000_00)], bidders=1, closed_at=latest - timedelta(days=days)
+        )
+    findings = [
+        f for f in await found(db, "BID-DOMINANT-WINNER") if f.subject_id == f"{champion.id}:{VILLAGE_A}"
+    ]
+    assert [(f.numbers["wins"], f.numbers["lots"]) for f in findings] == [(4, 7)]
+    assert len(findings[0].evidence["listings"]) == 4
+
+
 # --- below market --------------------------------------------------------------------------------------------
 
 

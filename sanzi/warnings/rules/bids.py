@@ -20,7 +20,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
-from sqlalchemy import Float, and_, bindparam, case, cast, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Float,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -292,31 +305,6 @@ def _fenced(values: Any, min_comparables: int) -> Any:
     )
 
 
-class _within_window(FunctionElement):  # noqa: N801 - reads like a SQL function
-    """``earlier`` lies at most ``days`` days before ``later`` (and not after it): the same test as
-    ``days_between(earlier, later)`` between 0 and ``days``, written on PostgreSQL as a range on ``earlier``
-    (seconds are exact) so a join on it is a cheap comparison, or an index range, not an epoch per pair."""
-
-    type = Boolean()
-    inherit_cache = True
-
-
-@compiles(_within_window)
-def _within_window_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    earlier, later, days = (compiler.process(c, **kw) for c in element.clauses)
-    return (
-        f"({earlier} <= {later} AND "
-        f"{earlier} >= {later} - make_interval(secs => CAST({days} AS DOUBLE PRECISION) * 86400))"
-    )
-
-
-@compiles(_within_window, "sqlite")
-def _within_window_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
-    earlier, later, days = (compiler.process(c, **kw) for c in element.clauses)
-    span = f"(julianday({later}) - julianday({earlier}))"
-    return f"({span} >= 0 AND {span} <= {days})"
-
-
 class _all_ids(FunctionElement):  # noqa: N801 - reads like a SQL function
     """An aggregate: every value of a column joined by commas, repeats kept (``string_agg`` / ``group_concat``
     without DISTINCT, so PostgreSQL may hash the groups); :func:`parse_ids` reads it back distinct. A variant
@@ -334,6 +322,43 @@ def _all_ids_default(element, compiler, **kw):  # type: ignore[no-untyped-def]
 @compiles(_all_ids, "sqlite")
 def _all_ids_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
     return f"group_concat({compiler.process(element.clauses, **kw)})"
+
+
+class _trailing(FunctionElement):  # noqa: N801 - reads like a SQL function
+    """A window aggregate over the rows of the same ``partition`` whose ``moment`` lies at most ``days`` days
+    before the row's own (ties with it included): the frame ``RANGE BETWEEN … PRECEDING AND CURRENT ROW``,
+    a time interval on PostgreSQL (seconds are exact), a day count over ``julianday`` on SQLite. The rows a
+    self-join on that window would pair, without building the pairs."""
+
+    inherit_cache = True
+
+    def __init__(self, aggregate: Any, moment: Any, days: float, *partition: Any) -> None:
+        self.type = aggregate.type
+        # a float this module computed, written into the frame: a frame's offset must be a constant
+        super().__init__(aggregate, moment, literal_column(repr(float(days))), *partition)
+
+
+def _trailing_parts(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    aggregate, moment, days, *partition = (compiler.process(c, **kw) for c in element.clauses)
+    return aggregate, moment, days, ", ".join(partition)
+
+
+@compiles(_trailing)
+def _trailing_pg(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    aggregate, moment, days, partition = _trailing_parts(element, compiler, **kw)
+    return (
+        f"{aggregate} OVER (PARTITION BY {partition} ORDER BY {moment} RANGE BETWEEN "
+        f"make_interval(secs => {days} * 86400) PRECEDING AND CURRENT ROW)"
+    )
+
+
+@compiles(_trailing, "sqlite")
+def _trailing_sqlite(element, compiler, **kw):  # type: ignore[no-untyped-def]
+    aggregate, moment, days, partition = _trailing_parts(element, compiler, **kw)
+    return (
+        f"{aggregate} OVER (PARTITION BY {partition} ORDER BY julianday({moment}) RANGE BETWEEN "
+        f"{days} PRECEDING AND CURRENT ROW)"
+    )
 
 
 async def _rows(session: AsyncSession, statement: Select) -> list[Any]:
@@ -1515,31 +1540,28 @@ class DominantWinner(_BidRule):
             )
             .cte("sold")
         )
-        pairs = (
-            select(
-                sold.c.bidder_id,
-                sold.c.village_code,
-                sold.c.township_code,
-                func.max(sold.c.closed_at).label("latest"),
-            )
-            .group_by(sold.c.bidder_id, sold.c.village_code, sold.c.township_code)
-            .subquery("pairs")
-        )
-        lot = sold.alias("lot")
-        in_window = and_(
-            lot.c.village_code == pairs.c.village_code,
-            _within_window(lot.c.closed_at, pairs.c.latest, days),
-        )
-        mine = lot.c.bidder_id == pairs.c.bidder_id
+        # each win with the village's lots and the bidder's wins in the window ending at it; a pair (bidder,
+        # village) keeps the window ending at its latest win. Window frames, not a join of every pair with
+        # every lot of its village: the same counts, without the pairs the window throws away.
+        village, mine = (sold.c.village_code,), (sold.c.village_code, sold.c.bidder_id)
+        framed = select(
+            sold.c.bidder_id,
+            sold.c.village_code,
+            sold.c.township_code,
+            sold.c.closed_at.label("latest"),
+            _trailing(func.count(), sold.c.closed_at, days, *village).label("lots"),
+            _trailing(func.count(), sold.c.closed_at, days, *mine).label("wins"),
+            _trailing(_all_ids(sold.c.listing_id), sold.c.closed_at, days, *mine).label("won_ids"),
+            func.row_number()
+            .over(partition_by=mine, order_by=(sold.c.closed_at.desc(), sold.c.listing_id.desc()))
+            .label("newest"),
+        ).subquery("framed")
         shares = (
             select(
-                pairs,
-                func.count().label("lots"),
-                func.sum(case((mine, 1), else_=0)).label("wins"),
-                _all_ids(case((mine, lot.c.listing_id))).label("won_ids"),  # distinct as read
+                *(framed.c[name] for name in ("bidder_id", "village_code", "township_code", "latest")),
+                *(framed.c[name] for name in ("lots", "wins", "won_ids")),
             )
-            .join(lot, in_window)
-            .group_by(pairs.c.bidder_id, pairs.c.village_code, pairs.c.township_code, pairs.c.latest)
+            .where(framed.c.newest == 1)
             .cte("shares")  # read twice (the leaders' fences, then the findings): computed once
         )
         share = cast(shares.c.wins, Float) / shares.c.lots
