@@ -66,6 +66,15 @@ async def test_single_bidder_ignores_failed_listings(db: AsyncSession) -> None:
     assert str(failed.listing.id) not in subjects(await found(db, "BID-SINGLE-BIDDER"))
 
 
+async def test_single_bidder_counts_bidders_not_bids(db: AsyncSession) -> None:
+    """A bidder who raised their own bid is still the only bidder; every one of their bids is evidence."""
+    raised = await b.make_auction(db, VILLAGE_A, amounts=[(0, 1_000_00), (0, 1_010_00), (0, 1_020_00)])
+    findings = {f.subject_id: f for f in await found(db, "BID-SINGLE-BIDDER")}
+    finding = findings[str(raised.listing.id)]
+    assert finding.numbers["bidders"] == 1
+    assert finding.evidence["bids"] == sorted(bid.id for bid in raised.bids)
+
+
 # --- reserve hugging -----------------------------------------------------------------------------------------
 
 
@@ -77,6 +86,9 @@ async def test_reserve_hugging_at_one_increment_not_at_two(db: AsyncSession) -> 
     assert str(hugging.listing.id) in got
     assert str(rising.listing.id) not in got and str(alone.listing.id) not in got
     assert str(rising.listing.id) in subjects(await found(db, "BID-RESERVE-HUGGING", increments=2))
+    finding = next(f for f in await found(db, "BID-RESERVE-HUGGING") if f.subject_id == str(hugging.listing.id))
+    assert finding.numbers["bidders"] == 2
+    assert finding.evidence["bids"] == sorted(bid.id for bid in hugging.bids)
 
 
 # --- close second bid and identical amounts ------------------------------------------------------------------

@@ -233,18 +233,42 @@ def _yuan(fen: float | None) -> str:
 
 
 def _bidders_per_listing(scope: Scope, when: ColumnElement | None = None) -> Any:
-    """Per listing (of the scope): distinct registrations that bid, number of bids, the bids' ids."""
-    return (
-        select(
-            Bid.listing_id,
-            func.count(func.distinct(Bid.registration_id)).label("bidders"),
-            func.count().label("bids"),
-            id_list(Bid.id).label("bid_ids"),
-        )
+    """Per listing (of the scope): the registrations that bid. Counted from the distinct (listing,
+    registration) pairs, two hashed groupings, not ``count(DISTINCT …)`` (a sort of every bid); the bids' ids
+    are read afterwards for the findings' listings only (:func:`_bid_ids_of`)."""
+    pairs = (
+        select(Bid.listing_id, Bid.registration_id)
         .where(*_listing_ids(scope, Bid.listing_id, when))
-        .group_by(Bid.listing_id)
+        .group_by(Bid.listing_id, Bid.registration_id)
+        .subquery("bidding")
+    )
+    return (
+        select(pairs.c.listing_id, func.count().label("bidders"))
+        .group_by(pairs.c.listing_id)
         .subquery("bidders")
     )
+
+
+async def _bid_ids_of(
+    session: AsyncSession, listing_ids: Any, *, losers_only: bool = False
+) -> dict[int, list[int]]:
+    """The ids of the bids on each of these listings (of the bidders other than the winner when
+    ``losers_only``), ascending; read in chunks, so a city's findings stay within a statement's parameters."""
+    ids: dict[int, list[int]] = defaultdict(list)
+    ordered = sorted(listing_ids)
+    for start in range(0, len(ordered), _ID_CHUNK):
+        chunk = ordered[start : start + _ID_CHUNK]
+        statement = select(Bid.listing_id, Bid.id).where(Bid.listing_id.in_(chunk))
+        if losers_only:
+            statement = statement.join(Listing, Listing.id == Bid.listing_id).where(
+                Bid.registration_id != Listing.winner_registration_id
+            )
+        for listing_id, bid_id in await session.execute(statement.order_by(Bid.id)):
+            ids[listing_id].append(bid_id)
+    return ids
+
+
+_ID_CHUNK = 5_000
 
 
 def _qualified_per_listing(scope: Scope, when: ColumnElement | None = None) -> Any:
@@ -433,7 +457,6 @@ class SingleBidder(_BidRule):
                 Listing.starting_price_fen,
                 Listing.winner_registration_id,
                 bidders.c.bidders,
-                bidders.c.bid_ids,
                 func.coalesce(qualified.c.qualified, 0).label("qualified"),
             )
             .join(bidders, bidders.c.listing_id == Listing.id)
@@ -445,8 +468,10 @@ class SingleBidder(_BidRule):
                 *_listing_ids(scope, Listing.id) if scope.events is not None else (),
             )
         )
+        rows = await _rows(session, statement)
+        bid_ids = await _bid_ids_of(session, {row.id for row in rows})
         findings = []
-        for row in await _rows(session, statement):
+        for row in rows:
             silent = max(row.qualified - row.bidders, 0)
             text = (
                 f"该标的仅 {row.bidders} 名竞买人出价即成交（资格审核通过 {row.qualified} 名"
@@ -463,7 +488,7 @@ class SingleBidder(_BidRule):
                     {
                         "listings": [row.id],
                         "registrations": [row.winner_registration_id],
-                        "bids": parse_ids(row.bid_ids),
+                        "bids": bid_ids[row.id],
                     },
                     row.closed_at,
                     bidders=row.bidders,
@@ -510,7 +535,6 @@ class ReserveHugging(_BidRule):
                 Listing.min_increment_fen,
                 Listing.winner_registration_id,
                 bidders.c.bidders,
-                bidders.c.bid_ids,
             )
             .join(bidders, bidders.c.listing_id == Listing.id)
             .where(
@@ -521,8 +545,10 @@ class ReserveHugging(_BidRule):
                 *_listing_ids(scope, Listing.id) if scope.events is not None else (),
             )
         )
+        rows = await _rows(session, statement)
+        bid_ids = await _bid_ids_of(session, {row.id for row in rows})
         findings = []
-        for row in await _rows(session, statement):
+        for row in rows:
             steps = (row.final_price_fen - row.starting_price_fen) / row.min_increment_fen
             text = (
                 f"{row.bidders} 名竞买人出价，成交价 {_yuan(row.final_price_fen)} 仅比起始价 "
@@ -539,7 +565,7 @@ class ReserveHugging(_BidRule):
                     {
                         "listings": [row.id],
                         "registrations": [row.winner_registration_id],
-                        "bids": parse_ids(row.bid_ids),
+                        "bids": bid_ids[row.id],
                     },
                     row.closed_at,
                     bidders=row.bidders,
@@ -588,16 +614,7 @@ class CloseSecondBid(_BidRule):
         p = _values(self, params)
         statement = self.statement(_Shape.of(scope), p)
         rows = list(await session.execute(statement, _scope_values(scope)))
-        bid_ids: dict[int, list[int]] = defaultdict(list)
-        if rows:
-            others = (
-                select(Bid.listing_id, Bid.id)
-                .join(Listing, Listing.id == Bid.listing_id)
-                .where(Bid.listing_id.in_(sorted({row.id for row in rows})),
-                       Bid.registration_id != Listing.winner_registration_id)
-            )
-            for listing_id, bid_id in await session.execute(others):
-                bid_ids[listing_id].append(bid_id)
+        bid_ids = await _bid_ids_of(session, {row.id for row in rows}, losers_only=True)
         findings = []
         for row in rows:
             gap = row.final_price_fen - row.runner_up
