@@ -1327,6 +1327,26 @@ async def _in_process(database: Database, plan: Plan) -> dict[str, Any]:
     return {"figures": figures, "raw": raw}
 
 
+def storage(database: Database) -> dict[str, float]:
+    """What an operator sizes disks and backups by: the database's size on disk (tables, indexes, TOAST), and
+    the time and size of a compressed logical backup (`pg_dump --format=custom`, PostgreSQL's default
+    compression) written to a temporary file."""
+    size = int(psql(f"SELECT pg_database_size('{database.name}')"))
+    with tempfile.TemporaryDirectory() as folder:
+        dump = Path(folder) / "backup.dump"
+        started = time.perf_counter()
+        result = subprocess.run(
+            ["pg_dump", "--format=custom", f"--file={dump}", f"{PG_ADMIN}/{database.name}"],
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            raise BenchError(f"pg_dump failed: {result.stderr.strip()}")
+        backup = dump.stat().st_size
+    return {"database_mib": size / 2**20, "backup_seconds": seconds, "backup_mib": backup / 2**20}
+
+
 SCALING_DOC = ROOT / "docs" / "scaling.md"
 SCALING_START, SCALING_END = "<!-- scaling:start -->", "<!-- scaling:end -->"
 PLANS_START, PLANS_END = "<!-- plans:start -->", "<!-- plans:end -->"
@@ -1354,6 +1374,7 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
             try:
                 data = database.prepare(plan, scale, cache)
                 tables = asyncio.run(_tables(database))
+                sizes = storage(database)
                 inner = asyncio.run(_scan_only(database, plan))
                 server = Server(database, redis_db, free_port())
                 server.start()
@@ -1377,6 +1398,7 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
                         "journal_lines": tables.get("journal_line", 0),
                         "listings": tables.get("listing", 0),
                         **inner["summary"],
+                        **sizes,
                         "pages_rps": {k: Spread.of(v).median for k, v in rps.items()},
                     }
                 )
@@ -1407,9 +1429,10 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
             "| data | rows | bids | journal lines | full scan, one connection | sequential read "
             "| scan ÷ read "
             f"| scan cost ÷ ×1 | full scan, {base['scan_jobs']} connections | ÷ read "
-            "| results list (HTML) req/s | listing page (HTML) req/s | trivial req/s |"
+            "| results list (HTML) req/s | listing page (HTML) req/s | trivial req/s "
+            "| database on disk | backup (`pg_dump -Fc`) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         table.append(
@@ -1420,7 +1443,8 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
             f"| {row['parallel_scan_seconds']:.2f} s "
             f"| {row['parallel_scan_seconds'] / row['read_seconds']:.1f}× "
             f"| {row['pages_rps']['results']:.0f} | {row['pages_rps']['listing']:.0f} "
-            f"| {row['pages_rps']['trivial']:.0f} |"
+            f"| {row['pages_rps']['trivial']:.0f} "
+            f"| {row['database_mib']:,.0f} MiB | {row['backup_seconds']:.1f} s, {row['backup_mib']:,.0f} MiB |"
         )
     heaviest = sorted(rows[-1]["per_rule"].items(), key=lambda kv: -kv[1])[:6]
     table += [
@@ -1527,6 +1551,11 @@ def scan_existing(name: str, out_dir: Path) -> None:
             await engine.dispose()
 
     result = asyncio.run(run())
+    result.update(storage(database))
+    console.log(
+        f"{result['database_mib']:,.0f} MiB on disk; a compressed backup (pg_dump -Fc) took "
+        f"{result['backup_seconds']:.1f} s and {result['backup_mib']:,.0f} MiB"
+    )
     console.log(
         f"full scan {result['scan_seconds']:.1f} s on one connection, "
         f"{result['parallel_scan_seconds']:.1f} s on {result['scan_jobs']}; "
