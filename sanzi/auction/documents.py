@@ -477,7 +477,8 @@ class TradingDocumentController(Controller):
     async def certificate(
         self, db_session: AsyncSession, request: AnyRequest, listing_id: int
     ) -> Response[bytes]:
-        content = await certificate_pdf(db_session, listing_id, request.user, str(request.base_url))
+        base = request.app.state.settings.public_base(str(request.base_url))
+        content = await certificate_pdf(db_session, listing_id, request.user, base)
         listing = await db_session.get(Listing, listing_id)
         return pdf_response(content, _filename(listing, listing_id, "交易鉴证书"), private=True)
 

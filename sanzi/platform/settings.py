@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, model_validator
+from pydantic import AnyHttpUrl, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     warnings_stream: str = Field(default="sanzi:warnings:events", alias="SANZI_WARNINGS_STREAM")
     #: whether `sanzi run` starts `sanzi warnings worker` beside the server when REDIS_URL is set
     warnings_worker: bool = Field(default=True, alias="SANZI_WARNINGS_WORKER")
+    #: the platform's public address (e.g. https://sanzi.example.gov.cn), written into printed documents: a
+    #: certificate's QR code must lead villagers to the public site, not to the address an official reached
+    #: the server by (an intranet name, or the app server behind a proxy); unset, the request's own address
+    public_url: AnyHttpUrl | None = Field(default=None, alias="SANZI_PUBLIC_URL")
 
     @model_validator(mode="after")
     def _require_secret_in_production(self) -> "Settings":
@@ -67,6 +71,10 @@ class Settings(BaseSettings):
         if self.database_url.startswith("postgresql://"):
             self.database_url = "postgresql+asyncpg://" + self.database_url.removeprefix("postgresql://")
         return self
+
+    def public_base(self, request_base: str) -> str:
+        """The base of links printed in documents: the public address when configured, else the request's."""
+        return str(self.public_url or request_base).rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sanzi.auction.documents import parse_code
 from sanzi.auction.models import Listing, ListingStatus, Registration
 from sanzi.auction.services.bidding import place_bid
 from sanzi.auction.services.results import close_listing
 from sanzi.ledger.models import JournalEntry, LedgerRoot
+from sanzi.platform.app import create_app
 from sanzi.platform.models import Village
 from tests.auction.factories import LiveListing, make_live_listing
-from tests.conftest import VILLAGE_A, Actor
+from tests.conftest import VILLAGE_A, Actor, make_settings, serve
 from tests.platform.pdfs import browse_as, pdf_text, save_png
 
 CODE = re.compile(r"鉴证编号：(\d+-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})")
@@ -156,6 +158,31 @@ async def test_certificate_for_the_village_the_area_and_the_winner_only(
     assert match, text
     assert f"http://testserver.local/verify/{match.group(1)}" in text or f"/verify/{match.group(1)}" in text
     save_png(response.content, "certificate")
+
+
+async def test_a_certificates_qr_address_is_the_public_one_when_configured(
+    db: AsyncSession,
+    database_url: str,
+    engine: AsyncEngine,
+    session_maker: async_sessionmaker[AsyncSession],
+    tmp_path: Any,
+    admin: Actor,
+) -> None:
+    """Behind a proxy or reached by an intranet name, the server's own address is not the one a villager can
+    open: with SANZI_PUBLIC_URL the printed verification address (and its QR code) is the public site's."""
+    live = await sold(db)
+    settings = make_settings(
+        database_url, SANZI_VAR_DIR=str(tmp_path), SANZI_PUBLIC_URL="https://sanzi.example.gov.cn/portal/"
+    )
+    async with serve(create_app(settings, engine, session_maker)) as client:
+        await browse_as(client, admin.user.username)
+        response = await client.get(f"/listings/{live.id}/certificate.pdf")
+    assert response.status_code == 200, response.text
+    text_ = pdf_text(response.content)
+    match = CODE.search(text_)
+    assert match, text_
+    assert f"https://sanzi.example.gov.cn/portal/verify/{match.group(1)}" in text_
+    assert "testserver.local" not in text_
 
 
 async def test_a_certificate_verifies_against_the_published_books(
