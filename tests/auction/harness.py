@@ -480,13 +480,17 @@ async def resend(
     waits out the rate limit (a repeat counts against it like any bid), at most ``tries`` times."""
     attempt = first
     order = [s for s in servers if s != first.server] + [first.server]  # another worker first, then this one
+    unreachable: set[str] = set()  # a worker that gave no answer is not tried again while another is left
     for n in range(tries):
-        server = order[n % len(order)]
+        alive = [s for s in order if s not in unreachable] or order
+        server = alive[n % len(alive)]
         attempt = await post_bid(http, server, listing_id, bidder, first.client_key, first.amount_fen)
         log.attempts.append(attempt)
         if attempt.status == 429:
             await asyncio.sleep(1.0)
         elif attempt.status is None or attempt.status >= 500:
+            if attempt.status is None:
+                unreachable.add(server)
             await asyncio.sleep(0.2)
         else:
             break

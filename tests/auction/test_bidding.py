@@ -154,6 +154,28 @@ async def test_qualified_bidder_whose_deposit_was_refunded_cannot_bid(db: AsyncS
     assert (await snapshot(db, live.id))[0] == 0
 
 
+async def test_a_bidder_account_without_a_bidder_profile_is_refused_and_nothing_changes(
+    client: httpx.AsyncClient, db: AsyncSession, make_user: Any
+) -> None:
+    """A bidder's login whose profile (实名信息) was never created is told so, over HTTP as through the
+    service, after the listing's own checks (an unknown listing is still 404)."""
+    live = await make_live_listing(db, bidders=1)
+    account = await make_user(Role.BIDDER)
+    before = await snapshot(db, live.id)
+    response = await client.post(
+        URL.format(live.id), json={"amount": "100000.00", "client_key": "np"}, headers=account.headers
+    )
+    assert response.status_code == 403 and response.json()["type"].endswith("not_a_bidder"), response.text
+    with pytest.raises(DomainError) as refused:
+        await place_bid(db, live.id, account.user, 100000_00, "np2", datetime.now(UTC))
+    assert refused.value.code == "not_a_bidder"
+    unknown = await client.post(
+        URL.format(10**9), json={"amount": "100000.00", "client_key": "np3"}, headers=account.headers
+    )
+    assert unknown.status_code == 404
+    assert await snapshot(db, live.id) == before
+
+
 async def test_reused_client_key_and_unknown_listing(client: httpx.AsyncClient, db: AsyncSession) -> None:
     live = await make_live_listing(db, bidders=2)
     assert (await bid(client, live, 0, "100000.00", "same")).status_code == 201
