@@ -278,7 +278,17 @@ async def cover_lots(
 
 
 @pytest.mark.parametrize(
-    ("days_ago", "raised"), [([0, 300, 600], True), ([0, 300], False), ([0, 400, 800], False)]
+    ("days_ago", "raised"),
+    [
+        ([0, 300, 600], True),
+        ([0, 300], False),
+        ([0, 400, 800], False),
+        # the window is 24 months (730.5 days) ending at a cover lot: 730 days back is in it, 731 is not
+        ([0, 365, 730], True),
+        ([0, 365, 731], False),
+        # lots closed at the same moment are all in each other's windows
+        ([0, 0, 500], True),
+    ],
 )
 async def test_cover_bidding_three_silent_lots_in_24_months(
     db: AsyncSession, days_ago: list[int], raised: bool

@@ -1156,29 +1156,21 @@ class CoverBidding(_BidRule):
             )
             .cte("cover")
         )
-        anchor, member = cover.alias("anchor"), cover.alias("member")
         days = p["window_months"] * DAYS_PER_MONTH
-        windows = (
-            select(
-                anchor.c.bidder_id,
-                anchor.c.listing_id,
-                anchor.c.village_code,
-                anchor.c.closed_at,
-                func.count().label("lots"),
-                id_list(member.c.listing_id).label("listing_ids"),
-                id_list(member.c.registration_id).label("registration_ids"),
-            )
-            .join(
-                member,
-                and_(
-                    member.c.bidder_id == anchor.c.bidder_id,
-                    days_between(member.c.closed_at, anchor.c.closed_at) >= 0,
-                    days_between(member.c.closed_at, anchor.c.closed_at) <= days,
-                ),
-            )
-            .group_by(anchor.c.bidder_id, anchor.c.listing_id, anchor.c.village_code, anchor.c.closed_at)
-            .subquery("windows")
-        )
+        # each cover lot with the bidder's cover lots in the window ending at it (window frames, not a join of
+        # every cover lot with every other of the same bidder)
+        bidder = cover.c.bidder_id
+        windows = select(
+            bidder,
+            cover.c.listing_id,
+            cover.c.village_code,
+            cover.c.closed_at,
+            _trailing(func.count(), cover.c.closed_at, days, bidder).label("lots"),
+            _trailing(_all_ids(cover.c.listing_id), cover.c.closed_at, days, bidder).label("listing_ids"),
+            _trailing(_all_ids(cover.c.registration_id), cover.c.closed_at, days, bidder).label(
+                "registration_ids"
+            ),
+        ).subquery("windows")
         ranked = select(
             windows,
             func.row_number()
