@@ -40,7 +40,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Boolean, String
+from sqlalchemy.types import String
 
 from sanzi.auction.models import Bid, Listing, ListingAsset, Registration
 from sanzi.ledger.models import Asset
@@ -249,6 +249,10 @@ def _bidders_per_listing(scope: Scope, when: ColumnElement | None = None) -> Any
     )
 
 
+#: listing ids per statement when reading the bids of a scan's findings (a city's stay within its parameters)
+_ID_CHUNK = 5_000
+
+
 async def _bid_ids_of(
     session: AsyncSession, listing_ids: Any, *, losers_only: bool = False
 ) -> dict[int, list[int]]:
@@ -266,9 +270,6 @@ async def _bid_ids_of(
         for listing_id, bid_id in await session.execute(statement.order_by(Bid.id)):
             ids[listing_id].append(bid_id)
     return ids
-
-
-_ID_CHUNK = 5_000
 
 
 def _qualified_per_listing(scope: Scope, when: ColumnElement | None = None) -> Any:
