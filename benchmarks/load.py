@@ -14,6 +14,7 @@ from benchmarks.httpclient import Connection, HttpError
 
 STARTING_PRICE_FEN = 10_000_000
 MIN_INCREMENT_FEN = 10_000
+LEADING_PAUSE_SECONDS = 0.01
 
 
 def _loop_run(coro: Any) -> Any:
@@ -106,6 +107,10 @@ async def _bidder(
                     )
                 if status == 429:
                     await asyncio.sleep(0.2)
+                elif code == "already_leading":
+                    # a bidder told they lead waits to be outbid, as a person watching the room would, rather
+                    # than asking again at once (with cheap refusals that spins and crowds out the others)
+                    await asyncio.sleep(LEADING_PAUSE_SECONDS)
     finally:
         await conn.close()
 

@@ -141,8 +141,12 @@ async def _bidder_id(session: AsyncSession, bidder: Bidder | User | int) -> int:
         return bidder.id
     found = await session.scalar(select(Bidder.id).where(Bidder.user_id == bidder.id))
     if found is None:
-        raise _refuse("只有已登记的竞买人才能出价", "only registered bidders may bid", status=403, code="not_a_bidder")
+        raise _not_a_bidder()
     return found
+
+
+def _not_a_bidder() -> DomainError:
+    return _refuse("只有已登记的竞买人才能出价", "only registered bidders may bid", status=403, code="not_a_bidder")
 
 
 def check_qualified(registration: Registration | None) -> Registration:
@@ -233,13 +237,16 @@ async def place(
 ) -> tuple[Placed, bool]:
     """The engine behind ``place_bid``: (the bid with the listing's state after it, created); the API answers
     with ``receipt()`` of it, built from what the transaction already read."""
-    placed = await _place_fast(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
+    placed, alone = await _place_fast(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
     if placed is None:
         try:
             try:  # a refusal or a replay is answered from a plain read: nothing to write, no lock to hold
-                await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device, locked=False)
+                await _check_unlocked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
             except _NeedsLock:
                 pass
+            if alone:
+                # the locked path needs a transaction, not the connection in autocommit (the pool resets it)
+                await session.rollback()
             async with session.begin_nested():
                 placed = await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
         except _Replay as replay:
@@ -270,9 +277,10 @@ async def _place_fast(
     clock: datetime | Callable[[], datetime],
     ip: str | None,
     device: str | None,
-) -> Placed | None:
+) -> tuple[Placed | None, bool]:
     """Place an acceptable bid in one statement on PostgreSQL (a conditional UPDATE and a guarded INSERT on
-    SQLite); None (nothing changed) when the slow path must decide.
+    SQLite); None (nothing changed) when the slow path must decide. The second value says whether the session
+    still holds a connection in autocommit (a miss on PostgreSQL), which the slow path's plain read reuses.
 
     A session already in a transaction or holding objects (a caller's) gets a savepoint, so undoing a missed
     INSERT never undoes the caller's work nor expires its objects. A fresh, empty one (the API's) needs none:
@@ -286,19 +294,17 @@ async def _place_fast(
     if session.in_transaction() or len(session.identity_map) > 0 or not isinstance(bind, Engine):
         try:
             async with session.begin_nested():
-                return await fast(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
+                return await fast(session, listing_id, bidder, amount_fen, client_key, clock, ip, device), False
         except _FastPathMissed:
-            return None
-    await outside_transaction_block(session)  # PostgreSQL: the one statement on its own
+            return None, False
+    alone = await outside_transaction_block(session)  # PostgreSQL: the one statement on its own
     try:
         placed = await fast(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
     except _FastPathMissed:
-        placed = None
-    if placed is None:
-        # nothing was written; the slow path needs a transaction (and, on PostgreSQL, a connection that is not
-        # in autocommit: the pool resets the one handed back)
+        # SQLite: undo an UPDATE whose INSERT missed; PostgreSQL: a statement that failed (a used client key)
         await session.rollback()
-    return placed
+        return None, False
+    return placed, alone and placed is None
 
 
 _RETURNED = (
@@ -621,6 +627,118 @@ async def _fast_statements(
     return _placed(session, bid, listing, bidder_number)
 
 
+@functools.cache
+def _unlocked_read(by_user: bool) -> Any:
+    """One plain read of what judging a bid needs, built once: the listing's ``_RETURNED`` columns, the stamp
+    of its latest bid, the bidder's id, their registration's standing and whether the client key was used.
+    Parameters: listing_id, bidder (a user id when ``by_user``), client_key."""
+    listing, registration, bid, bidder = Listing.__table__, Registration.__table__, Bid.__table__, Bidder.__table__
+    c = listing.c
+    bidder_id: Any = (
+        select(bidder.c.id).where(bidder.c.user_id == bindparam("bidder")).scalar_subquery()
+        if by_user
+        else bindparam("bidder", type_=registration.c.bidder_id.type)
+    )
+    latest_at = select(bid.c.placed_at).where(bid.c.listing_id == c.id, bid.c.seq == c.bid_count).scalar_subquery()
+    key_used = exists().where(bid.c.listing_id == c.id, bid.c.client_key == bindparam("client_key"))
+    theirs = and_(registration.c.listing_id == c.id, registration.c.bidder_id == bidder_id)
+    return (
+        select(
+            *(c[name] for name in _RETURNED),
+            latest_at.label("latest_at"),
+            bidder_id.label("bidder_id"),
+            registration.c.id.label("registration_id"),
+            registration.c.status.label("registration_status"),
+            registration.c.bidder_number,
+            registration.c.deposit_state,
+            key_used.label("key_used"),
+        )
+        .select_from(listing.outerjoin(registration, theirs))
+        .where(c.id == bindparam("listing_id", type_=c.id.type))
+    )
+
+
+async def _check_unlocked(
+    session: AsyncSession,
+    listing_id: int,
+    bidder: Bidder | User | int,
+    amount_fen: int,
+    client_key: str,
+    clock: datetime | Callable[[], datetime],
+    ip: str | None,
+    device: str | None,
+) -> None:
+    """Refuse a bid the fast path did not place, with its exact reason, from one plain read (committed state,
+    no lock: a refusal is true of the state it read, since the price only rises and a closed window stays
+    closed); raise ``_NeedsLock`` where the bid would write. A used client key (a replay) is answered by the
+    full read of ``_place_locked``."""
+    by_user, bidder_key = _bidder_key(bidder)
+    params = {"listing_id": listing_id, "bidder": bidder_key, "client_key": client_key}
+    row = (await session.execute(_unlocked_read(by_user), params)).one_or_none()
+    if row is None or row.status not in PUBLIC_STATUSES:
+        raise NotFound("交易项目", "listing")
+    if row.key_used:
+        await _place_locked(session, listing_id, bidder, amount_fen, client_key, clock, ip, device, locked=False)
+        raise _NeedsLock
+    _extension_minutes[listing_id] = row.extension_minutes
+    now = clock() if callable(clock) else clock
+    if callable(clock) and row.latest_at is not None:
+        now = max(now, row.latest_at)
+    if row.bidder_id is None:
+        raise _not_a_bidder()
+    registration = None
+    if row.registration_id is not None:
+        registration = Registration(
+            id=row.registration_id,
+            status=row.registration_status,
+            bidder_number=row.bidder_number,
+            deposit_state=row.deposit_state,
+        )
+    _judge(_returned_listing(listing_id, row), registration, amount_fen, now)
+    raise _NeedsLock
+
+
+def _judge(listing: Listing, registration: Registration | None, amount_fen: int, now: datetime) -> bool:
+    """Refuse a bid the rules do not allow on this state of the listing, with the exact reason; whether the bid
+    opens the listing (announced, its window begun), which only the locked path may do."""
+    qualified = check_qualified(registration)
+    end = end_of(listing)
+    opens = listing.status == ListingStatus.ANNOUNCED.value and listing.bidding_starts_at <= now < end
+    if not opens and (listing.status != ListingStatus.BIDDING.value or now < listing.bidding_starts_at or now >= end):
+        raise _refuse(
+            "不在竞价时间内",
+            "outside the bidding window",
+            status=409,
+            code="outside_window",
+            bidding_starts_at=listing.bidding_starts_at.isoformat(),
+            current_end_at=end.isoformat(),
+        )
+    low, high = bid_range(listing)
+    limits = {"next_min_bid": fen_to_yuan(low), "next_max_bid": fen_to_yuan(high)}
+    if listing.bid_count and listing.leading_registration_id == qualified.id:
+        raise _refuse(
+            "您已是当前最高出价者，不能自行加价", "you already hold the highest bid", status=409, code="already_leading"
+        )
+    if amount_fen < low:
+        first = "首次出价不得低于起拍价" if listing.bid_count == 0 else "出价须不低于当前价加最小加价幅度"
+        raise _refuse(
+            f"{first}：至少 {fen_to_yuan(low)} 元",
+            f"the bid must be at least {fen_to_yuan(low)} yuan",
+            field="amount",
+            code="amount_too_low",
+            **limits,
+        )
+    if amount_fen > high:
+        raise _refuse(
+            f"出价超过最大加价幅度：至多 {fen_to_yuan(high)} 元",
+            f"the bid may be at most {fen_to_yuan(high)} yuan (maximum increment)",
+            field="amount",
+            code="amount_too_high",
+            **limits,
+        )
+    return opens
+
+
 async def _place_locked(
     session: AsyncSession,
     listing_id: int,
@@ -634,10 +752,8 @@ async def _place_locked(
 ) -> Placed:
     """Check the bid against the listing and place it, under the listing's lock.
 
-    With ``locked=False`` the same checks run on a plain read of the listing (committed state), so that a bid
-    refused by the fast path is refused, with the exact reason, without queueing on the lock and holding it up
-    for others: a refusal is true of the state it read (the price only rises, a closed window stays closed)
-    and writes nothing. Where it would write, it raises ``_NeedsLock`` instead.
+    With ``locked=False`` the same checks run on a plain read of the listing (committed state) and, where it
+    would write, it raises ``_NeedsLock`` instead; ``_check_unlocked`` uses it to answer a replay.
     """
     if locked:
         listing = await lock_listing(session, listing_id)
@@ -670,51 +786,15 @@ async def _place_locked(
         raise Conflict(
             "该幂等键（client_key）已用于另一笔出价", "this client_key was already used for another bid", "client_key"
         )
-    check_qualified(registration)
-    assert registration is not None
-
     end = end_of(listing)
-    if listing.status == ListingStatus.ANNOUNCED.value and listing.bidding_starts_at <= now < end:
-        if not locked:
-            raise _NeedsLock
-        transition(session, listing, ListingStatus.BIDDING, None, "竞价开始", now)
-        listing.current_end_at = end
-    if listing.status != ListingStatus.BIDDING.value or now < listing.bidding_starts_at or now >= end:
-        raise _refuse(
-            "不在竞价时间内",
-            "outside the bidding window",
-            status=409,
-            code="outside_window",
-            bidding_starts_at=listing.bidding_starts_at.isoformat(),
-            current_end_at=end.isoformat(),
-        )
-
-    low, high = bid_range(listing)
-    limits = {"next_min_bid": fen_to_yuan(low), "next_max_bid": fen_to_yuan(high)}
-    if listing.bid_count and listing.leading_registration_id == registration.id:
-        raise _refuse(
-            "您已是当前最高出价者，不能自行加价", "you already hold the highest bid", status=409, code="already_leading"
-        )
-    if amount_fen < low:
-        first = "首次出价不得低于起拍价" if listing.bid_count == 0 else "出价须不低于当前价加最小加价幅度"
-        raise _refuse(
-            f"{first}：至少 {fen_to_yuan(low)} 元",
-            f"the bid must be at least {fen_to_yuan(low)} yuan",
-            field="amount",
-            code="amount_too_low",
-            **limits,
-        )
-    if amount_fen > high:
-        raise _refuse(
-            f"出价超过最大加价幅度：至多 {fen_to_yuan(high)} 元",
-            f"the bid may be at most {fen_to_yuan(high)} yuan (maximum increment)",
-            field="amount",
-            code="amount_too_high",
-            **limits,
-        )
-
+    opens = _judge(listing, registration, amount_fen, now)
     if not locked:
         raise _NeedsLock
+    assert registration is not None  # _judge refused otherwise
+    if opens:
+        transition(session, listing, ListingStatus.BIDDING, None, "竞价开始", now)
+        listing.current_end_at = end
+
     seq = listing.bid_count + 1
     bid = Bid(
         listing_id=listing.id,
