@@ -157,6 +157,11 @@ async def test_results_carry_premium_bidders_and_winner_and_filter_like_announce
         summer.id,
     ]
     assert (await public_results(db, q="测试鱼塘")).total == 3  # the asset's name
+    # the total comes with the page's rows; a page past the end still tells it, one of none tells none
+    assert (page.total, (await public_results(db, page_size=2, page=2)).total) == (3, 3)
+    past = await public_results(db, page_size=2, page=3)
+    assert (past.items, past.total) == ([], 3)
+    assert (await public_results(db, district=DISTRICT_B, outcome="sold")).total == 0
     assert premium_rate(100_000_00, None) is None and premium_rate(3, 4) == Decimal("0.3333")
 
 
