@@ -1328,10 +1328,12 @@ async def _in_process(database: Database, plan: Plan) -> dict[str, Any]:
 
 
 def storage(database: Database) -> dict[str, float]:
-    """What an operator sizes disks and backups by: the database's size on disk (tables, indexes, TOAST), and
-    the time and size of a compressed logical backup (`pg_dump --format=custom`, PostgreSQL's default
-    compression) written to a temporary file."""
+    """What an operator sizes disks and backups by: the database's size on disk (tables, indexes, TOAST), the
+    time and size of a compressed logical backup (`pg_dump --format=custom`, PostgreSQL's default compression)
+    written to a temporary file, and the time to restore it into an empty database (`pg_restore --jobs` one per
+    CPU: tables, indexes and constraints rebuilt), then dropped."""
     size = int(psql(f"SELECT pg_database_size('{database.name}')"))
+    restored = f"{database.name}_restore"[:63]
     with tempfile.TemporaryDirectory() as folder:
         dump = Path(folder) / "backup.dump"
         started = time.perf_counter()
@@ -1344,7 +1346,45 @@ def storage(database: Database) -> dict[str, float]:
         if result.returncode != 0:
             raise BenchError(f"pg_dump failed: {result.stderr.strip()}")
         backup = dump.stat().st_size
-    return {"database_mib": size / 2**20, "backup_seconds": seconds, "backup_mib": backup / 2**20}
+        psql(f'DROP DATABASE IF EXISTS "{restored}"')
+        psql(f'CREATE DATABASE "{restored}" TEMPLATE template0')
+        try:
+            started = time.perf_counter()
+            result = subprocess.run(
+                ["pg_restore", f"--jobs={os.cpu_count() or 1}", "--exit-on-error", f"--dbname={PG_ADMIN}/{restored}",
+                 str(dump)],
+                capture_output=True,
+                text=True,
+            )
+            restore_seconds = time.perf_counter() - started
+            if result.returncode != 0:
+                raise BenchError(f"pg_restore failed: {result.stderr.strip()[-1000:]}")
+            # a restore that left anything out would look fast: the same tables, indexes and rows, counted exactly
+            census = (
+                "SELECT count(*) FILTER (WHERE c.relkind = 'r') || ' tables, ' "
+                "|| count(*) FILTER (WHERE c.relkind = 'i') || ' indexes, ' "
+                "|| coalesce(sum((xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', "
+                "c.relname), false, true, '')))[1]::text::bigint) FILTER (WHERE c.relkind = 'r'), 0) || ' rows' "
+                "FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace WHERE ns.nspname = 'public'"
+            )
+            original, copy = psql(census, database.name), psql(census, restored)
+            if original != copy:
+                raise BenchError(f"the restore differs from its database: {copy} against {original}")
+        finally:
+            psql(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
+    return {
+        "database_mib": size / 2**20,
+        "backup_seconds": seconds,
+        "backup_mib": backup / 2**20,
+        "restore_seconds": restore_seconds,
+        "restored": copy,
+    }
+
+
+def _restore_cell(row: dict[str, Any]) -> str:
+    """The restore time of a scaling row; rows measured before restores were timed have none."""
+    seconds = row.get("restore_seconds")
+    return "—" if seconds is None else f"{seconds:.1f} s"
 
 
 SCALING_DOC = ROOT / "docs" / "scaling.md"
@@ -1430,9 +1470,9 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
             "| scan ÷ read "
             f"| scan cost ÷ ×1 | full scan, {base['scan_jobs']} connections | ÷ read "
             "| results list (HTML) req/s | listing page (HTML) req/s | trivial req/s "
-            "| database on disk | backup (`pg_dump -Fc`) |"
+            "| database on disk | backup (`pg_dump -Fc`) | restore (`pg_restore -j`) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         table.append(
@@ -1444,7 +1484,8 @@ def scaling(plan: Plan, scales: list[int], out_dir: Path, doc: Path, cache: bool
             f"| {row['parallel_scan_seconds'] / row['read_seconds']:.1f}× "
             f"| {row['pages_rps']['results']:.0f} | {row['pages_rps']['listing']:.0f} "
             f"| {row['pages_rps']['trivial']:.0f} "
-            f"| {row['database_mib']:,.0f} MiB | {row['backup_seconds']:.1f} s, {row['backup_mib']:,.0f} MiB |"
+            f"| {row['database_mib']:,.0f} MiB | {row['backup_seconds']:.1f} s, {row['backup_mib']:,.0f} MiB "
+            f"| {_restore_cell(row)} |"
         )
     heaviest = sorted(rows[-1]["per_rule"].items(), key=lambda kv: -kv[1])[:6]
     table += [
@@ -1554,7 +1595,8 @@ def scan_existing(name: str, out_dir: Path) -> None:
     result.update(storage(database))
     console.log(
         f"{result['database_mib']:,.0f} MiB on disk; a compressed backup (pg_dump -Fc) took "
-        f"{result['backup_seconds']:.1f} s and {result['backup_mib']:,.0f} MiB"
+        f"{result['backup_seconds']:.1f} s and {result['backup_mib']:,.0f} MiB, its restore "
+        f"{result['restore_seconds']:.1f} s"
     )
     console.log(
         f"full scan {result['scan_seconds']:.1f} s on one connection, "
