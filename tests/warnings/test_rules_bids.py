@@ -156,6 +156,23 @@ async def test_identical_amounts_from_two_bidders_not_one_fen_apart(db: AsyncSes
     assert "2 名竞买人均报价 ¥1000.00" in finding.explanation
 
 
+async def test_identical_amounts_gathers_every_bid_of_every_shared_amount_of_a_listing(db: AsyncSession) -> None:
+    """Two shared amounts on one listing, one of them bid three times by two bidders: one finding with every
+    one of those bids, and not the bid whose amount nobody else offered."""
+    lot = await b.make_auction(
+        db,
+        VILLAGE_A,
+        bidders=3,
+        amounts=[(0, 1_000_00), (1, 1_000_00), (0, 1_000_00), (2, 1_010_00), (1, 1_020_00), (2, 1_020_00)],
+    )
+    findings = [f for f in await found(db, "BID-IDENTICAL-AMOUNTS") if f.subject_id == str(lot.listing.id)]
+    assert len(findings) == 1
+    (finding,) = findings
+    assert finding.evidence["bids"] == sorted(bid.id for i, bid in enumerate(lot.bids) if i != 3)
+    assert finding.evidence["registrations"] == sorted(r.id for r in lot.registrations)
+    assert "2 名竞买人均报价 ¥1000.00；2 名竞买人均报价 ¥1020.00" in finding.explanation
+
+
 # --- shared identity -----------------------------------------------------------------------------------------
 
 

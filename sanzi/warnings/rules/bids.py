@@ -743,20 +743,28 @@ class IdenticalAmounts(_BidRule):
 
     async def evaluate(self, session: AsyncSession, scope: Scope, params: dict[str, Any]) -> list[Finding]:
         when = func.coalesce(Listing.closed_at, Listing.bidding_starts_at)
-        # the bids grouped alone, in one hashed pass (two bidders differ when min and max differ; the ids are
-        # gathered without DISTINCT and made distinct when read back), then joined to their few listings
-        equal = (
-            select(
-                Bid.listing_id,
-                Bid.amount_fen,
-                _all_ids(Bid.id).label("bid_ids"),
-                _all_ids(Bid.registration_id).label("registration_ids"),
-            )
+        # the bids grouped alone, in one hashed pass that keeps two numbers a group (two bidders differ when min
+        # and max differ); then, for each of the few groups found, its bids' ids read along the index on
+        # (listing, seq): gathering every group's ids in that one pass held a string per bid and spilled to disk
+        # at 4x the city's data (0.6 s against 0.08 s at 2x); the ids are made distinct when read back
+        shared = (
+            select(Bid.listing_id, Bid.amount_fen)
             .where(*_listing_ids(scope, Bid.listing_id, when))
             .group_by(Bid.listing_id, Bid.amount_fen)
             .having(func.min(Bid.registration_id) != func.max(Bid.registration_id))
-            .subquery("equal")
+            .subquery("shared")
         )
+
+        def ids_of(column: Any) -> Any:
+            same = and_(Bid.listing_id == shared.c.listing_id, Bid.amount_fen == shared.c.amount_fen)
+            return select(_all_ids(column)).where(same).scalar_subquery()
+
+        equal = select(
+            shared.c.listing_id,
+            shared.c.amount_fen,
+            ids_of(Bid.id).label("bid_ids"),
+            ids_of(Bid.registration_id).label("registration_ids"),
+        ).subquery("equal")
         statement = (
             select(equal, Listing.village_code, when.label("occurred_at"))
             .join(Listing, Listing.id == equal.c.listing_id)
