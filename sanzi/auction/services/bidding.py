@@ -193,6 +193,20 @@ class Placed:
     bidder_number: str | None
 
 
+@dataclass(frozen=True)
+class _Offer:
+    """A bid as the bidder sent it, carried through the fast path, the plain read and the locked path. ``clock``
+    is a time (tests inject it) or a clock read when the bid is judged (the API's)."""
+
+    listing_id: int
+    bidder: Bidder | User | int
+    amount_fen: int
+    client_key: str
+    clock: datetime | Callable[[], datetime]
+    ip: str | None
+    device: str | None
+
+
 #: listing id -> its extension minutes, as last read; the fast path's UPDATE re-checks the value it uses, so a
 #: stale entry only sends a bid down the slow path
 _extension_minutes: dict[int, int] = {}
@@ -237,18 +251,19 @@ async def place(
 ) -> tuple[Placed, bool]:
     """The engine behind ``place_bid``: (the bid with the listing's state after it, created); the API answers
     with ``receipt()`` of it, built from what the transaction already read."""
-    placed, alone = await _place_fast(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
+    offer = _Offer(listing_id, bidder, amount_fen, client_key, now, ip, device)
+    placed, alone = await _place_fast(session, offer)
     if placed is None:
         try:
             try:  # a refusal or a replay is answered from a plain read: nothing to write, no lock to hold
-                await _check_unlocked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
+                await _check_unlocked(session, offer)
             except _NeedsLock:
                 pass
             if alone:
                 # the locked path needs a transaction, not the connection in autocommit (the pool resets it)
                 await session.rollback()
             async with session.begin_nested():
-                placed = await _place_locked(session, listing_id, bidder, amount_fen, client_key, now, ip, device)
+                placed = await _place_locked(session, offer)
         except _Replay as replay:
             await session.commit()
             return Placed(replay.bid, replay.listing, replay.bidder_number), False
@@ -270,13 +285,7 @@ class _FastPathMissed(Exception):
 
 async def _place_fast(
     session: AsyncSession,
-    listing_id: int,
-    bidder: Bidder | User | int,
-    amount_fen: int,
-    client_key: str,
-    clock: datetime | Callable[[], datetime],
-    ip: str | None,
-    device: str | None,
+    offer: _Offer,
 ) -> tuple[Placed | None, bool]:
     """Place an acceptable bid in one statement on PostgreSQL (a conditional UPDATE and a guarded INSERT on
     SQLite); None (nothing changed) when the slow path must decide. The second value says whether the session
@@ -294,12 +303,12 @@ async def _place_fast(
     if session.in_transaction() or len(session.identity_map) > 0 or not isinstance(bind, Engine):
         try:
             async with session.begin_nested():
-                return await fast(session, listing_id, bidder, amount_fen, client_key, clock, ip, device), False
+                return await fast(session, offer), False
         except _FastPathMissed:
             return None, False
     alone = await outside_transaction_block(session)  # PostgreSQL: the one statement on its own
     try:
-        placed = await fast(session, listing_id, bidder, amount_fen, client_key, clock, ip, device)
+        placed = await fast(session, offer)
     except _FastPathMissed:
         # SQLite: undo an UPDATE whose INSERT missed; PostgreSQL: a statement that failed (a used client key)
         await session.rollback()
@@ -466,29 +475,23 @@ def _one_statement(by_user: bool, follow_clock: bool) -> Any:
 
 async def _fast_one_statement(
     session: AsyncSession,
-    listing_id: int,
-    bidder: Bidder | User | int,
-    amount_fen: int,
-    client_key: str,
-    clock: datetime | Callable[[], datetime],
-    ip: str | None,
-    device: str | None,
+    offer: _Offer,
 ) -> Placed | None:
-    by_user, bidder_key = _bidder_key(bidder)
-    now = clock() if callable(clock) else clock
+    by_user, bidder_key = _bidder_key(offer.bidder)
+    now = offer.clock() if callable(offer.clock) else offer.clock
     try:
         row = (
             await session.execute(
-                _one_statement(by_user, callable(clock)),
+                _one_statement(by_user, callable(offer.clock)),
                 {
-                    "listing_id": listing_id,
+                    "listing_id": offer.listing_id,
                     "bidder": bidder_key,
-                    "amount": amount_fen,
+                    "amount": offer.amount_fen,
                     "now": now,
                     "latest": now + _CLOCK_TOLERANCE,
-                    "client_key": client_key,
-                    "ip": ip,
-                    "device": device,
+                    "client_key": offer.client_key,
+                    "ip": offer.ip,
+                    "device": offer.device,
                 },
             )
         ).one_or_none()
@@ -496,20 +499,20 @@ async def _fast_one_statement(
         raise _FastPathMissed from exc
     if row is None:
         return None  # nothing written: the slow path refuses exactly, opens the listing, or answers a replay
-    listing = _returned_listing(listing_id, row)
+    listing = _returned_listing(offer.listing_id, row)
     seq, leader = listing.bid_count, listing.leading_registration_id
     bidder_number, placed_at, bid_id, extended_end_at = row[len(_RETURNED):]
     bid = Bid(
         id=bid_id,
-        listing_id=listing_id,
+        listing_id=offer.listing_id,
         seq=seq,
         registration_id=leader,
-        amount_fen=amount_fen,
-        client_key=client_key,
+        amount_fen=offer.amount_fen,
+        client_key=offer.client_key,
         placed_at=placed_at,
         extended_end_at=extended_end_at,
-        ip_address=ip,
-        device_fingerprint=device,
+        ip_address=offer.ip,
+        device_fingerprint=offer.device,
     )
     return _placed(session, bid, listing, bidder_number)
 
@@ -558,30 +561,26 @@ def _fast_insert() -> Any:
 
 async def _fast_statements(
     session: AsyncSession,
-    listing_id: int,
-    bidder: Bidder | User | int,
-    amount_fen: int,
-    client_key: str,
-    clock: datetime | Callable[[], datetime],
-    ip: str | None,
-    device: str | None,
+    offer: _Offer,
 ) -> Placed | None:
-    extension_minutes = _extension_minutes.get(listing_id)
+    extension_minutes = _extension_minutes.get(offer.listing_id)
     if extension_minutes is None:
-        extension_minutes = await session.scalar(select(Listing.extension_minutes).where(Listing.id == listing_id))
+        extension_minutes = await session.scalar(
+            select(Listing.extension_minutes).where(Listing.id == offer.listing_id)
+        )
         if extension_minutes is None:
             return None  # no such listing: the slow path says so
-        _extension_minutes[listing_id] = extension_minutes
-    by_user, bidder_key = _bidder_key(bidder)
-    now = clock() if callable(clock) else clock
+        _extension_minutes[offer.listing_id] = extension_minutes
+    by_user, bidder_key = _bidder_key(offer.bidder)
+    now = offer.clock() if callable(offer.clock) else offer.clock
     new_end = now + timedelta(minutes=extension_minutes)
     row = (
         await session.execute(
             _fast_update(by_user),
             {
-                "listing_id": listing_id,
+                "listing_id": offer.listing_id,
                 "bidder": bidder_key,
-                "amount": amount_fen,
+                "amount": offer.amount_fen,
                 "now": now,
                 "new_end": new_end,
                 "p_extension_minutes": extension_minutes,
@@ -591,20 +590,20 @@ async def _fast_statements(
     ).one_or_none()
     if row is None:
         return None  # nothing written: the slow path refuses exactly, opens the listing, or answers a replay
-    listing = _returned_listing(listing_id, row)
+    listing = _returned_listing(offer.listing_id, row)
     seq, leader, (bidder_number,) = listing.bid_count, listing.leading_registration_id, row[len(_RETURNED):]
     extended_end_at = new_end if listing.current_end_at == new_end else None
     values = {
-        "p_listing_id": listing_id,
+        "p_listing_id": offer.listing_id,
         "p_seq": seq,
         "p_previous_seq": seq - 1,
         "p_registration_id": leader,
-        "p_amount_fen": amount_fen,
-        "p_client_key": client_key,
+        "p_amount_fen": offer.amount_fen,
+        "p_client_key": offer.client_key,
         "p_placed_at": now,
         "p_extended_end_at": extended_end_at,
-        "p_ip_address": ip,
-        "p_device_fingerprint": device,
+        "p_ip_address": offer.ip,
+        "p_device_fingerprint": offer.device,
     }
     try:
         bid_id = await session.scalar(_fast_insert(), values)
@@ -614,15 +613,15 @@ async def _fast_statements(
         raise _FastPathMissed  # the previous bid is stamped after our clock: the slow path stamps it
     bid = Bid(
         id=bid_id,
-        listing_id=listing_id,
+        listing_id=offer.listing_id,
         seq=seq,
         registration_id=leader,
-        amount_fen=amount_fen,
-        client_key=client_key,
+        amount_fen=offer.amount_fen,
+        client_key=offer.client_key,
         placed_at=now,
         extended_end_at=extended_end_at,
-        ip_address=ip,
-        device_fingerprint=device,
+        ip_address=offer.ip,
+        device_fingerprint=offer.device,
     )
     return _placed(session, bid, listing, bidder_number)
 
@@ -660,29 +659,23 @@ def _unlocked_read(by_user: bool) -> Any:
 
 async def _check_unlocked(
     session: AsyncSession,
-    listing_id: int,
-    bidder: Bidder | User | int,
-    amount_fen: int,
-    client_key: str,
-    clock: datetime | Callable[[], datetime],
-    ip: str | None,
-    device: str | None,
+    offer: _Offer,
 ) -> None:
     """Refuse a bid the fast path did not place, with its exact reason, from one plain read (committed state,
     no lock: a refusal is true of the state it read, since the price only rises and a closed window stays
     closed); raise ``_NeedsLock`` where the bid would write. A used client key (a replay) is answered by the
     full read of ``_place_locked``."""
-    by_user, bidder_key = _bidder_key(bidder)
-    params = {"listing_id": listing_id, "bidder": bidder_key, "client_key": client_key}
+    by_user, bidder_key = _bidder_key(offer.bidder)
+    params = {"listing_id": offer.listing_id, "bidder": bidder_key, "client_key": offer.client_key}
     row = (await session.execute(_unlocked_read(by_user), params)).one_or_none()
     if row is None or row.status not in PUBLIC_STATUSES:
         raise NotFound("交易项目", "listing")
     if row.key_used:
-        await _place_locked(session, listing_id, bidder, amount_fen, client_key, clock, ip, device, locked=False)
+        await _place_locked(session, offer, locked=False)
         raise _NeedsLock
-    _extension_minutes[listing_id] = row.extension_minutes
-    now = clock() if callable(clock) else clock
-    if callable(clock) and row.latest_at is not None:
+    _extension_minutes[offer.listing_id] = row.extension_minutes
+    now = offer.clock() if callable(offer.clock) else offer.clock
+    if callable(offer.clock) and row.latest_at is not None:
         now = max(now, row.latest_at)
     if row.bidder_id is None:
         raise _not_a_bidder()
@@ -694,7 +687,7 @@ async def _check_unlocked(
             bidder_number=row.bidder_number,
             deposit_state=row.deposit_state,
         )
-    _judge(_returned_listing(listing_id, row), registration, amount_fen, now)
+    _judge(_returned_listing(offer.listing_id, row), registration, offer.amount_fen, now)
     raise _NeedsLock
 
 
@@ -741,13 +734,7 @@ def _judge(listing: Listing, registration: Registration | None, amount_fen: int,
 
 async def _place_locked(
     session: AsyncSession,
-    listing_id: int,
-    bidder: Bidder | User | int,
-    amount_fen: int,
-    client_key: str,
-    clock: datetime | Callable[[], datetime],
-    ip: str | None,
-    device: str | None,
+    offer: _Offer,
     locked: bool = True,
 ) -> Placed:
     """Check the bid against the listing and place it, under the listing's lock.
@@ -756,38 +743,41 @@ async def _place_locked(
     would write, it raises ``_NeedsLock`` instead; ``_check_unlocked`` uses it to answer a replay.
     """
     if locked:
-        listing = await lock_listing(session, listing_id)
+        listing = await lock_listing(session, offer.listing_id)
     else:
         listing = await session.scalar(
-            select(Listing).where(Listing.id == listing_id).execution_options(populate_existing=True)
+            select(Listing).where(Listing.id == offer.listing_id).execution_options(populate_existing=True)
         )
         if listing is None:
             raise NotFound("交易项目", "listing")
     _extension_minutes[listing.id] = listing.extension_minutes
-    if callable(clock):
-        now = clock()
+    if callable(offer.clock):
+        now = offer.clock()
         if listing.bid_count:
             previous = await session.scalar(
                 select(Bid.placed_at).where(Bid.listing_id == listing.id, Bid.seq == listing.bid_count)
             )
             now = max(now, previous or now)
     else:
-        now = clock
+        now = offer.clock
     if listing.status not in PUBLIC_STATUSES:
         raise NotFound("交易项目", "listing")
-    bidder_id = await _bidder_id(session, bidder)
+    bidder_id = await _bidder_id(session, offer.bidder)
     registration = await session.scalar(
         select(Registration).where(Registration.listing_id == listing.id, Registration.bidder_id == bidder_id)
     )
-    existing = await session.scalar(select(Bid).where(Bid.listing_id == listing.id, Bid.client_key == client_key))
+    existing = await session.scalar(
+        select(Bid).where(Bid.listing_id == listing.id, Bid.client_key == offer.client_key)
+    )
     if existing is not None:
-        if registration is not None and existing.registration_id == registration.id and existing.amount_fen == amount_fen:
+        same_bid = existing.amount_fen == offer.amount_fen
+        if registration is not None and existing.registration_id == registration.id and same_bid:
             raise _Replay(existing, listing, registration.bidder_number)
         raise Conflict(
             "该幂等键（client_key）已用于另一笔出价", "this client_key was already used for another bid", "client_key"
         )
     end = end_of(listing)
-    opens = _judge(listing, registration, amount_fen, now)
+    opens = _judge(listing, registration, offer.amount_fen, now)
     if not locked:
         raise _NeedsLock
     assert registration is not None  # _judge refused otherwise
@@ -800,18 +790,18 @@ async def _place_locked(
         listing_id=listing.id,
         seq=seq,
         registration_id=registration.id,
-        amount_fen=amount_fen,
-        client_key=client_key,
+        amount_fen=offer.amount_fen,
+        client_key=offer.client_key,
         placed_at=now,
-        ip_address=ip,
-        device_fingerprint=device,
+        ip_address=offer.ip,
+        device_fingerprint=offer.device,
     )
     extension = timedelta(minutes=listing.extension_minutes)
     if end - now < extension and listing.extensions_used < listing.max_extensions:
         listing.current_end_at = now + extension
         listing.extensions_used += 1
         bid.extended_end_at = listing.current_end_at
-    listing.current_price_fen = amount_fen
+    listing.current_price_fen = offer.amount_fen
     listing.leading_registration_id = registration.id
     listing.bid_count = seq
     # never behind the bid's stamp: the one-statement path stamps the next bid no earlier than this
